@@ -1,0 +1,33 @@
+# The two commands a new machine needs: `make demo` and `make test`. Each sets up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip -q --disable-pip-version-check
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench models phantom clean-venv
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools wheel
+	# CPU torch from this machine's disk (a bare `torch` would pull a multi-GB CUDA build).
+	$(PIP) install torch==2.13.0 "numpy>=1.24" versioneer
+	# pyradiomics is a source build that needs numpy at build time.
+	$(PIP) install --no-build-isolation "pyradiomics>=3.0.1"
+	$(PIP) install -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/onfh demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider Testing
+
+bench: $(STAMP)
+	$(VENV)/bin/onfh bench
+
+models: $(STAMP)
+	$(VENV)/bin/onfh models build --out Resources/Models
+
+clean-venv:
+	rm -rf $(VENV)
