@@ -1,0 +1,170 @@
+"""`onfh` command line: every panel action is also a command (DESIGN §4).
+
+Exit codes: 0 success, 2 bad input (one clear line on stderr, nothing half-written), 1 internal error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError
+
+log = logging.getLogger("onfh")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports misuse as InputError (exit 2, one line) instead of printing usage."""
+
+    def error(self, message: str) -> None:  # noqa: D102 - argparse hook
+        raise InputError(f"{self.prog}: {message}.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="onfh", description="ONFH Assist: osteonecrosis of the femoral head, from hip MRI/CT.")
+    parser.add_argument("--version", action="version", version=f"onfh {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    ph = sub.add_parser("phantom", help="generate a synthetic hip cohort with ground truth")
+    ph.add_argument("--out", required=True, type=Path)
+    ph.add_argument("--patients", type=int, default=70)
+    ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--modality", choices=["mr_t1", "ct", "mixed"], default="mr_t1")
+    ph.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"))
+    ph.add_argument("--spacing", type=float, nargs="+", metavar="MM", help="one value or three (x y z)")
+    _add_progress(ph)
+
+    ds = sub.add_parser("dataset", help="validate a dataset folder or add a case to it")
+    ds_sub = ds.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    val = ds_sub.add_parser("validate", help="print a summary and every problem; exit 2 on any error")
+    val.add_argument("dir", type=Path)
+    val.add_argument("--folds", type=int, default=0, help="also show the patient-grouped fold sizes")
+    val.add_argument("--json", action="store_true", help="print the report as JSON")
+    add = ds_sub.add_parser("add", help="add one scan (image, optional label map, hip rows) atomically")
+    add.add_argument("dir", type=Path)
+    add.add_argument("--image", required=True, type=Path)
+    add.add_argument("--label", type=Path)
+    add.add_argument("--patient", required=True)
+    add.add_argument("--side", action="append", required=True, metavar="SIDE[:key=value,...]",
+                     help="e.g. R:time_months=24,event=1,jic_stage=2 (repeat for each hip)")
+
+    demo = sub.add_parser("demo", help="run the main job on the bundled demo")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"))
+    _add_progress(demo)
+    return parser
+
+
+def _add_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", choices=["bar", "jsonl", "none"], default="bar")
+
+
+def _parse_side(text: str) -> dict:
+    side, _, rest = text.partition(":")
+    if side not in ("L", "R"):
+        raise InputError(f"--side {text!r}: must start with L or R.")
+    row = {"side": side, "time_months": "", "event": ""}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise InputError(f"--side {text!r}: expected key=value pairs after the side.")
+        row[key.strip()] = value.strip()
+    return row
+
+
+def cmd_phantom(args) -> int:
+    from .phantom import write_cohort
+    from .progress import make_reporter
+
+    if args.patients < 1:
+        raise InputError("--patients must be at least 1.")
+    if args.spacing is not None and (len(args.spacing) not in (1, 3) or min(args.spacing) <= 0):
+        raise InputError("--spacing takes one or three positive values in mm.")
+    if args.shape is not None and min(args.shape) < 8:
+        raise InputError("--shape needs at least 8 voxels per axis.")
+    reporter = make_reporter(args.progress)
+    start = time.perf_counter()
+    out = write_cohort(args.out, args.patients, args.seed, args.modality, args.shape, args.spacing, reporter)
+    reporter.result("phantom", dataset=str(out), seconds=round(time.perf_counter() - start, 2))
+    return 0
+
+
+def cmd_dataset(args) -> int:
+    from . import dataset
+
+    if args.action == "add":
+        scan = dataset.add_case(args.dir, args.image, args.label, args.patient, [_parse_side(s) for s in args.side])
+        print(f"added {scan} to {args.dir}")
+        return 0
+    report = dataset.validate(args.dir)
+    if args.folds and report.ok:
+        folds = dataset.patient_folds(dataset.read_hips(args.dir), args.folds)
+        report.summary["patients_per_fold"] = [sum(1 for f in folds.values() if f == k) for k in range(args.folds)]
+    if args.json:
+        print(json.dumps({"summary": report.summary, "errors": report.errors, "warnings": report.warnings}, indent=2))
+    else:
+        _print_validation(args.dir, report)
+    if not report.ok:
+        raise InputError(f"{args.dir}: {len(report.errors)} problem(s); first: {report.errors[0]}")
+    return 0
+
+
+def _print_validation(root: Path, report) -> None:
+    s = report.summary
+    if s:
+        print(f"dataset {root} ({s['name']}, {s['modality']}): {s['scans']} scans, {s['hips']} hips, "
+              f"{s['patients']} patients; outcome known for {s['hips_with_outcome']} hips: "
+              f"{s['events']} collapses, {s['censored']} censored")
+        print("label coverage (scans with each label): "
+              + ", ".join(f"{k} {v}" for k, v in s["label_coverage_scans"].items()))
+        if "patients_per_fold" in s:
+            print(f"patients per fold: {s['patients_per_fold']}")
+    for w in report.warnings:
+        print(f"warning: {w}")
+    for e in report.errors:
+        print(f"problem: {e}")
+
+
+def cmd_demo(args) -> int:
+    """Until the analysis pipeline lands: make a small mixed phantom cohort, validate it, say what it made."""
+    from . import dataset
+    from .phantom import write_cohort
+    from .progress import make_reporter
+
+    reporter = make_reporter(args.progress)
+    start = time.perf_counter()
+    out = write_cohort(args.out / "cohort", patients=4, seed=7, modality="mixed", reporter=reporter)
+    report = dataset.validate(out)
+    _print_validation(out, report)
+    print(f"demo cohort written to {out} in {time.perf_counter() - start:.1f} s")
+    return 0 if report.ok else 1
+
+
+COMMANDS = {"phantom": cmd_phantom, "dataset": cmd_dataset, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.verbose:
+            logging.getLogger().setLevel(logging.DEBUG)
+        return COMMANDS[args.command](args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI boundary: one line for users, traceback in debug
+        log.debug("internal error", exc_info=True)
+        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

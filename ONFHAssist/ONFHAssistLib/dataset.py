@@ -1,0 +1,278 @@
+"""Dataset folders (DESIGN §4): layout, validation with clear messages, patient-grouped folds, atomic adds.
+
+A dataset is `dataset.json`, `images/<scan_id>.nii.gz`, `labels/<scan_id>.nii.gz` and `hips.csv`
+(one row per hip). Every write goes through a temporary file and a rename, so a crash or a reader
+running alongside never sees a torn file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from sklearn.model_selection import StratifiedGroupKFold
+
+from . import io
+from .errors import InputError
+
+REQUIRED_COLUMNS = ("patient_id", "scan_id", "side", "time_months", "event")
+GRADE_CODES = {
+    "jic_stage": {"0", "1", "2", "3", "4"},
+    "jic_type": {"none", "A", "B", "C1", "C2"},
+    "arco": {"0", "1", "2", "3", "4"},
+    "steinberg": {"0", "1", "2", "3", "4", "5", "6"},
+    "ficat": {"0", "1", "2", "3", "4"},
+}
+LABEL_NAMES = {"0": "background", "1": "pelvis", "2": "femur", "3": "necrosis"}
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_table(table: pd.DataFrame, path: Path) -> None:
+    atomic_write_text(path, table.to_csv(index=False))
+
+
+def write_dataset_json(root: Path, name: str, modality: str, extra: dict | None = None) -> None:
+    meta = {"name": name, "modality": modality, "labels": LABEL_NAMES, "format": "onfh-dataset/1"}
+    meta.update(extra or {})
+    atomic_write_text(root / "dataset.json", json.dumps(meta, indent=2) + "\n")
+
+
+def find_volume(folder: Path, scan_id: str) -> Path | None:
+    """The volume file for a scan id in a folder (any supported suffix), confined to that folder."""
+    if not SAFE_ID.match(scan_id):
+        return None
+    for suffix in io.VOLUME_SUFFIXES:
+        candidate = folder / f"{scan_id}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@dataclass
+class ValidationReport:
+    """What `onfh dataset validate` prints: a summary and every problem with its file or row."""
+
+    summary: dict = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def read_hips(root: Path) -> pd.DataFrame:
+    """hips.csv as strings (so codes like '0' stay exact); raises InputError if it cannot be parsed."""
+    path = Path(root) / "hips.csv"
+    if not path.is_file():
+        raise InputError(f"{path}: missing; a dataset needs hips.csv with one row per hip.")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"{path}: not a readable CSV table ({str(exc).splitlines()[0]}).") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}.")
+    return table
+
+
+def check_rows(table: pd.DataFrame, where: str = "hips.csv") -> list[str]:
+    """Every row-level problem, as 'hips.csv row N: ...' (N counts data rows from 1 after the header)."""
+    problems = []
+    for i, row in enumerate(table.to_dict("records"), start=1):
+        at = f"{where} row {i}"
+        for col in ("patient_id", "scan_id"):
+            if not SAFE_ID.match(row[col]):
+                problems.append(f"{at}: {col} {row[col]!r} must be a plain name (letters, digits, _ . -).")
+        if row["side"] not in ("L", "R"):
+            problems.append(f"{at}: side {row['side']!r} must be L or R.")
+        problems += _check_outcome(row, at)
+        for col, codes in GRADE_CODES.items():
+            if col in row and row[col] != "" and row[col] not in codes:
+                problems.append(f"{at}: {col} {row[col]!r} is not one of {sorted(codes)}.")
+    dup = table.duplicated(["scan_id", "side"], keep="first")
+    for i in np.flatnonzero(dup.to_numpy()):
+        problems.append(f"{where} row {i + 1}: duplicate hip {table.scan_id.iloc[i]} {table.side.iloc[i]}.")
+    owners = table.groupby("scan_id")["patient_id"].nunique()
+    for scan in owners[owners > 1].index:
+        problems.append(f"{where}: scan {scan} is listed under more than one patient_id.")
+    return problems
+
+
+def _check_outcome(row: dict, at: str) -> list[str]:
+    time, event = row["time_months"], row["event"]
+    if time == "" and event == "":
+        return []  # outcome unknown: usable for segmentation and staging, not survival
+    problems = []
+    try:
+        t = float(time)
+        if not np.isfinite(t) or t <= 0:
+            problems.append(f"{at}: time_months {time!r} must be a positive number of months.")
+    except ValueError:
+        problems.append(f"{at}: time_months {time!r} is not a number.")
+    if event not in ("0", "1"):
+        problems.append(f"{at}: event {event!r} must be 0 (censored) or 1 (collapse).")
+    return problems
+
+
+def validate(root: str | Path, check_images: bool = True) -> ValidationReport:
+    """Check a dataset folder; collects every problem instead of stopping at the first."""
+    root = Path(root)
+    report = ValidationReport()
+    if not root.is_dir():
+        report.errors.append(f"{root}: no such dataset folder.")
+        return report
+    meta = _read_meta(root, report)
+    try:
+        table = read_hips(root)
+    except InputError as exc:
+        report.errors.append(str(exc))
+        return report
+    report.errors += check_rows(table)
+    coverage = {name: 0 for name in LABEL_NAMES.values() if name != "background"}
+    for scan_id in sorted(set(table.scan_id)):
+        if check_images and SAFE_ID.match(scan_id):
+            _check_scan(root, scan_id, report, coverage)
+    known = table[table.event.isin(["0", "1"])]
+    report.summary = {
+        "name": meta.get("name", ""),
+        "modality": meta.get("modality", ""),
+        "scans": int(table.scan_id.nunique()),
+        "hips": int(len(table)),
+        "patients": int(table.patient_id.nunique()),
+        "hips_with_outcome": int(len(known)),
+        "events": int((known.event == "1").sum()),
+        "censored": int((known.event == "0").sum()),
+        "label_coverage_scans": coverage,
+    }
+    return report
+
+
+def _read_meta(root: Path, report: ValidationReport) -> dict:
+    path = root / "dataset.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        report.errors.append(f"{path}: missing.")
+        return {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        report.errors.append(f"{path}: not valid JSON.")
+        return {}
+    for key in ("name", "modality", "labels"):
+        if key not in meta:
+            report.errors.append(f"{path}: missing key {key!r}.")
+    return meta
+
+
+def _check_scan(root: Path, scan_id: str, report: ValidationReport, coverage: dict) -> None:
+    image_path = find_volume(root / "images", scan_id)
+    if image_path is None:
+        report.errors.append(f"images/: no image for scan {scan_id}.")
+        return
+    try:
+        image = io.read_image(image_path)
+    except InputError as exc:
+        report.errors.append(str(exc))
+        return
+    label_path = find_volume(root / "labels", scan_id)
+    if label_path is None:
+        report.warnings.append(f"labels/: no label map for scan {scan_id} (fine for survival-only use).")
+        return
+    try:
+        label = io.read_image(label_path)
+        check_label(label, image, str(label_path))
+    except InputError as exc:
+        report.errors.append(str(exc))
+        return
+    present = np.unique(sitk.GetArrayViewFromImage(label))
+    for value in present:
+        if str(int(value)) in LABEL_NAMES and value > 0:
+            coverage[LABEL_NAMES[str(int(value))]] += 1
+
+
+def check_label(label: sitk.Image, image: sitk.Image, name: str) -> None:
+    """A label map must hold only 0-3 and share the image's grid exactly (to 1e-4 mm)."""
+    values = np.unique(sitk.GetArrayViewFromImage(label))
+    bad = [v for v in values if v not in (0, 1, 2, 3)]
+    if bad:
+        raise InputError(f"{name}: label values {bad[:5]} are outside 0-3 (background, pelvis, femur, necrosis).")
+    same = (label.GetSize() == image.GetSize()
+            and np.allclose(label.GetSpacing(), image.GetSpacing(), atol=1e-4)
+            and np.allclose(label.GetOrigin(), image.GetOrigin(), atol=1e-4)
+            and np.allclose(label.GetDirection(), image.GetDirection(), atol=1e-6))
+    if not same:
+        raise InputError(f"{name}: the label map's grid (size, spacing, origin, direction) differs from its image's.")
+
+
+def patient_folds(table: pd.DataFrame, n_folds: int, seed: int = 0) -> dict[str, int]:
+    """Fold index per patient: grouped by patient, stratified by event, deterministic by seed."""
+    patients = table.patient_id.astype(str).to_numpy()
+    n_patients = len(set(patients))
+    if n_folds < 2 or n_folds > n_patients:
+        raise InputError(f"cannot make {n_folds} folds from {n_patients} patients.")
+    events = pd.to_numeric(table.event, errors="coerce").fillna(0).astype(int).to_numpy()
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    folds: dict[str, int] = {}
+    for fold, (_, test_idx) in enumerate(splitter.split(np.zeros(len(table)), events, groups=patients)):
+        for p in patients[test_idx]:
+            folds[str(p)] = fold
+    return folds
+
+
+def add_case(root: str | Path, image_path: str | Path, label_path: str | Path | None, patient_id: str,
+             sides: Iterable[dict], scan_id: str | None = None) -> str:
+    """Add one scan and its hip rows; files are written first, hips.csv last, each atomically.
+
+    A crash before the final rename leaves the old hips.csv, which never references the new files,
+    so the dataset stays valid.
+    """
+    root = Path(root)
+    if not SAFE_ID.match(patient_id):
+        raise InputError(f"patient id {patient_id!r} must be a plain name (letters, digits, _ . -).")
+    image = io.read_image(image_path)
+    label = io.read_image(label_path) if label_path else None
+    if label is not None:
+        check_label(label, image, str(label_path))
+    table = read_hips(root) if (root / "hips.csv").exists() else pd.DataFrame(columns=list(REQUIRED_COLUMNS))
+    if scan_id is None:
+        existing = set(table.scan_id)
+        n = 1
+        while f"{patient_id}_S{n}" in existing:
+            n += 1
+        scan_id = f"{patient_id}_S{n}"
+    if scan_id in set(table.scan_id):
+        raise InputError(f"scan {scan_id} is already in {root / 'hips.csv'}.")
+    rows = pd.DataFrame([{**{k: str(v) for k, v in side.items()}, "patient_id": patient_id, "scan_id": scan_id}
+                         for side in sides])
+    problems = check_rows(pd.concat([table, rows], ignore_index=True).fillna(""))
+    if problems:
+        raise InputError(problems[0])
+    io.write_image(image, root / "images" / f"{scan_id}.nii.gz")
+    if label is not None:
+        io.write_image(sitk.Cast(label, sitk.sitkUInt8), root / "labels" / f"{scan_id}.nii.gz")
+    if not (root / "dataset.json").exists():
+        write_dataset_json(root, root.name, "unknown")
+    write_table(pd.concat([table, rows], ignore_index=True).fillna(""), root / "hips.csv")
+    return scan_id

@@ -1,0 +1,249 @@
+"""Volume I/O and geometry with SimpleITK.
+
+Everything here works in physical LPS millimetres, so results never depend on how a scanner stored
+its voxels. Mirroring is done on the geometry (a reflected direction matrix), never by flipping
+arrays, which keeps it exact for oblique and anisotropic grids: mirror twice is the identity.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputError
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+MAX_VOXELS = 1024**3 // 2  # 512 M voxels: larger than any hip scan, small enough to refuse absurd headers
+MAX_DIM = 4096
+MIN_DIM = 4
+REFLECT_X = np.diag([-1.0, 1.0, 1.0])
+
+
+def volume_suffix(path: str | Path) -> str:
+    """The file type suffix ('.nii.gz' counts as one), or '' for a folder or unknown type."""
+    name = str(path).lower()
+    return next((s for s in VOLUME_SUFFIXES if name.endswith(s)), "")
+
+
+def read_image(path: str | Path) -> sitk.Image:
+    """Read a 3D scalar volume (NIfTI, NRRD, MHA/MHD or a DICOM series folder), validated."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder.")
+    if path.is_dir():
+        image = _read_dicom_series(path)
+    else:
+        image = _read_file(path)
+    check_image(image, str(path))
+    return image
+
+
+def _read_file(path: Path) -> sitk.Image:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise InputError(f"{path}: not a readable image file (unknown format or damaged header).") from None
+    _check_header(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+    try:
+        return reader.Execute()
+    except RuntimeError:
+        raise InputError(f"{path}: the image data could not be read (truncated or corrupt file).") from None
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
+    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise InputError(f"{folder}: the folder holds no DICOM series.")
+    if len(series) > 1:
+        raise InputError(f"{folder}: the folder holds {len(series)} DICOM series; put one series per folder.")
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+    if len(files) < MIN_DIM:
+        raise InputError(f"{folder}: the DICOM series has only {len(files)} slices; a 3D volume is needed.")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    try:
+        return reader.Execute()
+    except RuntimeError:
+        raise InputError(f"{folder}: the DICOM series could not be read (corrupt or inconsistent slices).") from None
+
+
+def _check_header(path: Path, dim: int, size: Sequence[int], components: int) -> None:
+    if dim != 3:
+        raise InputError(f"{path}: a 3D volume is needed but the file is {dim}D.")
+    if components != 1:
+        raise InputError(f"{path}: a scalar volume is needed but each voxel has {components} components.")
+    if max(size) > MAX_DIM or int(np.prod(size, dtype=np.int64)) > MAX_VOXELS:
+        raise InputError(f"{path}: the header claims an absurd size {tuple(size)}.")
+
+
+def check_image(image: sitk.Image, name: str = "image") -> None:
+    """Raise InputError unless the image is a finite 3D scalar volume with sane geometry."""
+    _check_header(Path(name), image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
+    if min(image.GetSize()) < MIN_DIM:
+        raise InputError(f"{name}: the volume is too small {image.GetSize()}; at least {MIN_DIM} voxels per axis are needed.")
+    spacing = np.array(image.GetSpacing())
+    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise InputError(f"{name}: voxel spacing {tuple(spacing)} must be positive.")
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    if not np.all(np.isfinite(direction)) or abs(np.linalg.det(direction)) < 1e-3:
+        raise InputError(f"{name}: the direction matrix is singular.")
+    if not np.all(np.isfinite(image.GetOrigin())):
+        raise InputError(f"{name}: the origin is not finite.")
+    array = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
+        raise InputError(f"{name}: the volume contains NaN or infinite voxels.")
+
+
+def write_image(image: sitk.Image, path: str | Path, compress: bool = True) -> Path:
+    """Write atomically: a temporary file beside the target, then a rename, so no reader sees half a file."""
+    path = Path(path)
+    suffix = volume_suffix(path)
+    if not suffix:
+        raise InputError(f"{path}: unsupported output type; use one of {', '.join(VOLUME_SUFFIXES)}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, compress)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def write_dicom_series(image: sitk.Image, folder: str | Path, modality: str = "CT") -> Path:
+    """Write an integer volume as a minimal DICOM series (one file per slice), e.g. to test DICOM input."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    image = sitk.Cast(image, sitk.sitkInt16)
+    direction = image.GetDirection()
+    series_uid = "1.2.826.0.1.3680043.2.1125." + str(int(hashlib.sha1(str(folder).encode()).hexdigest(), 16) % 10**12)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetDepth()):
+        slice_ = image[:, :, k]
+        tags = {
+            "0008|0060": modality,
+            "0020|000e": series_uid,
+            "0020|0032": "\\".join(f"{v:.6f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))),
+            "0020|0037": "\\".join(f"{v:.6f}" for v in direction[0::3] + direction[1::3]),
+            "0020|0013": str(k + 1),
+            "0028|0030": f"{image.GetSpacing()[1]:.6f}\\{image.GetSpacing()[0]:.6f}",
+            "0018|0050": f"{image.GetSpacing()[2]:.6f}",
+            "0008|0018": f"{series_uid}.{k + 1}",
+        }
+        for tag, value in tags.items():
+            slice_.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"slice{k:04d}.dcm"))
+        writer.Execute(slice_)
+    return folder
+
+
+def orientation_code(image: sitk.Image) -> str:
+    """Three-letter orientation of the voxel axes, e.g. 'LPS' or 'RAS' (closest for oblique grids)."""
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection())
+
+
+def describe(image: sitk.Image) -> dict:
+    """Summary a user sees: size, spacing, orientation, origin and intensity range."""
+    array = sitk.GetArrayViewFromImage(image)
+    return {
+        "size": list(image.GetSize()),
+        "spacing_mm": [round(s, 6) for s in image.GetSpacing()],
+        "orientation": orientation_code(image),
+        "origin_lps": [round(o, 4) for o in image.GetOrigin()],
+        "intensity_range": [float(array.min()), float(array.max())],
+    }
+
+
+def grid_reference(center_lps: Sequence[float], size_mm: float | Sequence[float], spacing_mm: float | Sequence[float]) -> sitk.Image:
+    """An empty axis-aligned (identity direction) grid whose physical centre is `center_lps`."""
+    size_mm = np.broadcast_to(np.asarray(size_mm, float), (3,))
+    spacing = np.broadcast_to(np.asarray(spacing_mm, float), (3,))
+    size = np.maximum(np.round(size_mm / spacing).astype(int), 1)
+    origin = np.asarray(center_lps, float) - (size - 1) * spacing / 2.0
+    ref = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
+    ref.SetSpacing([float(s) for s in spacing])
+    ref.SetOrigin([float(o) for o in origin])
+    return ref
+
+
+def resample_to(image: sitk.Image, reference: sitk.Image, label: bool = False, default: float = 0.0) -> sitk.Image:
+    """Resample onto another grid; labels use nearest neighbour so values stay labels."""
+    interpolator = sitk.sitkNearestNeighbor if label else sitk.sitkLinear
+    return sitk.Resample(image, reference, sitk.Transform(), interpolator, default, image.GetPixelID())
+
+
+def resample_spacing(image: sitk.Image, spacing_mm: float | Sequence[float], label: bool = False) -> sitk.Image:
+    """Resample to a new spacing, keeping origin and direction and covering the same extent."""
+    spacing = np.broadcast_to(np.asarray(spacing_mm, float), (3,))
+    extent = np.array(image.GetSize()) * np.array(image.GetSpacing())
+    size = np.maximum(np.round(extent / spacing).astype(int), 1)
+    ref = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
+    ref.SetSpacing([float(s) for s in spacing])
+    ref.SetOrigin(image.GetOrigin())
+    ref.SetDirection(image.GetDirection())
+    return resample_to(image, ref, label=label, default=_background(image, label))
+
+
+def crop_box(image: sitk.Image, center_lps: Sequence[float], size_mm: float | Sequence[float],
+             spacing_mm: float | Sequence[float], label: bool = False, default: float | None = None) -> sitk.Image:
+    """Resample a physical box centred on a point onto an axis-aligned grid; outside the scan is padded."""
+    ref = grid_reference(center_lps, size_mm, spacing_mm)
+    fill = _background(image, label) if default is None else default
+    return resample_to(image, ref, label=label, default=fill)
+
+
+def _background(image: sitk.Image, label: bool) -> float:
+    """Padding value: 0 for labels, the darkest voxel for intensities (air on CT, background on MR)."""
+    if label:
+        return 0.0
+    return float(sitk.GetArrayViewFromImage(image).min())
+
+
+def mirror_point(point_lps: Sequence[float], plane_x: float) -> np.ndarray:
+    """Reflect a point about the sagittal plane x = plane_x (LPS x runs right to left)."""
+    p = np.asarray(point_lps, float).copy()
+    p[0] = 2.0 * plane_x - p[0]
+    return p
+
+
+def mirror(image: sitk.Image, plane_x: float) -> sitk.Image:
+    """Mirror an image about the sagittal plane x = plane_x by reflecting its geometry (voxels untouched).
+
+    A left hip mirrored this way looks like a right hip to every model; mirroring the result again
+    puts it back exactly, because the same reflection applied twice is the identity.
+    """
+    out = sitk.Image(image)
+    direction = REFLECT_X @ np.array(image.GetDirection()).reshape(3, 3)
+    out.SetDirection([float(v) for v in direction.ravel()])
+    out.SetOrigin([float(v) for v in mirror_point(image.GetOrigin(), plane_x)])
+    return out
+
+
+def canonical(image: sitk.Image) -> sitk.Image:
+    """Permute/flip voxel axes so the grid is (nearest to) LPS; geometry is preserved exactly."""
+    return sitk.DICOMOrient(image, "LPS")
+
+
+def physical_to_index(image: sitk.Image, point_lps: Sequence[float]) -> np.ndarray:
+    """Continuous (x, y, z) voxel index of a physical point."""
+    return np.array(image.TransformPhysicalPointToContinuousIndex([float(v) for v in point_lps]))
+
+
+def index_to_physical(image: sitk.Image, index_xyz: Sequence[float]) -> np.ndarray:
+    """Physical LPS point of a continuous (x, y, z) voxel index."""
+    return np.array(image.TransformContinuousIndexToPhysicalPoint([float(v) for v in index_xyz]))
+
+
+def voxel_volume_ml(image: sitk.Image) -> float:
+    """Volume of one voxel in millilitres."""
+    return float(np.prod(image.GetSpacing())) / 1000.0

@@ -1,0 +1,311 @@
+"""Synthetic bilateral hip scans (MR-T1-like or CT-like) with ground truth for every task.
+
+A scan is drawn in three steps: patient anatomy and per-hip truth (`phantom_hips`), a scanner grid
+(spacing, field of view, storage orientation, a small patient rotation), and rendering: signed
+distance fields of pelvis and femora (`phantom_anatomy`) become a label map and tissue classes,
+tissue classes become intensities, then partial-volume blur, bias field and noise.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+from scipy import ndimage
+
+from . import io
+from .dataset import write_dataset_json, write_table
+from .phantom_anatomy import FAR, Grid, Primitive, capsule, cup, ellipsoid, rotation_matrix, sphere, union_into, unit
+from .phantom_hips import HipTruth, head_surface_radius, lesion_masks, sample_patient_hips
+
+log = logging.getLogger(__name__)
+
+MODALITIES = ("mr_t1", "ct")
+LABELS = {0: "background", 1: "pelvis", 2: "femur", 3: "necrosis"}
+
+# Tissue intensities: MR-T1 in arbitrary units (fat bright, cortex and fluid dark), CT in HU.
+TISSUE = {
+    "mr_t1": dict(air=5, fat=900, muscle=300, cortex=60, marrow=760, joint=220, lesion=520, rim=110,
+                  crescent=140, bme=420, cyst=200),
+    "ct": dict(air=-1000, fat=-100, muscle=45, cortex=1250, marrow=230, joint=20, lesion=170, rim=700,
+               crescent=-150, bme=230, cyst=30),
+}
+NOISE_SD = {"mr_t1": 18.0, "ct": 18.0}
+
+
+@dataclass
+class ScanSpec:
+    """Where the scanner grid sits: size (x, y, z voxels), spacing (mm), orientation and placement."""
+
+    size: tuple
+    spacing: tuple
+    direction: tuple = (1, 0, 0, 0, 1, 0, 0, 0, 1)
+    center_offset_mm: tuple = (0.0, 0.0, 0.0)
+
+
+@dataclass
+class PatientAnatomy:
+    """Patient-level shape parameters (mm, degrees) and where the anatomy frame sits in the world."""
+
+    head_separation_mm: float
+    neck_shaft_deg: float
+    anteversion_deg: float
+    joint_gap_mm: float
+    body_semi_mm: tuple
+    fat_mm: float
+    rotation_deg: tuple
+    translation_mm: tuple
+    hips: list = field(default_factory=list)
+
+    def rotation(self) -> np.ndarray:
+        return rotation_matrix(self.rotation_deg)
+
+    def head_center_anatomy(self, hip: HipTruth) -> np.ndarray:
+        return np.array([hip.side_sign() * self.head_separation_mm / 2.0, 0.0, 0.0])
+
+    def head_center_lps(self, hip: HipTruth) -> np.ndarray:
+        return self.rotation() @ self.head_center_anatomy(hip) + np.asarray(self.translation_mm)
+
+
+def sample_anatomy(rng: np.random.Generator, hips: list[HipTruth] | None = None) -> PatientAnatomy:
+    """Patient shape and pose; a small rotation and shift model positioning on the table."""
+    return PatientAnatomy(
+        head_separation_mm=float(rng.uniform(170, 200)),
+        neck_shaft_deg=float(rng.uniform(120, 140)),
+        anteversion_deg=float(rng.uniform(5, 20)),
+        joint_gap_mm=float(rng.uniform(2.5, 3.5)),
+        body_semi_mm=(float(rng.uniform(165, 195)), float(rng.uniform(110, 135)), 400.0),
+        fat_mm=float(rng.uniform(12, 30)),
+        rotation_deg=tuple(float(v) for v in np.clip(rng.normal(0, 4, 3), -8, 8)),
+        translation_mm=tuple(float(v) for v in rng.uniform(-15, 15, 3)),
+        hips=hips if hips is not None else sample_patient_hips(rng),
+    )
+
+
+def sample_scan_spec(rng: np.random.Generator, shape: Sequence[int] | None = None,
+                     spacing: Sequence[float] | None = None) -> ScanSpec:
+    """Random spacing, field of view and storage orientation (LPS, RAS or LPI order)."""
+    if spacing is None:
+        inplane = float(rng.uniform(1.2, 2.0))
+        spacing = (inplane, inplane, float(rng.uniform(1.5, 3.0)))
+    spacing = tuple(float(s) for s in np.broadcast_to(np.asarray(spacing, float), (3,)))
+    if shape is None:
+        fov = np.array([rng.uniform(340, 400), rng.uniform(240, 290), rng.uniform(150, 200)])
+        shape = np.round(fov / np.array(spacing)).astype(int)
+    flips = [(1, 1, 1), (-1, -1, 1), (1, 1, -1)][int(rng.integers(3))]
+    direction = tuple(float(v) for v in np.diag(flips).ravel())
+    offset = tuple(float(v) for v in rng.uniform(-10, 10, 3))
+    return ScanSpec(tuple(int(s) for s in shape), spacing, direction, offset)
+
+
+def _femur(anat: PatientAnatomy, hip: HipTruth) -> tuple[list[Primitive], float]:
+    """Head (flattened at collapse), neck, trochanters and shaft; returns prims and the neck-base height."""
+    c = anat.head_center_anatomy(hip)
+    s, r = hip.side_sign(), hip.head_radius_mm
+    alpha, beta = np.radians(anat.neck_shaft_deg), np.radians(anat.anteversion_deg)
+    to_head = unit([-s * np.sin(alpha) * np.cos(beta), -np.sin(alpha) * np.sin(beta), -np.cos(alpha)])
+    neck_base = c - (2.1 * r) * to_head
+    shaft_top = neck_base + np.array([s * 4.0, 0.0, 8.0])
+    shaft_end = shaft_top + np.array([-s * 25.0, 0.0, -300.0])
+
+    def head_sdf(x, y, z):
+        rel = np.stack([x - c[0], y - c[1], z - c[2]], axis=-1)
+        d = np.linalg.norm(rel, axis=-1)
+        return d - head_surface_radius(hip, rel)
+
+    prims = [
+        Primitive(c - r, c + r, head_sdf),
+        capsule(c - 0.3 * r * to_head, neck_base, 0.62 * r),
+        capsule(shaft_top, shaft_end, 0.58 * r),
+        sphere(neck_base + np.array([s * 14.0, 4.0, 14.0]), 0.72 * r),
+        sphere(neck_base + np.array([-s * 8.0, 14.0, -28.0]), 0.35 * r),
+    ]
+    return prims, float(neck_base[2])
+
+
+def _hemipelvis(anat: PatientAnatomy, hip: HipTruth) -> list[Primitive]:
+    """Acetabulum, ilium, pubic and ischial rami of one side."""
+    c = anat.head_center_anatomy(hip)
+    s, r, g = hip.side_sign(), hip.head_radius_mm, anat.joint_gap_mm
+    opening = unit([s * 0.68, -0.30, -0.67])
+    symphysis = np.array([-s * 6.0, -52.0, -28.0])
+    tuberosity = c + np.array([-s * 22.0, 28.0, -58.0])
+    wing_axes = np.array([unit([s, -0.45, 0.15]), unit([0.45 * s, 1.0, 0.0]), [0, 0, 1.0]])
+    wing_axes[1] = unit(np.cross(wing_axes[2], wing_axes[0]))
+    wing_axes[2] = np.cross(wing_axes[0], wing_axes[1])
+    return [
+        cup(c, r + g, r + g + 9.0, opening, 0.25 * r),
+        capsule(c + np.array([-s * 2.0, 8.0, r + 8.0]), c + np.array([s * 6.0, 18.0, 62.0]), 17.0),
+        ellipsoid(c + np.array([s * 2.0, 18.0, 88.0]), wing_axes, (8.0, 62.0, 46.0)),
+        capsule(c + np.array([-s * (r + 4.0), -16.0, -6.0]), symphysis, 9.0),
+        capsule(c + np.array([-s * 6.0, 20.0, -r]), tuberosity, 12.0),
+        capsule(tuberosity, symphysis + np.array([-s * 4.0, 10.0, -12.0]), 7.0),
+    ]
+
+
+def _sacrum(anat: PatientAnatomy) -> Primitive:
+    axes = np.array([[1.0, 0, 0], unit([0, 1.0, 0.45]), unit([0, -0.45, 1.0])])
+    return ellipsoid([0.0, 80.0, 75.0], axes, (48.0, 20.0, 55.0))
+
+
+def render(anat: PatientAnatomy, spec: ScanSpec, modality: str, rng: np.random.Generator) -> tuple[sitk.Image, sitk.Image]:
+    """Render one scan: (intensity image, label map) on the grid `spec` describes."""
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; use one of {MODALITIES}")
+    size, spacing = np.array(spec.size), np.array(spec.spacing)
+    direction = np.array(spec.direction, float).reshape(3, 3)
+    rot, trans = anat.rotation(), np.asarray(anat.translation_mm)
+    fov_center = rot @ np.array([0.0, 10.0, 15.0]) + trans + np.asarray(spec.center_offset_mm)
+    origin = fov_center - direction @ ((size - 1) * spacing / 2.0)
+    grid = Grid(size, spacing, origin, direction, rot, trans)
+
+    pelvis = np.full(grid.shape_zyx, FAR, np.float32)
+    femur = np.full(grid.shape_zyx, FAR, np.float32)
+    neck_z = {}
+    for hip in anat.hips:
+        prims, neck_z[hip.side] = _femur(anat, hip)
+        union_into(grid, femur, prims, k=6.0)
+        union_into(grid, pelvis, _hemipelvis(anat, hip), k=5.0)
+    union_into(grid, pelvis, [_sacrum(anat)], k=8.0)
+    for hip in anat.hips:  # keep the joint space free of pelvis
+        c, keep_out = anat.head_center_anatomy(hip), hip.head_radius_mm + anat.joint_gap_mm
+        found = grid.block(c - keep_out, c + keep_out)
+        if found:
+            sl, (x, y, z) = found
+            d = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2)
+            pelvis[sl] = np.maximum(pelvis[sl], keep_out - d)
+
+    label = np.zeros(grid.shape_zyx, np.uint8)
+    label[pelvis < 0] = 1
+    label[femur < 0] = 2
+    t = TISSUE[modality]
+    image = _soft_tissue(grid, anat, t)
+    q = grid.coordinates()
+    femur_cortex = 1.3 + 3.5 * np.clip((min(neck_z.values()) - q[2]) / 40.0, 0.0, 1.0)
+    _paint_bone(image, pelvis, 1.6, t)
+    _paint_bone(image, femur, femur_cortex, t)
+    for hip in anat.hips:
+        _paint_hip(grid, anat, hip, image, label, t)
+    image = _acquire(image, spacing, modality, grid, rng)
+    return _to_sitk(image, spec, origin, np.int16), _to_sitk(label, spec, origin, np.uint8)
+
+
+def _soft_tissue(grid: Grid, anat: PatientAnatomy, t: dict) -> np.ndarray:
+    """Air outside the body, subcutaneous fat, muscle, and pelvic fat."""
+    x, y, z = grid.coordinates()
+    a, b, _ = anat.body_semi_mm
+    body = np.sqrt((x / a) ** 2 + ((y - 5.0) / b) ** 2 + 0 * z)
+    image = np.full(grid.shape_zyx, t["air"], np.float32)
+    image[body < 1.0] = t["fat"]
+    image[body < 1.0 - anat.fat_mm / b] = t["muscle"]
+    pelvic_fat = ((x / 55.0) ** 2 + ((y - 5.0) / 45.0) ** 2 + ((z - 45.0) / 45.0) ** 2) < 1.0
+    image[pelvic_fat] = t["fat"]
+    return image
+
+
+def _paint_bone(image: np.ndarray, sdf: np.ndarray, cortex_mm, t: dict) -> None:
+    inside = sdf < 0
+    cortex = inside & (sdf > -np.asarray(cortex_mm))
+    image[inside] = t["marrow"]
+    image[cortex] = t["cortex"]
+
+
+def _paint_hip(grid: Grid, anat: PatientAnatomy, hip: HipTruth, image, label, t: dict) -> None:
+    """Joint space, necrotic lesion with its rim and crescent, and bone-marrow oedema of one hip."""
+    c = anat.head_center_anatomy(hip)
+    reach = 1.4 * hip.head_radius_mm + anat.joint_gap_mm
+    found = grid.block(c - reach, c + reach)
+    if found is None:
+        return
+    sl, (x, y, z) = found
+    rel = np.stack([x - c[0], y - c[1], z - c[2]], axis=-1)
+    d = np.linalg.norm(rel, axis=-1)
+    sub_label, sub_image = label[sl], image[sl]
+    masks = lesion_masks(hip, rel)
+    joint = (d < hip.head_radius_mm + anat.joint_gap_mm) & ~masks["head"] & (sub_label != 2)
+    sub_image[joint & (sub_label == 0)] = t["joint"]
+    if hip.bme:
+        marrow = (sub_label == 2) & (sub_image == t["marrow"]) & (d < 1.3 * hip.head_radius_mm)
+        sub_image[marrow & ~masks["lesion"]] = t["bme"]
+    lesion = masks["lesion"] & (sub_label == 2)
+    sub_image[lesion & (sub_image != t["cortex"])] = t["lesion"]
+    sub_image[masks["rim"] & lesion & (sub_image != t["cortex"])] = t["rim"]
+    sub_image[masks["crescent"] & lesion] = t["crescent"]
+    sub_label[lesion] = 3
+
+
+def _acquire(image: np.ndarray, spacing: np.ndarray, modality: str, grid: Grid, rng) -> np.ndarray:
+    """Partial-volume blur, a smooth bias field (MR), and noise (Rician on MR, Gaussian on CT)."""
+    sigma_vox = 0.6 / spacing[::-1]
+    image = ndimage.gaussian_filter(image, sigma=sigma_vox)
+    sd = NOISE_SD[modality]
+    if modality == "mr_t1":
+        x, y, z = grid.coordinates()
+        coef = rng.normal(0, 0.0012, 3)
+        bias = np.exp(coef[0] * x + coef[1] * y + coef[2] * z + rng.normal(0, 2e-6) * (x * x + y * y))
+        image = image * bias
+        image = np.sqrt((image + rng.normal(0, sd, image.shape)) ** 2 + rng.normal(0, sd, image.shape) ** 2)
+    else:
+        image = image + rng.normal(0, sd, image.shape)
+    return image
+
+
+def _to_sitk(array: np.ndarray, spec: ScanSpec, origin, dtype) -> sitk.Image:
+    if np.issubdtype(dtype, np.integer) and dtype != np.uint8:
+        array = np.clip(np.round(array), -32768, 32767)
+    img = sitk.GetImageFromArray(array.astype(dtype))
+    img.SetSpacing([float(s) for s in spec.spacing])
+    img.SetOrigin([float(o) for o in origin])
+    img.SetDirection([float(v) for v in spec.direction])
+    return img
+
+
+def hip_rows(patient_id: str, scan_id: str, modality: str, anat: PatientAnatomy) -> list[dict]:
+    """hips.csv rows for one scan: outcome, grades and the phantom's ground truth."""
+    rows = []
+    for hip in anat.hips:
+        center = anat.head_center_lps(hip)
+        rows.append({
+            "patient_id": patient_id, "scan_id": scan_id, "side": hip.side,
+            "time_months": hip.time_months, "event": hip.event, **hip.grades(),
+            "modality": modality, "bme": hip.bme,
+            "head_x": round(float(center[0]), 4), "head_y": round(float(center[1]), 4),
+            "head_z": round(float(center[2]), 4), "head_radius_mm": hip.head_radius_mm,
+            "necrotic_ratio": round(hip.necrotic_ratio, 5), "necrotic_angle_deg": round(hip.necrotic_angle_deg, 2),
+            "sranet_positive": int(hip.has_lesion),
+        })
+    return rows
+
+
+def patient_rng(seed: int, index: int) -> np.random.Generator:
+    """Each patient gets its own stream, so patient k is the same whatever the cohort size."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
+
+
+def write_cohort(out: str | Path, patients: int, seed: int, modality: str = "mr_t1",
+                 shape: Sequence[int] | None = None, spacing: Sequence[float] | None = None,
+                 reporter=None) -> Path:
+    """Generate a phantom dataset folder (DESIGN §4); modality 'mixed' alternates MR-T1 and CT."""
+    out = Path(out)
+    rows = []
+    for i in range(patients):
+        rng = patient_rng(seed, i)
+        mod = (MODALITIES[i % 2] if modality == "mixed" else modality)
+        anat = sample_anatomy(rng)
+        spec = sample_scan_spec(rng, shape, spacing)
+        image, label = render(anat, spec, mod, rng)
+        pid = f"P{seed:03d}{i:04d}"
+        scan_id = f"{pid}_S1"
+        io.write_image(image, out / "images" / f"{scan_id}.nii.gz")
+        io.write_image(label, out / "labels" / f"{scan_id}.nii.gz")
+        rows += hip_rows(pid, scan_id, mod, anat)
+        if reporter is not None:
+            reporter.progress("phantom", (i + 1) / patients, message=f"{scan_id} ({mod})")
+    write_table(pd.DataFrame(rows), out / "hips.csv")
+    write_dataset_json(out, f"phantom-seed{seed}", modality,
+                       {"generator": "ONFHAssistLib.phantom", "seed": seed, "patients": patients})
+    return out
