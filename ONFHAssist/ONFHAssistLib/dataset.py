@@ -10,6 +10,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -235,9 +236,11 @@ def patient_folds(table: pd.DataFrame, n_folds: int, seed: int = 0) -> dict[str,
     events = pd.to_numeric(table.event, errors="coerce").fillna(0).astype(int).to_numpy()
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     folds: dict[str, int] = {}
-    for fold, (_, test_idx) in enumerate(splitter.split(np.zeros(len(table)), events, groups=patients)):
-        for p in patients[test_idx]:
-            folds[str(p)] = fold
+    with warnings.catch_warnings():  # small cohorts: sklearn warns that a class is rarer than n_folds
+        warnings.simplefilter("ignore", UserWarning)
+        for fold, (_, test_idx) in enumerate(splitter.split(np.zeros(len(table)), events, groups=patients)):
+            for p in patients[test_idx]:
+                folds[str(p)] = fold
     return folds
 
 
