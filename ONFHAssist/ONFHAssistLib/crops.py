@@ -1,0 +1,74 @@
+"""Per-hip crops: a fixed physical box around a femoral head, left hips mirrored onto the right.
+
+Every per-hip model (segmentation, staging, SRANet, survival) sees the same kind of input: an
+axis-aligned LPS box centred on the head, with the patient's left hip reflected about the sagittal
+plane through its own centre so that it looks like a right hip. `uncrop` undoes both steps exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import io
+
+CT_WINDOW = (-200.0, 1600.0)
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    """Box edge (mm) and voxel spacing (mm); size in voxels follows."""
+
+    box_mm: float = 96.0
+    spacing_mm: float = 1.5
+
+    @property
+    def size(self) -> int:
+        return int(round(self.box_mm / self.spacing_mm))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def hip_crop(image: sitk.Image, center_lps: Sequence[float], side: str, spec: CropSpec,
+             label: bool = False) -> sitk.Image:
+    """Crop the box around a head; for side 'L' the image is mirrored first (about x = centre x)."""
+    source = io.mirror(image, float(center_lps[0])) if side == "L" else image
+    return io.crop_box(source, center_lps, spec.box_mm, spec.spacing_mm, label=label)
+
+
+def uncrop(crop: sitk.Image, side: str, center_lps: Sequence[float], reference: sitk.Image,
+           label: bool = False, default: float = 0.0) -> sitk.Image:
+    """Put a crop-space map back on the input grid (mirrored back for a left hip)."""
+    placed = io.mirror(crop, float(center_lps[0])) if side == "L" else crop
+    return io.resample_to(placed, reference, label=label, default=default)
+
+
+def guess_modality(image: sitk.Image) -> str:
+    """CT if intensities look like Hounsfield units (air near -1000), otherwise MR-T1."""
+    arr = sitk.GetArrayViewFromImage(image)
+    sample = arr.reshape(-1)[:: max(1, arr.size // 200000)]
+    return "ct" if np.percentile(sample, 1) < -500 else "mr_t1"
+
+
+def normalise(array: np.ndarray, modality: str) -> np.ndarray:
+    """Model input scale: CT by a fixed bone window, MR by robust percentiles of the crop itself."""
+    array = array.astype(np.float32)
+    if modality == "ct":
+        lo, hi = CT_WINDOW
+    else:
+        lo, hi = np.percentile(array, (1.0, 99.5))
+        hi = max(hi, lo + 1e-3)
+    return np.clip((array - lo) / (hi - lo), -0.2, 1.2).astype(np.float32)
+
+
+def crop_arrays(image: sitk.Image, center_lps, side: str, spec: CropSpec, modality: str,
+                label: sitk.Image | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Normalised image crop (z, y, x) and optional label crop, ready for a network."""
+    img = normalise(sitk.GetArrayFromImage(hip_crop(image, center_lps, side, spec)), modality)
+    lab = None
+    if label is not None:
+        lab = sitk.GetArrayFromImage(hip_crop(label, center_lps, side, spec, label=True)).astype(np.int64)
+    return img, lab

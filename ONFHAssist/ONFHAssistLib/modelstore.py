@@ -1,0 +1,223 @@
+"""Model folders (DESIGN §4): `model.json` + `weights.safetensors`, checksummed, never pickled.
+
+Two stores are searched: the shipped one (`Resources/Models` of the extension) and the user's
+(`$ONFH_MODELS`, default `~/.onfh/models`). Every load re-hashes the weights, so a corrupted or
+tampered file stops the run with a clear message instead of producing wrong numbers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .dataset import atomic_write_text
+from .errors import InputError
+
+WEIGHTS = "weights.safetensors"
+CARD = "model.json"
+SHIPPED_STORE = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+DEMO_LABEL = "phantom-trained demo — not for clinical use"
+
+
+def user_store() -> Path:
+    return Path(os.environ.get("ONFH_MODELS", Path.home() / ".onfh" / "models"))
+
+
+def stores() -> list[Path]:
+    return [SHIPPED_STORE, user_store()]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _version_key(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else 0 for p in str(version).split("."))
+
+
+@dataclass
+class ModelEntry:
+    """A model folder and its card."""
+
+    folder: Path
+    card: dict
+
+    @property
+    def name(self) -> str:
+        return self.card["name"]
+
+    @property
+    def task(self) -> str:
+        return self.card["task"]
+
+    @property
+    def version(self) -> str:
+        return str(self.card["version"])
+
+    def provenance(self) -> dict:
+        return {"name": self.name, "task": self.task, "version": self.version, "sha256": self.card["sha256"],
+                "label": self.card.get("label", "")}
+
+
+def save_model(folder: str | Path, model: torch.nn.Module, card: dict) -> ModelEntry:
+    """Write weights then card, each atomically; the card records the weights' sha256 and size."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for key in ("name", "task", "version"):
+        if key not in card:
+            raise ValueError(f"model card needs {key!r}")
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
+    os.close(fd)
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, tmp)
+        os.replace(tmp, folder / WEIGHTS)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    full = dict(card)
+    full.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    full.setdefault("label", DEMO_LABEL)
+    full["parameters"] = int(sum(p.numel() for p in model.parameters()))
+    full["size_mb"] = round((folder / WEIGHTS).stat().st_size / 1e6, 3)
+    full["sha256"] = sha256_file(folder / WEIGHTS)
+    atomic_write_text(folder / CARD, json.dumps(full, indent=2) + "\n")
+    return ModelEntry(folder, full)
+
+
+def read_entry(folder: str | Path) -> ModelEntry:
+    """The card of a model folder, checked for the fields every loader relies on."""
+    folder = Path(folder)
+    card_path = folder / CARD
+    if not card_path.is_file():
+        raise InputError(f"{folder}: not a model folder (no {CARD}).")
+    try:
+        card = json.loads(card_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{card_path}: not valid JSON.") from None
+    missing = [k for k in ("name", "task", "version", "sha256") if k not in card]
+    if missing:
+        raise InputError(f"{card_path}: missing {', '.join(missing)}.")
+    if not (folder / WEIGHTS).is_file():
+        raise InputError(f"{folder}: {WEIGHTS} is missing (only safetensors weights are accepted).")
+    return ModelEntry(folder, card)
+
+
+def verify(entry: ModelEntry) -> None:
+    """Raise InputError unless the weights' sha256 equals the card's."""
+    actual = sha256_file(entry.folder / WEIGHTS)
+    if actual != entry.card["sha256"]:
+        raise InputError(f"{entry.folder / WEIGHTS}: checksum mismatch (expected {entry.card['sha256'][:12]}…, "
+                         f"found {actual[:12]}…); the file is corrupted or was modified.")
+
+
+def load_weights(entry: ModelEntry, model: torch.nn.Module, task: str | None = None,
+                 map_location: str = "cpu") -> torch.nn.Module:
+    """Verify the checksum, then load safetensors weights into `model` (strict), in eval mode."""
+    if task is not None and entry.task != task:
+        raise InputError(f"{entry.folder}: a {entry.task!r} model cannot be used for {task!r}.")
+    verify(entry)
+    try:
+        state = load_file(str(entry.folder / WEIGHTS), device=map_location)
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"{entry.folder / WEIGHTS}: not a readable safetensors file ({exc}).") from None
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise InputError(f"{entry.folder}: weights do not fit the {entry.task} network described by its card "
+                         f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected tensors).")
+    return model.eval()
+
+
+def list_models(task: str | None = None) -> list[ModelEntry]:
+    """Every readable model folder in the stores (shipped first), optionally for one task."""
+    found = []
+    for store in stores():
+        if not store.is_dir():
+            continue
+        for card in sorted(store.glob(f"*/{CARD}")):
+            try:
+                entry = read_entry(card.parent)
+            except InputError:
+                continue
+            if task is None or entry.task == task:
+                found.append(entry)
+    return found
+
+
+def find_model(task: str, name: str | None = None, accept: Callable[[ModelEntry], bool] | None = None) -> ModelEntry:
+    """Newest compatible model for a task; `name` may be a folder path, a model name or name@version."""
+    if name and Path(name).is_dir():
+        entry = read_entry(name)
+        if entry.task != task:
+            raise InputError(f"{name}: a {entry.task!r} model cannot be used for {task!r}.")
+        return entry
+    wanted_name, _, wanted_version = (name or "").partition("@")
+    candidates = [e for e in list_models(task)
+                  if (not wanted_name or e.name == wanted_name) and (not wanted_version or e.version == wanted_version)
+                  and (accept is None or accept(e))]
+    if not candidates:
+        what = f"named {name!r} " if name else ""
+        raise InputError(f"no {task} model {what}found in {', '.join(str(s) for s in stores())}.")
+    return max(candidates, key=lambda e: _version_key(e.version))
+
+
+def export_zip(entry: ModelEntry, zip_path: str | Path) -> Path:
+    """Zip a model folder (card + weights) for sharing."""
+    verify(entry)
+    zip_path = Path(zip_path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".zip", dir=zip_path.parent if zip_path.parent.exists() else None)
+    os.close(fd)
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for fname in (CARD, WEIGHTS):
+            zf.write(entry.folder / fname, f"{entry.name}-{entry.version}/{fname}")
+    shutil.move(tmp, zip_path)
+    return zip_path
+
+
+def import_zip(zip_path: str | Path, store: Path | None = None) -> ModelEntry:
+    """Unpack a model zip into the user store; any member path that could escape the store is refused."""
+    zip_path, store = Path(zip_path), (store or user_store())
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError):
+        raise InputError(f"{zip_path}: not a readable zip file.") from None
+    with zf:
+        names = zf.namelist()
+        for member in names:
+            parts = PurePosixPath(member.replace("\\", "/")).parts
+            if member.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                raise InputError(f"{zip_path}: member {member!r} would escape the model store; refused.")
+        tops = {PurePosixPath(n).parts[0] for n in names if PurePosixPath(n).parts}
+        if len(tops) != 1 or {f"{next(iter(tops))}/{CARD}", f"{next(iter(tops))}/{WEIGHTS}"} - set(names):
+            raise InputError(f"{zip_path}: expected one folder holding {CARD} and {WEIGHTS}.")
+        top = next(iter(tops))
+        store.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-import-", dir=store))
+        try:
+            for fname in (CARD, WEIGHTS):
+                (staging / fname).write_bytes(zf.read(f"{top}/{fname}"))
+            entry = read_entry(staging)
+            verify(entry)
+            target = store / top
+            if target.exists():
+                raise InputError(f"{target}: a model with this name and version is already in the store.")
+            os.replace(staging, target)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+    return read_entry(target)

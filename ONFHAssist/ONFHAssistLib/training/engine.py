@@ -1,0 +1,136 @@
+"""One training loop for every task: epochs, validation, early stop, atomic checkpoints, resume.
+
+A recipe supplies the model, an optimiser, a function computing the loss of one batch, a function
+yielding the batches of an epoch, and a validation function returning metrics. The engine owns
+everything that must be the same for all tasks: checkpointing after every epoch (weights as
+safetensors, optimiser state via torch.save read back with weights_only=True), resuming after a
+crash with at most one epoch lost, keeping the best epoch by a monitored metric, and progress.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    """What a recipe records in the model card."""
+
+    epochs_run: int
+    best_epoch: int
+    best_metric: float
+    history: list[dict] = field(default_factory=list)
+    resumed_from: int = 0
+
+
+def _atomic(path: Path, write: Callable[[str], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _weights(model: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+class Trainer:
+    """Runs epochs; `monitor` names the validation metric to maximise (or minimise with mode='min')."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                 batch_loss: Callable[[torch.nn.Module, object], torch.Tensor],
+                 validate: Callable[[torch.nn.Module], dict] | None, monitor: str = "loss", mode: str = "min",
+                 checkpoint_dir: str | Path | None = None, patience: int = 0, reporter=None, stage: str = "train"):
+        self.model, self.optimizer = model, optimizer
+        self.batch_loss, self.validate = batch_loss, validate
+        self.monitor, self.sign = monitor, (1.0 if mode == "max" else -1.0)
+        self.dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.patience, self.reporter, self.stage = patience, reporter, stage
+
+    def fit(self, epochs: int, batches: Callable[[int], Iterable], resume: bool = True) -> FitResult:
+        state = self._resume() if (resume and self.dir) else None
+        start = state["epoch"] + 1 if state else 0
+        history = state["history"] if state else []
+        best = (state["best_metric"], state["best_epoch"]) if state else (-math.inf, -1)
+        stale = state["stale"] if state else 0
+        for epoch in range(start, epochs):
+            train_loss = self._train_epoch(batches(epoch))
+            metrics = {"epoch": epoch, "train_loss": train_loss}
+            if self.validate is not None:
+                self.model.eval()
+                with torch.no_grad():
+                    metrics.update(self.validate(self.model))
+            value = metrics.get(self.monitor, train_loss if self.monitor == "loss" else None)
+            score = self.sign * float(value) if value is not None and math.isfinite(float(value)) else -math.inf
+            improved = score > best[0]
+            if improved:
+                best, stale = (score, epoch), 0
+            else:
+                stale += 1
+            history.append(metrics)
+            self._checkpoint(epoch, history, best, stale, improved)
+            self._report(epoch, epochs, metrics)
+            if self.patience and stale >= self.patience:
+                log.info("early stop at epoch %d (no improvement in %d epochs)", epoch, self.patience)
+                break
+        self._restore_best()
+        return FitResult(len(history), best[1], self.sign * best[0], history, resumed_from=start)
+
+    def _train_epoch(self, batches: Iterable) -> float:
+        self.model.train()
+        total, count = 0.0, 0
+        for batch in batches:
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.batch_loss(self.model, batch)
+            loss.backward()
+            self.optimizer.step()
+            total, count = total + float(loss.detach()), count + 1
+        return total / max(count, 1)
+
+    def _report(self, epoch: int, epochs: int, metrics: dict) -> None:
+        if self.reporter is None:
+            return
+        shown = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}
+        self.reporter.metric(self.stage, **shown)
+        self.reporter.progress(self.stage, (epoch + 1) / epochs, message=f"epoch {epoch + 1}/{epochs}")
+
+    def _checkpoint(self, epoch, history, best, stale, improved) -> None:
+        if self.dir is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        weights = _weights(self.model)
+        if improved:
+            _atomic(self.dir / "best.safetensors", lambda p: save_file(weights, p))
+        _atomic(self.dir / "last.safetensors", lambda p: save_file(weights, p))
+        meta = {"epoch": epoch, "history": history, "best_metric": best[0], "best_epoch": best[1], "stale": stale,
+                "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+        _atomic(self.dir / "state.pt", lambda p: torch.save(meta, p))
+
+    def _resume(self) -> dict | None:
+        if not (self.dir / "state.pt").exists() or not (self.dir / "last.safetensors").exists():
+            return None
+        state = torch.load(self.dir / "state.pt", weights_only=True)
+        self.model.load_state_dict(load_file(str(self.dir / "last.safetensors")))
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resuming after epoch %d", state["epoch"])
+        return state
+
+    def _restore_best(self) -> None:
+        if self.dir is not None and (self.dir / "best.safetensors").exists():
+            device = next(self.model.parameters()).device
+            self.model.load_state_dict(load_file(str(self.dir / "best.safetensors"), device=str(device)))
