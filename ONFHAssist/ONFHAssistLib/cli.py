@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InputError
+from .training import TASKS, TrainSettings, recipe
 
 log = logging.getLogger("onfh")
 
@@ -52,6 +53,26 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--patient", required=True)
     add.add_argument("--side", action="append", required=True, metavar="SIDE[:key=value,...]",
                      help="e.g. R:time_months=24,event=1,jic_stage=2 (repeat for each hip)")
+
+    for verb, helptext in (("train", "train a model on a dataset folder"),
+                           ("evaluate", "evaluate a model on a dataset folder (per-case CSV + summary)"),
+                           ("cv", "patient-level cross-validation")):
+        p = sub.add_parser(verb, help=helptext)
+        p.add_argument("task", choices=sorted(TASKS))
+        p.add_argument("--data", required=True, type=Path)
+        p.add_argument("--out", type=Path, help="output folder (default out/<verb>/<task>)")
+        p.add_argument("--epochs", type=int)
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--system", help="staging grading system (ficat3, ficat, arco, jic_stage, binary)")
+        p.add_argument("--preset", help="model size preset (e.g. cpu, paper)")
+        p.add_argument("--batch-size", type=int)
+        p.add_argument("--lr", type=float)
+        p.add_argument("--folds", type=int, default=5)
+        p.add_argument("--model", help="model folder, name or name@version (evaluate)")
+        p.add_argument("--models", default="all", help="comma-separated model rows for cv, or all")
+        p.add_argument("--no-resume", dest="resume", action="store_false")
+        _add_progress(p)
 
     demo = sub.add_parser("demo", help="run the main job on the bundled demo")
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
@@ -144,7 +165,29 @@ def cmd_demo(args) -> int:
     return 0 if report.ok else 1
 
 
-COMMANDS = {"phantom": cmd_phantom, "dataset": cmd_dataset, "demo": cmd_demo}
+def cmd_task(args) -> int:
+    """`onfh train|evaluate|cv TASK`: hand the shared settings to the task's recipe."""
+    from .progress import make_reporter
+
+    if args.epochs is not None and args.epochs < 1:
+        raise InputError("--epochs must be at least 1.")
+    if not args.data.is_dir():
+        raise InputError(f"{args.data}: no such dataset folder.")
+    settings = TrainSettings(task=args.task, data=args.data, out=args.out or Path("out") / args.command / args.task,
+                             epochs=args.epochs, device=args.device, seed=args.seed, system=args.system,
+                             preset=args.preset, batch_size=args.batch_size, lr=args.lr, folds=args.folds,
+                             model=args.model, models=args.models, resume=args.resume)
+    module = recipe(args.task)
+    if not hasattr(module, args.command):
+        raise InputError(f"'{args.command}' is not available for {args.task}.")
+    reporter = make_reporter(args.progress)
+    result = getattr(module, args.command)(settings, reporter)
+    reporter.result(args.command, task=args.task, **(result if isinstance(result, dict) else {}))
+    return 0
+
+
+COMMANDS = {"phantom": cmd_phantom, "dataset": cmd_dataset, "demo": cmd_demo,
+            "train": cmd_task, "evaluate": cmd_task, "cv": cmd_task}
 
 
 def main(argv: list[str] | None = None) -> int:

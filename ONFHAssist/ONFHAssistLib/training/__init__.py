@@ -1,0 +1,52 @@
+"""Training recipes, one module per task, all run by the shared engine (`engine.py`).
+
+Each recipe module defines `train(settings, reporter) -> ModelEntry` and
+`evaluate(settings, reporter) -> dict`; the CLI finds them through `TASKS`.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from ..errors import InputError
+
+TASKS = {
+    "localizer": "localizer_recipe",
+    "segmentation": "segmentation_recipe",
+    "staging": "staging_recipe",
+    "sranet": "sranet_recipe",
+    "survival": "survival_recipe",
+}
+
+
+@dataclass
+class TrainSettings:
+    """Options shared by `onfh train|evaluate|cv TASK`; a recipe uses the ones it needs."""
+
+    task: str
+    data: Path
+    out: Path
+    epochs: int | None = None
+    device: str = "auto"
+    seed: int = 0
+    system: str | None = None
+    preset: str | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    folds: int = 5
+    model: str | None = None
+    models: str = "all"
+    resume: bool = True
+
+
+def recipe(task: str) -> ModuleType:
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}; use one of {', '.join(TASKS)}.")
+    try:
+        return importlib.import_module(f".{TASKS[task]}", __name__)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.endswith(TASKS[task]):
+            raise InputError(f"training for {task!r} is not available in this build.") from None
+        raise
