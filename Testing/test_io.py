@@ -1,7 +1,6 @@
 """io.py against independent oracles: exact geometry algebra, linear fields, and file round trips."""
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import numpy as np

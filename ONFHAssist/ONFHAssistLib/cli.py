@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-resume", dest="resume", action="store_false")
         _add_progress(p)
 
+    bench = sub.add_parser("bench", help="wall time and peak memory of whole runs (medians)")
+    bench.add_argument("--out", type=Path, default=Path("bench"))
+    bench.add_argument("--only", nargs="*", help="names (substrings) of benchmarks to run")
+    _add_progress(bench)
+
     demo = sub.add_parser("demo", help="run the main job on the bundled demo")
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
     _add_progress(demo)
@@ -98,15 +103,15 @@ def _parse_side(text: str) -> dict:
 
 
 def cmd_phantom(args) -> int:
-    from .phantom import write_cohort
-    from .progress import make_reporter
-
     if args.patients < 1:
         raise InputError("--patients must be at least 1.")
     if args.spacing is not None and (len(args.spacing) not in (1, 3) or min(args.spacing) <= 0):
         raise InputError("--spacing takes one or three positive values in mm.")
     if args.shape is not None and min(args.shape) < 8:
         raise InputError("--shape needs at least 8 voxels per axis.")
+    from .phantom import write_cohort
+    from .progress import make_reporter
+
     reporter = make_reporter(args.progress)
     start = time.perf_counter()
     out = write_cohort(args.out, args.patients, args.seed, args.modality, args.shape, args.spacing, reporter)
@@ -165,6 +170,18 @@ def cmd_demo(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_bench(args) -> int:
+    from . import bench
+    from .progress import make_reporter
+
+    chosen = [b for b in bench.default_benches() if not args.only or any(o in b.name for o in args.only)]
+    if not chosen:
+        raise InputError("--only matched no benchmark.")
+    result = bench.run(chosen, args.out, make_reporter(args.progress))
+    print(bench.markdown(result))
+    return 0
+
+
 def cmd_task(args) -> int:
     """`onfh train|evaluate|cv TASK`: hand the shared settings to the task's recipe."""
     from .progress import make_reporter
@@ -187,7 +204,7 @@ def cmd_task(args) -> int:
 
 
 COMMANDS = {"phantom": cmd_phantom, "dataset": cmd_dataset, "demo": cmd_demo,
-            "train": cmd_task, "evaluate": cmd_task, "cv": cmd_task}
+            "bench": cmd_bench, "train": cmd_task, "evaluate": cmd_task, "cv": cmd_task}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,9 +7,7 @@ running alongside never sees a torn file.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ import SimpleITK as sitk
 from sklearn.model_selection import StratifiedGroupKFold
 
 from . import io
+from .atomic import atomic_write_text
 from .errors import InputError
 
 REQUIRED_COLUMNS = ("patient_id", "scan_id", "side", "time_months", "event")
@@ -33,21 +32,6 @@ GRADE_CODES = {
 }
 LABEL_NAMES = {"0": "background", "1": "pelvis", "2": "femur", "3": "necrosis"}
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:

@@ -7,14 +7,13 @@ arrays, which keeps it exact for oblique and anisotropic grids: mirror twice is 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
+from .atomic import atomic_path
 from .errors import InputError
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -107,15 +106,8 @@ def write_image(image: sitk.Image, path: str | Path, compress: bool = True) -> P
     suffix = volume_suffix(path)
     if not suffix:
         raise InputError(f"{path}: unsupported output type; use one of {', '.join(VOLUME_SUFFIXES)}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix) as tmp:
         sitk.WriteImage(image, tmp, compress)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

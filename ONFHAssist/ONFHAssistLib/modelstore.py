@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .dataset import atomic_write_text
+from .atomic import atomic_path, atomic_write_text
 from .errors import InputError
 
 WEIGHTS = "weights.safetensors"
@@ -81,15 +81,9 @@ def save_model(folder: str | Path, model: torch.nn.Module, card: dict) -> ModelE
     for key in ("name", "task", "version"):
         if key not in card:
             raise ValueError(f"model card needs {key!r}")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=folder)
-    os.close(fd)
-    try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(folder / WEIGHTS) as tmp:
         save_file(state, tmp)
-        os.replace(tmp, folder / WEIGHTS)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     full = dict(card)
     full.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     full.setdefault("label", DEMO_LABEL)
@@ -180,12 +174,10 @@ def export_zip(entry: ModelEntry, zip_path: str | Path) -> Path:
     """Zip a model folder (card + weights) for sharing."""
     verify(entry)
     zip_path = Path(zip_path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".zip", dir=zip_path.parent if zip_path.parent.exists() else None)
-    os.close(fd)
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-        for fname in (CARD, WEIGHTS):
-            zf.write(entry.folder / fname, f"{entry.name}-{entry.version}/{fname}")
-    shutil.move(tmp, zip_path)
+    with atomic_path(zip_path) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+            for fname in (CARD, WEIGHTS):
+                zf.write(entry.folder / fname, f"{entry.name}-{entry.version}/{fname}")
     return zip_path
 
 
