@@ -139,7 +139,7 @@ def _hemipelvis(anat: PatientAnatomy, hip: HipTruth) -> list[Primitive]:
     wing_axes[2] = np.cross(wing_axes[0], wing_axes[1])
     return [
         cup(c, r + g, r + g + 9.0, opening, 0.25 * r),
-        capsule(c + np.array([-s * 2.0, 8.0, r + 8.0]), c + np.array([s * 6.0, 18.0, 62.0]), 17.0),
+        capsule(c + np.array([-s * 2.0, 8.0, r + 10.0]), c + np.array([s * 8.0, 16.0, 58.0]), 21.0),
         ellipsoid(c + np.array([s * 2.0, 18.0, 88.0]), wing_axes, (8.0, 62.0, 46.0)),
         capsule(c + np.array([-s * (r + 4.0), -16.0, -6.0]), symphysis, 9.0),
         capsule(c + np.array([-s * 6.0, 20.0, -r]), tuberosity, 12.0),
@@ -217,7 +217,7 @@ def _paint_bone(image: np.ndarray, sdf: np.ndarray, cortex_mm, t: dict) -> None:
 def _paint_hip(grid: Grid, anat: PatientAnatomy, hip: HipTruth, image, label, t: dict) -> None:
     """Joint space, necrotic lesion with its rim and crescent, and bone-marrow oedema of one hip."""
     c = anat.head_center_anatomy(hip)
-    reach = 1.4 * hip.head_radius_mm + anat.joint_gap_mm
+    reach = 1.5 * hip.head_radius_mm + anat.joint_gap_mm
     found = grid.block(c - reach, c + reach)
     if found is None:
         return
@@ -229,8 +229,10 @@ def _paint_hip(grid: Grid, anat: PatientAnatomy, hip: HipTruth, image, label, t:
     joint = (d < hip.head_radius_mm + anat.joint_gap_mm) & ~masks["head"] & (sub_label != 2)
     sub_image[joint & (sub_label == 0)] = t["joint"]
     if hip.bme:
-        marrow = (sub_label == 2) & (sub_image == t["marrow"]) & (d < 1.3 * hip.head_radius_mm)
-        sub_image[marrow & ~masks["lesion"]] = t["bme"]
+        # Oedema fades out over the neck: ill-defined, as on a real T1 image.
+        weight = np.clip((1.5 * hip.head_radius_mm - d) / (0.6 * hip.head_radius_mm), 0.0, 1.0)
+        marrow = (sub_label == 2) & (sub_image == t["marrow"]) & ~masks["lesion"]
+        sub_image[marrow] += (t["bme"] - t["marrow"]) * weight[marrow]
     lesion = masks["lesion"] & (sub_label == 2)
     sub_image[lesion & (sub_image != t["cortex"])] = t["lesion"]
     sub_image[masks["rim"] & lesion & (sub_image != t["cortex"])] = t["rim"]
