@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .devices import resolve_device
 from .errors import InputError
 from .training import TASKS, TrainSettings, recipe
 
@@ -73,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--models", default="all", help="comma-separated model rows for cv, or all")
         p.add_argument("--no-resume", dest="resume", action="store_false")
         _add_progress(p)
+
+    models = sub.add_parser("models", help="list, verify, import or export model folders")
+    m_sub = models.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    m_list = m_sub.add_parser("list", help="every model in the shipped and user stores")
+    m_list.add_argument("--task")
+    m_verify = m_sub.add_parser("verify", help="re-check sha256 of one model folder (or all when none is named)")
+    m_verify.add_argument("folder", nargs="?", type=Path)
+    m_import = m_sub.add_parser("import", help="unpack a model zip into the user store ($ONFH_MODELS)")
+    m_import.add_argument("zip", type=Path)
+    m_export = m_sub.add_parser("export", help="zip a model folder")
+    m_export.add_argument("folder", type=Path)
+    m_export.add_argument("--out", required=True, type=Path)
 
     bench = sub.add_parser("bench", help="wall time and peak memory of whole runs (medians)")
     bench.add_argument("--out", type=Path, default=Path("bench"))
@@ -170,6 +183,28 @@ def cmd_demo(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_models(args) -> int:
+    from . import modelstore
+
+    if args.action == "list":
+        for e in modelstore.list_models(args.task):
+            print(f"{e.task:13s} {e.name:28s} {e.version:8s} {e.card['sha256'][:12]}  {e.folder}")
+        return 0
+    if args.action == "verify":
+        entries = [modelstore.read_entry(args.folder)] if args.folder else modelstore.list_models()
+        for e in entries:
+            modelstore.verify(e)
+            print(f"ok  {e.name} {e.version} ({e.folder})")
+        return 0
+    if args.action == "import":
+        e = modelstore.import_zip(args.zip)
+        print(f"imported {e.name} {e.version} into {e.folder}")
+        return 0
+    path = modelstore.export_zip(modelstore.read_entry(args.folder), args.out)
+    print(f"exported to {path}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from . import bench
     from .progress import make_reporter
@@ -184,12 +219,11 @@ def cmd_bench(args) -> int:
 
 def cmd_task(args) -> int:
     """`onfh train|evaluate|cv TASK`: hand the shared settings to the task's recipe."""
-    from .progress import make_reporter
-
     if args.epochs is not None and args.epochs < 1:
         raise InputError("--epochs must be at least 1.")
     if not args.data.is_dir():
         raise InputError(f"{args.data}: no such dataset folder.")
+    resolve_device(args.device)
     settings = TrainSettings(task=args.task, data=args.data, out=args.out or Path("out") / args.command / args.task,
                              epochs=args.epochs, device=args.device, seed=args.seed, system=args.system,
                              preset=args.preset, batch_size=args.batch_size, lr=args.lr, folds=args.folds,
@@ -197,6 +231,8 @@ def cmd_task(args) -> int:
     module = recipe(args.task)
     if not hasattr(module, args.command):
         raise InputError(f"'{args.command}' is not available for {args.task}.")
+    from .progress import make_reporter
+
     reporter = make_reporter(args.progress)
     result = getattr(module, args.command)(settings, reporter)
     reporter.result(args.command, task=args.task, **(result if isinstance(result, dict) else {}))
@@ -204,7 +240,7 @@ def cmd_task(args) -> int:
 
 
 COMMANDS = {"phantom": cmd_phantom, "dataset": cmd_dataset, "demo": cmd_demo,
-            "bench": cmd_bench, "train": cmd_task, "evaluate": cmd_task, "cv": cmd_task}
+            "models": cmd_models, "bench": cmd_bench, "train": cmd_task, "evaluate": cmd_task, "cv": cmd_task}
 
 
 def main(argv: list[str] | None = None) -> int:

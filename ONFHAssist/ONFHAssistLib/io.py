@@ -16,6 +16,9 @@ import SimpleITK as sitk
 from .atomic import atomic_path
 from .errors import InputError
 
+# ITK prints its own warnings to stderr (e.g. "No Series were found"); we report problems ourselves.
+sitk.ProcessObject_SetGlobalWarningDisplay(False)
+
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 MAX_VOXELS = 1024**3 // 2  # 512 M voxels: larger than any hip scan, small enough to refuse absurd headers
 MAX_DIM = 4096
