@@ -1,0 +1,114 @@
+"""Progress reporting: JSON lines for machines (the Slicer panels), a progress bar for people.
+
+Protocol (DESIGN §4): with `--progress jsonl`, stdout carries one JSON object per line,
+`{"event": "progress"|"log"|"metric"|"result"|"error", "stage": str, "fraction": 0..1, ...}`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from typing import IO
+
+EVENTS = ("progress", "log", "metric", "result", "error")
+
+
+def _clean(value):
+    """JSON-safe values: NaN/inf become None so every line stays valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class Reporter:
+    """Base reporter: silent. Subclasses decide how events are shown."""
+
+    def emit(self, event: str, stage: str, **fields) -> None:  # noqa: D102 - overridden
+        pass
+
+    def progress(self, stage: str, fraction: float, **fields) -> None:
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress fraction {fraction} is outside 0..1")
+        self.emit("progress", stage, fraction=round(float(fraction), 4), **fields)
+
+    def log(self, stage: str, message: str, **fields) -> None:
+        self.emit("log", stage, message=message, **fields)
+
+    def metric(self, stage: str, **values) -> None:
+        self.emit("metric", stage, **values)
+
+    def result(self, stage: str, **fields) -> None:
+        self.emit("result", stage, **fields)
+
+    def error(self, stage: str, message: str, **fields) -> None:
+        self.emit("error", stage, message=message, **fields)
+
+
+class JsonLinesReporter(Reporter):
+    """One JSON object per line, flushed at once so a reader thread sees it immediately."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream or sys.stdout
+
+    def emit(self, event: str, stage: str, **fields) -> None:
+        line = json.dumps(_clean({"event": event, "stage": stage, **fields}), separators=(",", ":"))
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+class BarReporter(Reporter):
+    """A one-line progress bar on stderr for terminals; plain lines when stderr is not a terminal."""
+
+    def __init__(self, stream: IO[str] | None = None, width: int = 30):
+        self.stream = stream or sys.stderr
+        self.width, self.tty = width, self.stream.isatty()
+        self._last = 0.0
+
+    def emit(self, event: str, stage: str, **fields) -> None:
+        message = fields.get("message", "")
+        if event == "progress":
+            fraction = fields["fraction"]
+            if self.tty:
+                done = int(round(fraction * self.width))
+                self.stream.write(f"\r{stage:12s} [{'#' * done}{'.' * (self.width - done)}] {fraction:4.0%} {message[:40]:40s}")
+                if fraction >= 1.0:
+                    self.stream.write("\n")
+            elif fraction >= 1.0 or time.monotonic() - self._last > 5.0:
+                self.stream.write(f"{stage}: {fraction:.0%} {message}\n")
+                self._last = time.monotonic()
+        elif event in ("log", "error"):
+            self.stream.write(f"{'error: ' if event == 'error' else ''}{message}\n")
+        elif event == "metric":
+            shown = ", ".join(f"{k}={v}" for k, v in fields.items())
+            self.stream.write(f"{stage}: {shown}\n")
+        self.stream.flush()
+
+
+def make_reporter(mode: str = "bar") -> Reporter:
+    """'jsonl' for the panels, 'bar' for people, 'none' for silence."""
+    if mode == "jsonl":
+        return JsonLinesReporter()
+    if mode == "bar":
+        return BarReporter()
+    if mode == "none":
+        return Reporter()
+    raise ValueError(f"unknown progress mode {mode!r}")
+
+
+def parse_line(line: str) -> dict | None:
+    """An event from one stdout line; non-JSON text becomes a log event, blank lines None."""
+    text = line.strip()
+    if not text:
+        return None
+    try:
+        event = json.loads(text)
+    except json.JSONDecodeError:
+        return {"event": "log", "stage": "", "message": text}
+    if not isinstance(event, dict) or event.get("event") not in EVENTS:
+        return {"event": "log", "stage": "", "message": text}
+    return event
