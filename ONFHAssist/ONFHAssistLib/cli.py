@@ -155,9 +155,7 @@ def cmd_dataset(args) -> int:
 def _print_validation(root: Path, report) -> None:
     s = report.summary
     if s:
-        print(f"dataset {root} ({s['name']}, {s['modality']}): {s['scans']} scans, {s['hips']} hips, "
-              f"{s['patients']} patients; outcome known for {s['hips_with_outcome']} hips: "
-              f"{s['events']} collapses, {s['censored']} censored")
+        print(f"dataset {root}: {report.headline()}")
         print("label coverage (scans with each label): "
               + ", ".join(f"{k} {v}" for k, v in s["label_coverage_scans"].items()))
         if "patients_per_fold" in s:

@@ -67,6 +67,14 @@ class ValidationReport:
     def ok(self) -> bool:
         return not self.errors
 
+    def headline(self) -> str:
+        """One sentence a user reads first: what the dataset holds, or how many problems it has."""
+        if not self.ok:
+            return f"{len(self.errors)} problem(s); first: {self.errors[0]}"
+        s = self.summary
+        return (f"{s['name']} ({s['modality']}): {s['scans']} scans, {s['hips']} hips, {s['patients']} patients; "
+                f"outcome known for {s['hips_with_outcome']} hips: {s['events']} collapses, {s['censored']} censored")
+
 
 def read_hips(root: Path) -> pd.DataFrame:
     """hips.csv as strings (so codes like '0' stay exact); raises InputError if it cannot be parsed."""

@@ -1,0 +1,278 @@
+"""Slicer scene bridge: an analysis folder in, MRML nodes out; a segmentation out as a dataset label map.
+
+Works on the real Slicer (`slicer.mrmlScene`) and on the `slicer-core` wheel (a real MRML scene
+without Qt), so the whole bridge is tested in plain pytest. This is the only module that converts
+between the files' LPS millimetres and Slicer's RAS.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+from vtk.util import numpy_support
+
+from . import io
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+TERMS_FILE = Path(__file__).resolve().parents[1] / "Resources" / "ONFH.term.json"
+LABELS = {1: ("Pelvis", (0.95, 0.80, 0.20)), 2: ("Femur", (0.20, 0.60, 1.00)), 3: ("Necrosis", (0.95, 0.15, 0.15))}
+PROVENANCE_KEYS = ("name", "version", "sha256")
+
+
+def new_scene() -> "slicer.vtkMRMLScene":
+    """A scene with the segmentations logic registered (what Slicer's app does at start-up)."""
+    scene = slicer.vtkMRMLScene()
+    logic = slicer.vtkSlicerSegmentationsModuleLogic()
+    logic.SetMRMLScene(scene)
+    scene._onfh_segmentation_logic = logic  # keep the logic alive as long as the scene
+    return scene
+
+
+def _segmentation_logic(scene):
+    logic = getattr(scene, "_onfh_segmentation_logic", None)
+    if logic is None:
+        logic = slicer.vtkSlicerSegmentationsModuleLogic()
+        logic.SetMRMLScene(scene)
+        scene._onfh_segmentation_logic = logic
+    return logic
+
+
+def label_terms() -> dict[int, tuple[str, tuple[float, float, float]]]:
+    """Segment names and colours by label value from ONFH.term.json, falling back to defaults."""
+    terms = dict(LABELS)
+    if not TERMS_FILE.exists():
+        return terms
+    for term in _walk(json.loads(TERMS_FILE.read_text())):
+        if {"labelValue", "CodeMeaning", "recommendedDisplayRGBValue"} <= term.keys():
+            rgb = tuple(float(c) / 255.0 for c in term["recommendedDisplayRGBValue"])
+            terms[int(term["labelValue"])] = (term["CodeMeaning"], rgb)
+    return terms
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)
+
+
+def ijk_to_ras(image: sitk.Image) -> vtk.vtkMatrix4x4:
+    """The IJK→RAS matrix of an ITK (LPS) image."""
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    m = LPS_TO_RAS @ direction @ np.diag(image.GetSpacing())
+    origin = LPS_TO_RAS @ np.array(image.GetOrigin())
+    mat = vtk.vtkMatrix4x4()
+    for r in range(3):
+        for c in range(3):
+            mat.SetElement(r, c, float(m[r, c]))
+        mat.SetElement(r, 3, float(origin[r]))
+    return mat
+
+
+def add_volume(scene, image: sitk.Image, name: str, class_name: str = "vtkMRMLScalarVolumeNode"):
+    """A volume node holding the image's voxels on its exact grid (LPS → RAS)."""
+    array = sitk.GetArrayFromImage(image)
+    vtk_image = vtk.vtkImageData()
+    vtk_image.SetDimensions(*image.GetSize())
+    flat = np.ascontiguousarray(array).reshape(-1)
+    scalars = numpy_support.numpy_to_vtk(flat, deep=True)
+    vtk_image.GetPointData().SetScalars(scalars)
+    node = scene.AddNewNodeByClass(class_name, name)
+    node.SetAndObserveImageData(vtk_image)
+    node.SetIJKToRASMatrix(ijk_to_ras(image))
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def volume_to_sitk(node) -> sitk.Image:
+    """A volume node back as an ITK image (RAS → LPS), voxels and geometry exact."""
+    vtk_image = node.GetImageData()
+    dims = vtk_image.GetDimensions()
+    array = numpy_support.vtk_to_numpy(vtk_image.GetPointData().GetScalars()).reshape(dims[::-1])
+    image = sitk.GetImageFromArray(array.copy())
+    mat = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(mat)
+    m = np.array([[mat.GetElement(r, c) for c in range(4)] for r in range(4)])
+    spacing = np.linalg.norm(m[:3, :3], axis=0)
+    image.SetSpacing([float(s) for s in spacing])
+    image.SetDirection([float(v) for v in (LPS_TO_RAS @ m[:3, :3] / spacing).ravel()])
+    image.SetOrigin([float(v) for v in LPS_TO_RAS @ m[:3, 3]])
+    return image
+
+
+def set_provenance(node, models: list[dict]) -> None:
+    """Record which models produced a node (name, version, sha256 of each)."""
+    for model in models:
+        prefix = f"ONFH.{model.get('task', 'model')}"
+        for key in PROVENANCE_KEYS:
+            node.SetAttribute(f"{prefix}.{key}", str(model.get(key, "")))
+
+
+def add_segmentation(scene, label: sitk.Image, reference_node, name: str):
+    """Segmentation node from a label map: named, coloured segments; geometry of the reference volume."""
+    label_node = add_volume(scene, sitk.Cast(label, sitk.sitkUInt8), f"{name} labelmap", "vtkMRMLLabelMapVolumeNode")
+    seg_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    seg_node.CreateDefaultDisplayNodes()
+    seg_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_node)
+    if not _segmentation_logic(scene).ImportLabelmapToSegmentationNode(label_node, seg_node):
+        raise RuntimeError("Slicer could not import the label map into a segmentation.")
+    scene.RemoveNode(label_node)
+    terms = label_terms()
+    present = sorted(int(v) for v in np.unique(sitk.GetArrayViewFromImage(label)) if v > 0)
+    segmentation = seg_node.GetSegmentation()
+    for index, value in enumerate(present):
+        segment = segmentation.GetNthSegment(index)
+        segment_name, colour = terms.get(value, (f"Label {value}", (0.5, 0.5, 0.5)))
+        segment.SetName(segment_name)
+        segment.SetColor(*colour)
+        segment.SetLabelValue(value)
+    return seg_node
+
+
+def add_head_roi(scene, hip: dict, name: str):
+    """A markups ROI around a femoral head (box of the per-hip crop), in RAS."""
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
+    roi.SetCenter(*[float(v) for v in LPS_TO_RAS @ np.array(hip["center_lps"])])
+    size = hip.get("box", {}).get("size_mm") or 2.0 * float(hip["radius_mm"])
+    roi.SetSize(*np.broadcast_to(np.asarray(size, float), (3,)).tolist())
+    return roi
+
+
+def add_results_table(scene, analysis: dict, name: str):
+    """Table node with one row per hip and the numbers a clinician reads."""
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    columns = ["side", "found", "radius_mm", "necrotic_ratio", "necrotic_angle_deg", "sranet_probability",
+               "risk_score", "risk_group", "collapse_12m", "collapse_36m", "collapse_60m", "note"]
+    rows = [_table_row(h) for h in analysis["hips"]]
+    for col in columns:
+        array = vtk.vtkStringArray()
+        array.SetName(col)
+        for row in rows:
+            array.InsertNextValue(row.get(col, ""))
+        table.AddColumn(array)
+    return table
+
+
+def _fmt(value, digits=3) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table_row(hip: dict) -> dict:
+    risk = hip.get("risk") or {}
+    collapse = risk.get("collapse_probability") or {}
+    return {"side": hip["side"], "found": "yes" if hip["found"] else "no",
+            "radius_mm": _fmt(hip.get("radius_mm"), 1), "necrotic_ratio": _fmt(hip.get("necrotic_ratio")),
+            "necrotic_angle_deg": _fmt(hip.get("necrotic_angle_deg"), 1),
+            "sranet_probability": _fmt((hip.get("sranet") or {}).get("probability")),
+            "risk_score": _fmt(risk.get("score")), "risk_group": _fmt(risk.get("group")),
+            "collapse_12m": _fmt(collapse.get("12")), "collapse_36m": _fmt(collapse.get("36")),
+            "collapse_60m": _fmt(collapse.get("60")), "note": hip.get("reason") or ""}
+
+
+def add_survival_chart(scene, analysis: dict, name: str):
+    """Plot chart node with one series per analysed hip: S(t) against months."""
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
+    chart.SetTitle("Femoral-head survival (no collapse)")
+    chart.SetXAxisTitle("months")
+    chart.SetYAxisTitle("probability")
+    for hip in analysis["hips"]:
+        curve = ((hip.get("risk") or {}).get("survival")) or None
+        if not curve:
+            continue
+        table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} {hip['side']} data")
+        for col, values in (("months", curve["months"]), ("survival", curve["probability"])):
+            array = vtk.vtkDoubleArray()
+            array.SetName(col)
+            for v in values:
+                array.InsertNextValue(float(v))
+            table.AddColumn(array)
+        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{hip['side']} hip")
+        series.SetAndObserveTableNodeID(table.GetID())
+        series.SetXColumnName("months")
+        series.SetYColumnName("survival")
+        series.SetPlotType(series.PlotTypeScatter)
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    return chart
+
+
+def load_analysis(scene, out_dir: str | Path, input_node=None) -> dict:
+    """Load an `onfh analyze` output folder into the scene; returns the created nodes by role."""
+    out_dir = Path(out_dir)
+    analysis = json.loads((out_dir / "analysis.json").read_text())
+    files = analysis.get("files", {})
+    if input_node is None:
+        input_node = add_volume(scene, io.read_image(analysis["input"]["path"]), "ONFH input")
+    base = input_node.GetName()
+    nodes: dict = {"input": input_node, "rois": [], "maps": []}
+    if files.get("label_map"):
+        nodes["segmentation"] = add_segmentation(scene, io.read_image(out_dir / files["label_map"]), input_node,
+                                                 f"{base} ONFH segmentation")
+    for kind in ("attention", "gradcam"):
+        for side, rel in (files.get(kind) or {}).items():
+            node = add_volume(scene, io.read_image(out_dir / rel), f"{base} {kind} {side}")
+            display = node.GetDisplayNode()
+            if display is not None:
+                display.AutoWindowLevelOff()
+                display.SetWindowLevelMinMax(0.0, 1.0)
+            nodes["maps"].append(node)
+    for hip in analysis["hips"]:
+        if hip["found"]:
+            nodes["rois"].append(add_head_roi(scene, hip, f"{base} femoral head {hip['side']}"))
+    nodes["table"] = add_results_table(scene, analysis, f"{base} ONFH results")
+    nodes["chart"] = add_survival_chart(scene, analysis, f"{base} ONFH survival")
+    for node in [nodes.get("segmentation"), nodes["table"], nodes["chart"], *nodes["maps"], *nodes["rois"]]:
+        if node is not None:
+            set_provenance(node, analysis.get("models", []))
+    _place_under_study(scene, input_node, nodes)
+    return nodes
+
+
+def _place_under_study(scene, input_node, nodes: dict) -> None:
+    """Put the results next to the input in the subject hierarchy (under the input's study)."""
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    if sh is None:
+        return
+    parent = sh.GetItemParent(sh.GetItemByDataNode(input_node))
+    for node in [nodes.get("segmentation"), nodes["table"], nodes["chart"], *nodes["maps"], *nodes["rois"]]:
+        if node is not None:
+            sh.SetItemParent(sh.GetItemByDataNode(node), parent)
+
+
+def segmentation_to_label(scene, seg_node, reference_node) -> sitk.Image:
+    """A (possibly corrected) segmentation as a label map on the reference volume's grid, values from the terms."""
+    label_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "onfh-export")
+    try:
+        ids = vtk.vtkStringArray()
+        seg_node.GetSegmentation().GetSegmentIDs(ids)
+        logic = _segmentation_logic(scene)
+        if not logic.ExportSegmentsToLabelmapNode(seg_node, ids, label_node, reference_node):
+            raise RuntimeError("Slicer could not export the segmentation to a label map.")
+        exported = volume_to_sitk(label_node)
+        # Exported values are 1..n in segment order; map them back to each segment's label value.
+        out = np.zeros(sitk.GetArrayViewFromImage(exported).shape, np.uint8)
+        arr = sitk.GetArrayViewFromImage(exported)
+        segmentation = seg_node.GetSegmentation()
+        for index in range(ids.GetNumberOfValues()):
+            segment = segmentation.GetSegment(ids.GetValue(index))
+            out[arr == index + 1] = _label_value(segment)
+        image = sitk.GetImageFromArray(out)
+        image.CopyInformation(exported)
+        return image
+    finally:
+        scene.RemoveNode(label_node)
+
+
+def _label_value(segment) -> int:
+    terms = {name.lower(): value for value, (name, _) in label_terms().items()}
+    return terms.get(segment.GetName().lower(), segment.GetLabelValue())

@@ -1,0 +1,104 @@
+"""Slicer scene bridge on a real MRML scene (slicer-core wheel): geometry, segments, results, provenance."""
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+slicer = pytest.importorskip("slicer")
+
+from ONFHAssistLib import dataset, demo_case, io, mrml  # noqa: E402
+
+
+def _oblique_image(values: np.ndarray) -> sitk.Image:
+    image = sitk.GetImageFromArray(values)
+    image.SetSpacing((0.7, 1.3, 2.1))
+    image.SetOrigin((-12.5, 30.25, -4.0))
+    angle = np.deg2rad(17.0)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    image.SetDirection(rot.ravel().tolist())
+    return image
+
+
+def test_volume_round_trip_is_exact_and_maps_lps_to_ras():
+    rng = np.random.default_rng(3)
+    image = _oblique_image(rng.normal(size=(5, 6, 7)).astype(np.float32))
+    scene = mrml.new_scene()
+    node = mrml.add_volume(scene, image, "oblique")
+    back = mrml.volume_to_sitk(node)
+    assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image))
+    assert np.allclose(back.GetOrigin(), image.GetOrigin(), atol=1e-9)
+    assert np.allclose(back.GetSpacing(), image.GetSpacing(), atol=1e-9)
+    assert np.allclose(back.GetDirection(), image.GetDirection(), atol=1e-9)
+    # The voxel (i, j, k) lands at the same physical point: ITK's LPS point with x and y negated.
+    ras = np.array(node.GetOrigin())
+    lps = np.array(image.TransformIndexToPhysicalPoint((0, 0, 0)))
+    assert np.allclose(ras, lps * [-1, -1, 1], atol=1e-9)
+
+
+def test_segment_names_and_values_follow_the_term_file():
+    terms = mrml.label_terms()
+    assert {v: name.lower() for v, (name, _) in terms.items()} == {
+        int(k): v for k, v in dataset.LABEL_NAMES.items() if k != "0"}
+
+
+def test_demo_label_map_round_trips_through_a_segmentation():
+    scene = mrml.new_scene()
+    image = io.read_image(demo_case.image_path())
+    label = io.read_image(demo_case.label_path())
+    volume = mrml.add_volume(scene, image, "demo")
+    seg = mrml.add_segmentation(scene, label, volume, "demo segmentation")
+    names = [seg.GetSegmentation().GetNthSegment(i).GetName() for i in range(seg.GetSegmentation().GetNumberOfSegments())]
+    assert names == ["Pelvis", "Femur", "Necrosis"]
+    back = mrml.segmentation_to_label(scene, seg, volume)
+    assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(label))
+    assert np.allclose(back.GetOrigin(), label.GetOrigin(), atol=1e-6)
+
+
+def _analysis_folder(tmp_path, image):
+    label = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    label.CopyInformation(image)
+    label[2:5, 2:5, 2:4] = 2
+    label[3, 3, 2] = 3
+    io.write_image(label, tmp_path / "labels.nii.gz")
+    attention = sitk.Cast(image, sitk.sitkFloat32) * 0 + 0.5
+    io.write_image(attention, tmp_path / "attention_R.nii.gz")
+    hips = [{"side": "R", "found": True, "center_lps": [-40.0, 10.0, 5.0], "radius_mm": 24.0,
+             "box": {"size_mm": 96.0}, "necrotic_ratio": 0.21, "necrotic_angle_deg": 180.5,
+             "sranet": {"probability": 0.8},
+             "risk": {"score": 1.25, "group": "high", "collapse_probability": {"12": 0.1, "36": 0.3, "60": 0.5},
+                      "survival": {"months": [0, 12, 36, 60], "probability": [1.0, 0.9, 0.7, 0.5]}}},
+            {"side": "L", "found": False, "reason": "prosthesis: metal in the joint"}]
+    analysis = {"input": {"path": str(tmp_path / "input.nii.gz")}, "hips": hips,
+                "files": {"label_map": "labels.nii.gz", "attention": {"R": "attention_R.nii.gz"}},
+                "models": [{"task": "segmentation", "name": "seg-demo", "version": "1.0.0", "sha256": "ab" * 32}]}
+    (tmp_path / "analysis.json").write_text(json.dumps(analysis))
+    return analysis
+
+
+def test_load_analysis_builds_every_node_with_provenance(tmp_path):
+    image = _oblique_image(np.zeros((6, 7, 8), np.int16))
+    analysis = _analysis_folder(tmp_path, image)
+    scene = mrml.new_scene()
+    volume = mrml.add_volume(scene, image, "patient")
+    nodes = mrml.load_analysis(scene, tmp_path, volume)
+
+    segments = nodes["segmentation"].GetSegmentation()
+    assert [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())] == ["Femur", "Necrosis"]
+    assert len(nodes["maps"]) == 1 and nodes["maps"][0].GetName() == "patient attention R"
+    (roi,) = nodes["rois"]  # the missing left hip gets no ROI
+    assert np.allclose(roi.GetCenter(), [40.0, -10.0, 5.0])
+    assert np.allclose(roi.GetSize(), [96.0] * 3)
+
+    table = nodes["table"].GetTable()
+    assert table.GetNumberOfRows() == 2
+    column = {table.GetColumnName(c): c for c in range(table.GetNumberOfColumns())}
+    assert table.GetValue(0, column["necrotic_ratio"]).ToString() == "0.210"
+    assert table.GetValue(0, column["collapse_36m"]).ToString() == "0.300"
+    assert table.GetValue(1, column["found"]).ToString() == "no"
+    assert table.GetValue(1, column["note"]).ToString() == analysis["hips"][1]["reason"]
+
+    assert nodes["chart"].GetNumberOfPlotSeriesNodes() == 1
+    for node in (nodes["segmentation"], nodes["table"], roi):
+        assert node.GetAttribute("ONFH.segmentation.sha256") == "ab" * 32
+        assert node.GetAttribute("ONFH.segmentation.version") == "1.0.0"
