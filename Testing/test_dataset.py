@@ -111,7 +111,7 @@ def test_add_case_is_atomic_and_validated(cohort, tmp_path, monkeypatch):
     scan = dataset.add_case(root, image_path, label_path, "NEW1",
                             [{"side": "R", "time_months": "12", "event": "1", "jic_stage": "2"}])
     assert dataset.validate(root).ok
-    before = (root / "hips.csv").read_text()
+    before = (root / "hips.csv").read_text(encoding="utf-8")
 
     def crash(*_a, **_k):
         raise OSError("disk full")
@@ -119,7 +119,7 @@ def test_add_case_is_atomic_and_validated(cohort, tmp_path, monkeypatch):
     monkeypatch.setattr(dataset, "write_table", crash)
     with pytest.raises(OSError):
         dataset.add_case(root, image_path, label_path, "NEW2", [{"side": "L", "time_months": "3", "event": "0"}])
-    assert (root / "hips.csv").read_text() == before and dataset.validate(root).ok
+    assert (root / "hips.csv").read_text(encoding="utf-8") == before and dataset.validate(root).ok
     with pytest.raises(InputError, match="event"):
         dataset.add_case(root, image_path, None, "NEW3", [{"side": "L", "time_months": "3", "event": "yes"}])
     assert scan == "NEW1_S1"

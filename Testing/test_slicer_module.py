@@ -12,13 +12,13 @@ PAPERS = ("Spatial Label Encoder", "SRANet", "nomogram", "3D-ONFHNet")
 
 
 def _cmake_list(module: str, variable: str) -> list[str]:
-    text = (ROOT / module / "CMakeLists.txt").read_text()
+    text = (ROOT / module / "CMakeLists.txt").read_text(encoding="utf-8")
     body = re.search(rf"set\({variable}\s+(.*?)\)", text, re.S).group(1)
     return [item.replace("${MODULE_NAME}", module) for item in body.split()]
 
 
 def test_extension_cmake_is_a_slicer_extension():
-    text = (ROOT / "CMakeLists.txt").read_text()
+    text = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     for needle in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
                    "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", 'set(EXTENSION_DEPENDS "PyTorch")',
                    "find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(ONFHAssist)",
@@ -33,27 +33,27 @@ def test_module_cmake_lists_every_python_file_and_resource():
         assert set(_cmake_list(module, "MODULE_PYTHON_SCRIPTS")) == on_disk
         resources = _cmake_list(module, "MODULE_PYTHON_RESOURCES")
         assert all((folder / r).is_file() for r in resources), resources
-        text = (folder / "CMakeLists.txt").read_text()
+        text = (folder / "CMakeLists.txt").read_text(encoding="utf-8")
         assert "WITH_GENERIC_TESTS" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
 
 
 def test_module_files_define_module_widget_logic_and_test():
     for module in MODULES:
-        source = (ROOT / module / f"{module}.py").read_text()
+        source = (ROOT / module / f"{module}.py").read_text(encoding="utf-8")
         tree = ast.parse(source)
         classes = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
         assert {module, f"{module}Widget", f"{module}Logic", f"{module}Test"} <= classes
         assert 'categories = ["ONFH"]' in source and f"UI/{module}.ui" in source
-    citations = (ROOT / "ONFHAssist" / "ONFHAssist.py").read_text()
+    citations = (ROOT / "ONFHAssist" / "ONFHAssist.py").read_text(encoding="utf-8")
     assert all(paper in citations for paper in PAPERS)
-    assert "CITATIONS" in (ROOT / "ONFHTraining" / "ONFHTraining.py").read_text()
+    assert "CITATIONS" in (ROOT / "ONFHTraining" / "ONFHTraining.py").read_text(encoding="utf-8")
 
 
 def test_panels_hold_every_widget_the_module_uses():
     for module in MODULES:
         tree = ET.parse(ROOT / module / "Resources" / "UI" / f"{module}.ui")
         names = {w.get("name") for w in tree.iter("widget")}
-        used = set(re.findall(r"self\.ui\.(\w+)", (ROOT / module / f"{module}.py").read_text()))
+        used = set(re.findall(r"self\.ui\.(\w+)", (ROOT / module / f"{module}.py").read_text(encoding="utf-8")))
         assert used and used <= names, used - names
         assert {"titleLabel", "statusLabel"} <= names
 

@@ -34,7 +34,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[str]:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write text atomically (flushed to disk before the rename)."""
     with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

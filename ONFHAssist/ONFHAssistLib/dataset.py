@@ -82,7 +82,7 @@ def read_hips(root: Path) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{path}: missing; a dataset needs hips.csv with one row per hip.")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise InputError(f"{path}: not a readable CSV table ({str(exc).splitlines()[0]}).") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
@@ -166,7 +166,7 @@ def validate(root: str | Path, check_images: bool = True) -> ValidationReport:
 def _read_meta(root: Path, report: ValidationReport) -> dict:
     path = root / "dataset.json"
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         report.errors.append(f"{path}: missing.")
         return {}
@@ -226,6 +226,9 @@ def patient_folds(table: pd.DataFrame, n_folds: int, seed: int = 0) -> dict[str,
     if n_folds < 2 or n_folds > n_patients:
         raise InputError(f"cannot make {n_folds} folds from {n_patients} patients.")
     events = pd.to_numeric(table.event, errors="coerce").fillna(0).astype(int).to_numpy()
+    if np.bincount(events).max() < n_folds:  # too few hips in every class to stratify: shuffled round robin
+        order = np.random.default_rng(seed).permutation(sorted(set(patients)))
+        return {str(p): i % n_folds for i, p in enumerate(order)}
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     folds: dict[str, int] = {}
     with warnings.catch_warnings():  # small cohorts: sklearn warns that a class is rarer than n_folds

@@ -14,7 +14,7 @@ def manifest() -> dict:
     path = DEMO_DIR / "demo.json"
     if not path.is_file():
         raise InputError(f"{path}: the bundled demo case is missing; regenerate it with Resources/make_demo_case.py.")
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def image_path() -> Path:

@@ -49,7 +49,7 @@ def parse_grade_args(items: list[str] | None) -> dict[str, dict]:
 
 def load_grade_file(path: Path) -> dict[str, dict]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{path}: no such grades file.") from None
     except (json.JSONDecodeError, UnicodeDecodeError):

@@ -101,7 +101,7 @@ def read_entry(folder: str | Path) -> ModelEntry:
     if not card_path.is_file():
         raise InputError(f"{folder}: not a model folder (no {CARD}).")
     try:
-        card = json.loads(card_path.read_text())
+        card = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"{card_path}: not valid JSON.") from None
     missing = [k for k in ("name", "task", "version", "sha256") if k not in card]

@@ -46,7 +46,7 @@ def label_terms() -> dict[int, tuple[str, tuple[float, float, float]]]:
     terms = dict(LABELS)
     if not TERMS_FILE.exists():
         return terms
-    for term in _walk(json.loads(TERMS_FILE.read_text())):
+    for term in _walk(json.loads(TERMS_FILE.read_text(encoding="utf-8"))):
         if {"labelValue", "CodeMeaning", "recommendedDisplayRGBValue"} <= term.keys():
             rgb = tuple(float(c) / 255.0 for c in term["recommendedDisplayRGBValue"])
             terms[int(term["labelValue"])] = (term["CodeMeaning"], rgb)
@@ -209,7 +209,7 @@ def add_survival_chart(scene, analysis: dict, name: str):
 def load_analysis(scene, out_dir: str | Path, input_node=None) -> dict:
     """Load an `onfh analyze` output folder into the scene; returns the created nodes by role."""
     out_dir = Path(out_dir)
-    analysis = json.loads((out_dir / "analysis.json").read_text())
+    analysis = json.loads((out_dir / "analysis.json").read_text(encoding="utf-8"))
     files = analysis.get("files", {})
     if input_node is None:
         input_node = add_volume(scene, io.read_image(analysis["input"]["path"]), "ONFH input")

@@ -1,0 +1,1 @@
+"""Networks only (`nn.Module` builders); loading, pre- and post-processing live elsewhere."""

@@ -32,7 +32,7 @@ def build(data_dir: str | Path, spec: CropSpec, cache_dir: str | Path, reporter=
                          "to crop training hips (add cases from the ONFHAssist panel, which records them).")
     cache_dir.mkdir(parents=True, exist_ok=True)
     spec_file = cache_dir / "spec.json"
-    if spec_file.exists() and json.loads(spec_file.read_text()) != spec.to_json():
+    if spec_file.exists() and json.loads(spec_file.read_text(encoding="utf-8")) != spec.to_json():
         raise InputError(f"{cache_dir}: holds crops of another spec; use a new cache folder.")
     atomic_write_text(spec_file, json.dumps(spec.to_json()))
     paths = []
