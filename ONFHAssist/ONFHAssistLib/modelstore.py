@@ -19,8 +19,8 @@ from typing import Callable
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
+from . import weights
 from .atomic import atomic_path, atomic_write_text
 from .errors import InputError
 
@@ -81,9 +81,8 @@ def save_model(folder: str | Path, model: torch.nn.Module, card: dict) -> ModelE
     for key in ("name", "task", "version"):
         if key not in card:
             raise ValueError(f"model card needs {key!r}")
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(folder / WEIGHTS) as tmp:
-        save_file(state, tmp)
+        weights.save(model, tmp)
     full = dict(card)
     full.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
     full.setdefault("label", DEMO_LABEL)
@@ -127,13 +126,14 @@ def load_weights(entry: ModelEntry, model: torch.nn.Module, task: str | None = N
         raise InputError(f"{entry.folder}: a {entry.task!r} model cannot be used for {task!r}.")
     verify(entry)
     try:
-        state = load_file(str(entry.folder / WEIGHTS), device=map_location)
+        missing, unexpected = weights.load(model, entry.folder / WEIGHTS, device=map_location)
     except (SafetensorError, OSError) as exc:
         raise InputError(f"{entry.folder / WEIGHTS}: not a readable safetensors file ({exc}).") from None
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    except RuntimeError:  # tensor shapes differ from the network the card describes
+        missing, unexpected = ["shape mismatch"], []
+    if missing or unexpected:
         raise InputError(f"{entry.folder}: weights do not fit the {entry.task} network described by its card "
-                         f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected tensors).")
+                         f"({len(missing)} missing, {len(unexpected)} unexpected tensors).")
     return model.eval()
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
-from safetensors.torch import load_file, save_file
 
+from .. import weights as weight_files
 from ..atomic import atomic_path
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,6 @@ class FitResult:
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
     with atomic_path(path) as tmp:
         write(tmp)
-
-
-def _weights(model: torch.nn.Module) -> dict:
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
 class Trainer:
@@ -106,10 +102,9 @@ class Trainer:
         if self.dir is None:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        weights = _weights(self.model)
         if improved:
-            _atomic(self.dir / "best.safetensors", lambda p: save_file(weights, p))
-        _atomic(self.dir / "last.safetensors", lambda p: save_file(weights, p))
+            _atomic(self.dir / "best.safetensors", lambda p: weight_files.save(self.model, p))
+        _atomic(self.dir / "last.safetensors", lambda p: weight_files.save(self.model, p))
         meta = {"epoch": epoch, "history": history, "best_metric": best[0], "best_epoch": best[1], "stale": stale,
                 "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
         _atomic(self.dir / "state.pt", lambda p: torch.save(meta, p))
@@ -118,7 +113,7 @@ class Trainer:
         if not (self.dir / "state.pt").exists() or not (self.dir / "last.safetensors").exists():
             return None
         state = torch.load(self.dir / "state.pt", weights_only=True)
-        self.model.load_state_dict(load_file(str(self.dir / "last.safetensors")))
+        weight_files.load(self.model, self.dir / "last.safetensors", device=str(next(self.model.parameters()).device))
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         log.info("resuming after epoch %d", state["epoch"])
@@ -127,4 +122,4 @@ class Trainer:
     def _restore_best(self) -> None:
         if self.dir is not None and (self.dir / "best.safetensors").exists():
             device = next(self.model.parameters()).device
-            self.model.load_state_dict(load_file(str(self.dir / "best.safetensors"), device=str(device)))
+            weight_files.load(self.model, self.dir / "best.safetensors", device=str(device))

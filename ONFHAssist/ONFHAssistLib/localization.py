@@ -1,0 +1,160 @@
+"""Find both femoral heads in a whole volume: coarse heatmap peaks, then reasons when a head is not found.
+
+Orientation, spacing and field of view are never assumed: the volume is resampled onto an
+axis-aligned LPS grid at `GRID_MM` that covers its whole physical extent, so a RAS-stored or
+oblique scan looks the same to the network as an LPS one. The network marks every femoral head in
+one heatmap; the two strongest separate peaks are the heads, and which is right and which is left
+is decided geometrically (LPS x grows towards the patient's left), not learned: the two hips are
+near mirror images, so a network asked to tell them apart learns it slowly and unreliably. The
+coarse centre is later refined by a sphere fit to the segmented head (`measure.fit_head_sphere`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from . import io
+from .crops import normalise
+
+GRID_MM = 6.0
+MULTIPLE = 16  # the network halves the grid four times
+MIN_CONFIDENCE = 0.35
+METAL_HU = 2000.0
+HEATMAP_SIGMA_MM = 9.0
+MIN_HEAD_SEPARATION_MM = 80.0
+SIDES = ("R", "L")
+
+
+@dataclass
+class HeadEstimate:
+    """One side's femoral head: where, how sure, or why not found."""
+
+    side: str
+    found: bool
+    center_lps: list[float] | None = None
+    radius_mm: float | None = None
+    confidence: float = 0.0
+    reason: str = ""
+    extras: dict = field(default_factory=dict)
+
+
+def localizer_grid(image: sitk.Image) -> sitk.Image:
+    """An axis-aligned LPS grid at GRID_MM covering the image's physical bounding box (padded to MULTIPLE)."""
+    size = np.array(image.GetSize())
+    corners = np.array([io.index_to_physical(image, np.array(c) * (size - 1))
+                        for c in np.ndindex(2, 2, 2)])
+    lo, hi = corners.min(0), corners.max(0)
+    n = np.ceil((hi - lo) / GRID_MM / MULTIPLE).astype(int) * MULTIPLE
+    n = np.maximum(n, MULTIPLE)
+    return io.grid_reference((lo + hi) / 2.0, n * GRID_MM, GRID_MM)
+
+
+def localizer_input(image: sitk.Image, modality: str) -> tuple[np.ndarray, sitk.Image]:
+    """Normalised (z, y, x) array on the localiser grid, and the grid."""
+    grid = localizer_grid(image)
+    fill = -1024.0 if modality == "ct" else float(np.percentile(sitk.GetArrayViewFromImage(image), 0.5))
+    resampled = io.resample_to(sitk.Cast(image, sitk.sitkFloat32), grid, default=fill)
+    return normalise(sitk.GetArrayFromImage(resampled), modality), grid
+
+
+def heatmap_target(grid: sitk.Image, centres) -> np.ndarray:
+    """Training target (1, z, y, x): a unit Gaussian at every head centre."""
+    zz, yy, xx = [np.arange(n) for n in grid.GetSize()[::-1]]
+    out = np.zeros((1, len(zz), len(yy), len(xx)), np.float32)
+    s = HEATMAP_SIGMA_MM / GRID_MM
+    for centre in centres:
+        ix, iy, iz = io.physical_to_index(grid, centre)
+        gx, gy, gz = (np.exp(-0.5 * ((a - c) / s) ** 2) for a, c in ((xx, ix), (yy, iy), (zz, iz)))
+        np.maximum(out[0], gz[:, None, None] * gy[None, :, None] * gx[None, None, :], out=out[0])
+    return out
+
+
+def refine_peak(h: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """Sub-voxel peak: per axis a parabola through the log-heights (exact for a Gaussian)."""
+    offset = np.zeros(3)
+    for axis in range(3):
+        lo, hi = peak.copy(), peak.copy()
+        lo[axis], hi[axis] = peak[axis] - 1, peak[axis] + 1
+        if lo[axis] < 0 or hi[axis] >= h.shape[axis]:
+            continue
+        a, b, c = (np.log(max(float(h[tuple(p)]), 1e-6)) for p in (lo, peak, hi))
+        if a - 2 * b + c < 0:
+            offset[axis] = np.clip(0.5 * (a - c) / (a - 2 * b + c), -0.5, 0.5)
+    return peak + offset
+
+
+def decode_peaks(heatmap: np.ndarray, grid: sitk.Image, count: int = 2) -> list[tuple[list[float], float]]:
+    """The `count` strongest peaks at least MIN_HEAD_SEPARATION_MM apart: (LPS mm, height), strongest first."""
+    h = heatmap[0] if heatmap.ndim == 4 else heatmap
+    work = h.copy()
+    zz, yy, xx = np.indices(h.shape, sparse=True)
+    radius = MIN_HEAD_SEPARATION_MM / GRID_MM
+    peaks = []
+    for _ in range(count):
+        peak = np.array(np.unravel_index(int(np.argmax(work)), h.shape))
+        point = io.index_to_physical(grid, refine_peak(h, peak)[::-1])
+        peaks.append(([float(v) for v in point], float(h[tuple(peak)])))
+        work[(zz - peak[0]) ** 2 + (yy - peak[1]) ** 2 + (xx - peak[2]) ** 2 <= radius ** 2] = -np.inf
+    return peaks
+
+
+def assign_sides(peaks: list[tuple[list[float], float]], midline_x: float) -> dict[str, tuple[list[float], float]]:
+    """Right head = smaller LPS x. With one confident peak, its side is decided by the body midline."""
+    (p1, h1), (p2, h2) = peaks
+    if h2 >= MIN_CONFIDENCE:
+        right, left = ((p1, h1), (p2, h2)) if p1[0] < p2[0] else ((p2, h2), (p1, h1))
+        return {"R": right, "L": left}
+    side = "R" if p1[0] < midline_x else "L"
+    other = "L" if side == "R" else "R"
+    return {side: (p1, h1), other: (list(io.mirror_point(p1, midline_x)), h2)}
+
+
+def body_midline_x(image: sitk.Image) -> float:
+    """LPS x of the body's centre (mean of voxels brighter than the background), for one-hip decisions."""
+    coarse = io.resample_spacing(sitk.Cast(image, sitk.sitkFloat32), 8.0)
+    arr = sitk.GetArrayFromImage(coarse)
+    body = np.argwhere(arr > np.percentile(arr, 50))
+    centre = body.mean(0)[::-1] if len(body) else (np.array(coarse.GetSize()) - 1) / 2.0
+    return float(io.index_to_physical(coarse, centre)[0])
+
+
+def run_localizer(network: torch.nn.Module, image: sitk.Image, modality: str, device: torch.device) -> list[HeadEstimate]:
+    """Both heads of a volume, each found or not found with a reason a clinician can act on."""
+    array, grid = localizer_input(image, modality)
+    with torch.no_grad():
+        heat = network(torch.from_numpy(array)[None, None].to(device))[0].float().cpu().numpy()
+    sides = assign_sides(decode_peaks(heat, grid), body_midline_x(image))
+    return [_judge(image, modality, side, *sides[side]) for side in SIDES]
+
+
+def _judge(image: sitk.Image, modality: str, side: str, centre: list[float], confidence: float) -> HeadEstimate:
+    if not _inside(image, centre):
+        return HeadEstimate(side, False, centre, confidence=confidence,
+                            reason="out of field of view: the head lies outside the scanned volume")
+    if modality == "ct":
+        metal = _metal_fraction(image, centre)
+        if metal > 0.01:
+            return HeadEstimate(side, False, centre, confidence=confidence, extras={"metal_fraction": metal},
+                                reason=f"implant-like intensities: {100 * metal:.0f}% of the head region is above "
+                                       f"{METAL_HU:.0f} HU (arthroplasty?)")
+    if confidence < MIN_CONFIDENCE:
+        return HeadEstimate(side, False, centre, confidence=confidence,
+                            reason=f"low confidence ({confidence:.2f} < {MIN_CONFIDENCE})")
+    return HeadEstimate(side, True, centre, confidence=confidence)
+
+
+def _inside(image: sitk.Image, point: list[float], margin_vox: float = 0.5) -> bool:
+    idx = io.physical_to_index(image, point)
+    return bool(np.all(idx >= -margin_vox) and np.all(idx <= np.array(image.GetSize()) - 1 + margin_vox))
+
+
+def _metal_fraction(image: sitk.Image, centre: list[float], radius_mm: float = 30.0) -> float:
+    region = io.crop_box(image, centre, 2 * radius_mm, 3.0, default=-1024.0)
+    arr = sitk.GetArrayViewFromImage(region)
+    zz, yy, xx = np.indices(arr.shape)
+    c = (np.array(arr.shape) - 1) / 2.0
+    ball = ((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) * 9.0 <= radius_mm ** 2
+    return float(np.mean(arr[ball] > METAL_HU))

@@ -1,0 +1,101 @@
+"""Segment one hip: crop around the head, sliding-window DynUNet, clean-up, measures, back to the input grid."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.inferers import sliding_window_inference
+
+from . import io
+from .crops import CropSpec, hip_crop, normalise, uncrop
+from .measure import HeadSphere, HipMeasures, distance_map, fit_head_sphere, largest_component, measure_head
+
+INFER_SPEC = CropSpec(box_mm=96.0, spacing_mm=1.5)
+PATCH = 48
+NECROSIS_MARGIN_MM = 1.5
+
+
+@dataclass
+class HipSegmentation:
+    side: str
+    crop: sitk.Image  # crop-space label map (right-hip view)
+    crop_center: list[float]  # LPS centre the crop was taken around
+    measures: HipMeasures | None
+    center_lps: list[float] | None  # refined head centre in the patient's LPS mm
+
+
+def predict_crop(network: torch.nn.Module, crop: np.ndarray, device: torch.device) -> np.ndarray:
+    """Class probabilities (4, z, y, x) of a normalised crop by Gaussian-weighted sliding windows."""
+    x = torch.from_numpy(crop)[None, None].to(device)
+    with torch.no_grad():
+        logits = sliding_window_inference(x, (PATCH,) * 3, sw_batch_size=4, predictor=network, overlap=0.5,
+                                          mode="gaussian")
+    return torch.softmax(logits, 1)[0].float().cpu().numpy()
+
+
+def postprocess(labels: np.ndarray, origin, spacing, start_xyz) -> tuple[np.ndarray, HeadSphere | None]:
+    """Largest pelvis and femur component; necrosis only inside the fitted femoral head."""
+    femur = largest_component(np.isin(labels, (2, 3)))
+    pelvis = largest_component(labels == 1) & ~femur
+    sphere = fit_head_sphere(femur, origin, spacing, start_xyz)
+    out = np.zeros(labels.shape, np.uint8)
+    out[pelvis] = 1
+    out[femur] = 2
+    if sphere is not None:
+        head = distance_map(labels.shape, origin, spacing, sphere.center_xyz) <= sphere.radius_mm + NECROSIS_MARGIN_MM
+        out[femur & head & (labels == 3)] = 3
+    return out, sphere
+
+
+def segment_hip(network, image: sitk.Image, center_lps, side: str, modality: str, device) -> HipSegmentation:
+    crop_image = hip_crop(image, center_lps, side, INFER_SPEC)
+    probs = predict_crop(network, normalise(sitk.GetArrayFromImage(crop_image), modality), device)
+    origin, spacing = np.array(crop_image.GetOrigin()), np.array(crop_image.GetSpacing())
+    start = io.mirror_point(center_lps, center_lps[0]) if side == "L" else np.asarray(center_lps, float)
+    labels, sphere = postprocess(np.argmax(probs, 0).astype(np.uint8), origin, spacing, start)
+    crop = sitk.GetImageFromArray(labels)
+    crop.CopyInformation(crop_image)
+    if sphere is None:
+        return HipSegmentation(side, crop, list(center_lps), None, None)
+    measures = measure_head(labels, sphere, origin, spacing)
+    centre = io.mirror_point(sphere.center_xyz, center_lps[0]) if side == "L" else sphere.center_xyz
+    return HipSegmentation(side, crop, list(center_lps), measures, [float(v) for v in centre])
+
+
+def to_input_grid(hips: list[HipSegmentation], reference: sitk.Image) -> sitk.Image:
+    """One label map on the input's own grid: each crop's classes resampled smoothly (one-hot, linear), then argmax."""
+    out = np.zeros(sitk.GetArrayViewFromImage(reference).shape, np.uint8)
+    for hip in hips:
+        start, size = covering_region(reference, hip.crop)
+        if min(size) <= 0:
+            continue
+        region = sitk.RegionOfInterest(reference, [int(s) for s in size], [int(s) for s in start])
+        labels = sitk.GetArrayViewFromImage(hip.crop)
+        channels = []
+        for value in range(4):
+            onehot = sitk.GetImageFromArray((labels == value).astype(np.float32))
+            onehot.CopyInformation(hip.crop)
+            channels.append(sitk.GetArrayFromImage(
+                uncrop(onehot, hip.side, hip.crop_center, region, default=1.0 if value == 0 else 0.0)))
+        placed = np.argmax(np.stack(channels), 0).astype(np.uint8)
+        z, y, x = (slice(s, s + n) for s, n in zip(start[::-1], size[::-1]))
+        out[z, y, x] = np.maximum(out[z, y, x], placed)
+    result = sitk.GetImageFromArray(out)
+    result.CopyInformation(reference)
+    return result
+
+
+def covering_region(reference: sitk.Image, crop: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Index start and size of the part of `reference` that the (possibly mirrored) crop box touches."""
+    size = np.array(crop.GetSize())
+    corners = [io.index_to_physical(crop, np.array(c) * (size - 1)) for c in np.ndindex(2, 2, 2)]
+    return _index_box(reference, corners)
+
+
+def _index_box(reference: sitk.Image, points) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.array([io.physical_to_index(reference, p) for p in points])
+    lo = np.clip(np.floor(idx.min(0)).astype(int) - 1, 0, None)
+    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + 2, np.array(reference.GetSize()))
+    return lo, hi - lo

@@ -1,0 +1,120 @@
+"""Train and evaluate the femoral-head localiser (heatmap regression on a coarse LPS grid)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import modelstore
+from ..atomic import atomic_path
+from ..devices import resolve_device, seed_everything
+from ..localization import (GRID_MM, HEATMAP_SIGMA_MM, assign_sides, body_midline_x, decode_peaks, heatmap_target,
+                            localizer_input)
+from ..models.localizer import build_localizer
+from .engine import Trainer
+from .evaluation import evaluate_task
+from .scans import list_scans, split_scans
+
+FEATURES = (8, 16, 32, 64, 64, 8)
+EPOCHS = 40
+PEAK_LEVEL = 0.05
+
+
+def _cached_inputs(scans, cache: Path, reporter=None) -> list[dict]:
+    """Localiser input and target per scan, computed once (npz, no pickle)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    items = []
+    for n, scan in enumerate(scans):
+        path = cache / f"{scan.scan_id}.npz"
+        if not path.exists():
+            image = scan.image()
+            array, grid = localizer_input(image, scan.modality(image))
+            target = heatmap_target(grid, scan.centres().values())
+            with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                np.savez_compressed(f, image=array, target=target, origin=np.array(grid.GetOrigin()),
+                                    midline_x=body_midline_x(image))
+        with np.load(path, allow_pickle=False) as d:
+            items.append({"scan": scan, **{k: d[k] for k in ("image", "target", "origin", "midline_x")}})
+        if reporter is not None:
+            reporter.progress("prepare", (n + 1) / len(scans), message=scan.scan_id)
+    return items
+
+
+def _augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Contrast, brightness, gamma and noise: the scanner differences a localiser must ignore."""
+    out = image * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
+    if rng.random() < 0.5:
+        out = np.sign(out) * np.abs(out) ** rng.uniform(0.7, 1.4)
+    return (out + rng.normal(0, rng.uniform(0, 0.05), out.shape)).astype(np.float32)
+
+
+def heatmap_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error averaged separately over the peaks and the background, so the near-empty
+    background cannot win by predicting zeros everywhere."""
+    peak = target > PEAK_LEVEL
+    error = (pred - target) ** 2
+    return error[peak].mean() + error[~peak].mean()
+
+
+def _centre_errors(network, items, device) -> list[float]:
+    errors = []
+    for item in items:
+        heat = network(torch.from_numpy(item["image"])[None, None].to(device))[0].cpu().numpy()
+        sides = assign_sides(decode_peaks(heat, _grid_like(item)), float(item["midline_x"]))
+        for side, truth in item["scan"].centres().items():
+            errors.append(float(np.linalg.norm(np.array(sides[side][0]) - truth)))
+    return errors
+
+
+def _grid_like(item):
+    import SimpleITK as sitk
+
+    grid = sitk.Image([int(n) for n in item["image"].shape[::-1]], sitk.sitkUInt8)
+    grid.SetSpacing([GRID_MM] * 3)
+    grid.SetOrigin([float(v) for v in item["origin"]])
+    return grid
+
+
+def train(settings, reporter):
+    device = resolve_device(settings.device)
+    seed_everything(settings.seed)
+    scans = list_scans(settings.data)
+    train_scans, val_scans = split_scans(scans, Path(settings.data), settings.seed)
+    out = Path(settings.out)
+    cache = out / "cache"
+    train_items = _cached_inputs(train_scans, cache, reporter)
+    val_items = _cached_inputs(val_scans, cache, reporter)
+    network = build_localizer(FEATURES).to(device)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=settings.lr or 2e-3, weight_decay=1e-4)
+    rng = np.random.default_rng(settings.seed)
+
+    def batches(epoch):
+        for i in rng.permutation(len(train_items)):
+            item = train_items[i]
+            image, target = _augment(item["image"], rng), item["target"]
+            if rng.random() < 0.5:  # left-right flip: the heatmap marks both heads alike
+                image, target = image[..., ::-1], target[..., ::-1]
+            yield (torch.from_numpy(image.copy())[None, None].to(device), torch.from_numpy(target.copy())[None].to(device))
+
+    def batch_loss(model, batch):
+        return heatmap_loss(model(batch[0]), batch[1])
+
+    def validate(model):
+        errors = _centre_errors(model, val_items, device)
+        return {"val_median_mm": float(np.median(errors)), "val_max_mm": float(np.max(errors))}
+
+    trainer = Trainer(network, optimizer, batch_loss, validate, monitor="val_median_mm", mode="min",
+                      checkpoint_dir=out / "checkpoints", patience=10, reporter=reporter, stage="train localizer")
+    fit = trainer.fit(settings.epochs or EPOCHS, batches, resume=settings.resume)
+    card = {"name": "onfh-localizer", "task": "localizer", "version": "1.0.0", "features": list(FEATURES),
+            "grid_mm": GRID_MM, "heatmap_sigma_mm": HEATMAP_SIGMA_MM, "seed": settings.seed,
+            "trained_on": {"data": str(settings.data), "train_scans": len(train_scans), "val_scans": len(val_scans)},
+            "best_epoch": fit.best_epoch,
+            "validation": next((h for h in fit.history if h["epoch"] == fit.best_epoch), {})}
+    entry = modelstore.save_model(out / "model", network, card)
+    return {"model": str(entry.folder), "best_epoch": fit.best_epoch, "val_median_mm": fit.best_metric}
+
+
+def evaluate(settings, reporter):
+    return evaluate_task("localizer", settings, reporter)

@@ -1,0 +1,74 @@
+"""Segmentation plumbing with a seeded, untrained DynUNet: exact input grid, mirror equivariance, model errors."""
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from ONFHAssistLib import io, modelstore, networks
+from ONFHAssistLib.cli import main
+from ONFHAssistLib.models.segmentation import build_segmenter
+from ONFHAssistLib.segment import segment_hip, to_input_grid
+
+
+@pytest.fixture(scope="module")
+def network():
+    torch.manual_seed(0)
+    return build_segmenter((4, 8, 8, 8)).eval()
+
+
+def _oblique_scan():
+    rng = np.random.default_rng(1)
+    array = rng.normal(300, 80, size=(40, 60, 90)).astype(np.float32)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((1.7, 1.6, 2.3))
+    image.SetOrigin((-70.3, -45.1, -40.6))
+    c, s = np.cos(0.12), np.sin(0.12)
+    image.SetDirection([c, 0, s, 0, 1, 0, -s, 0, c])
+    return image
+
+
+def test_label_map_lands_on_the_input_grid_exactly(network):
+    image = _oblique_scan()
+    centre = list(io.index_to_physical(image, (30, 30, 20)))
+    hip = segment_hip(network, image, centre, "R", "mr_t1", torch.device("cpu"))
+    label = to_input_grid([hip], image)
+    assert label.GetSize() == image.GetSize()
+    assert label.GetSpacing() == image.GetSpacing() and label.GetOrigin() == image.GetOrigin()
+    assert label.GetDirection() == image.GetDirection()
+    assert set(np.unique(sitk.GetArrayViewFromImage(label))) <= {0, 1, 2, 3}
+
+
+def test_mirrored_input_gives_the_mirrored_label_map(network):
+    """A left hip, and the same scan reflected so that hip becomes a right hip, give the same voxels."""
+    image = _oblique_scan()
+    centre = io.index_to_physical(image, (60, 30, 20))
+    plane = 3.7
+    mirrored = io.mirror(image, plane)
+    device = torch.device("cpu")
+    left = to_input_grid([segment_hip(network, image, list(centre), "L", "mr_t1", device)], image)
+    right = to_input_grid([segment_hip(network, mirrored, list(io.mirror_point(centre, plane)), "R", "mr_t1", device)],
+                          mirrored)
+    a, b = sitk.GetArrayViewFromImage(left), sitk.GetArrayViewFromImage(right)
+    assert a.any() and np.mean(a == b) > 0.999  # identical up to interpolation ties at label borders
+
+
+def test_tampered_or_wrong_models_are_refused(tmp_path, network):
+    folder = tmp_path / "seg"
+    modelstore.save_model(folder, network, {"name": "t", "task": "segmentation", "version": "1", "features": [4, 8, 8, 8]})
+    assert networks.load("segmentation", str(folder), torch.device("cpu"))[0] is not None
+    with pytest.raises(Exception, match="cannot be used"):
+        networks.load("localizer", str(folder), torch.device("cpu"))
+    weights = folder / modelstore.WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    with pytest.raises(Exception, match="checksum"):
+        networks.load("segmentation", str(folder), torch.device("cpu"))
+
+
+def test_evaluate_cli_with_a_missing_model_exits_2(tmp_path, capsys):
+    data = tmp_path / "data"
+    main(["phantom", "--out", str(data), "--patients", "1", "--seed", "5", "--shape", "40", "40", "30",
+          "--spacing", "6", "--progress", "none"])
+    code = main(["evaluate", "segmentation", "--data", str(data), "--model", str(tmp_path / "nothing"),
+                 "--progress", "none"])
+    assert code == 2
+    assert "no segmentation model" in capsys.readouterr().err
