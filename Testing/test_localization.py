@@ -37,19 +37,26 @@ def test_grid_covers_the_scan_and_is_a_multiple_of_16():
 
 def test_heatmap_peaks_decode_to_the_centres_and_sides():
     _, grid = localization.localizer_input(_volume(), "ct")
-    centres = {"R": [-20.3, 3.1, -7.7], "L": [78.9, -6.2, 11.4]}
+    centres = {"R": [-60.3, 3.1, -7.7], "L": [98.9, -6.2, 11.4]}
     heat = localization.heatmap_target(grid, centres.values())
     peaks = localization.decode_peaks(heat, grid)
-    assert all(height > 0.8 for _, height in peaks)
+    assert all(height > 0.8 for _, height in peaks[:2])
     sides = localization.assign_sides(peaks, midline_x=30.0)
     for side, centre in centres.items():
         assert np.linalg.norm(np.array(sides[side][0]) - centre) < 0.3
 
 
+def test_the_strongest_side_by_side_pair_wins():
+    peaks = [([-40.0, -240.0, 350.0], 0.9),  # a bright spot high in the abdomen, no partner
+             ([80.0, -170.0, 115.0], 0.7), ([130.0, -90.0, 110.0], 0.6), ([-80.0, -150.0, 130.0], 0.5)]
+    sides = localization.assign_sides(peaks, midline_x=0.0)
+    assert sides["R"][0] == [-80.0, -150.0, 130.0] and sides["L"][0] == [80.0, -170.0, 115.0]
+
+
 def test_a_single_head_takes_its_side_from_the_midline():
     peaks = [([-60.0, 0.0, 0.0], 0.9), ([40.0, 80.0, 0.0], 0.05)]
     sides = localization.assign_sides(peaks, midline_x=-5.0)
-    assert sides["R"][0] == [-60.0, 0.0, 0.0] and sides["L"][1] == 0.05
+    assert sides["R"][0] == [-60.0, 0.0, 0.0] and sides["L"][1] == 0.0
     assert sides["L"][0][0] == pytest.approx(50.0)  # the mirror of the found head about the midline
     assert localization.assign_sides(peaks, midline_x=-80.0)["L"][0] == [-60.0, 0.0, 0.0]
 
@@ -57,7 +64,7 @@ def test_a_single_head_takes_its_side_from_the_midline():
 def _ct_with_ball(value):
     array = np.full((40, 40, 40), -50.0, np.float32)
     zz, yy, xx = np.indices(array.shape)
-    array[(zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 20) ** 2 < 64] = value
+    array[(zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 20) ** 2 < 64] = value  # a 2 ml ball
     image = sitk.GetImageFromArray(array)
     image.SetSpacing((2.0, 2.0, 2.0))
     return image, list(io.index_to_physical(image, (20, 20, 20)))

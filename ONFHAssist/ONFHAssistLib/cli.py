@@ -86,11 +86,26 @@ def build_parser() -> argparse.ArgumentParser:
     m_export = m_sub.add_parser("export", help="zip a model folder")
     m_export.add_argument("folder", type=Path)
     m_export.add_argument("--out", required=True, type=Path)
+    m_build = m_sub.add_parser("build", help="retrain the shipped models (fixed seeds; `make models`)")
+    m_build.add_argument("--out", type=Path, default=Path("Resources/Models"))
+    m_build.add_argument("--work", type=Path, default=Path("out/models-build"))
+    m_build.add_argument("--task", action="append", choices=["localizer", "segmentation"])
+    m_build.add_argument("--device", default="auto")
+    _add_progress(m_build)
 
     bench = sub.add_parser("bench", help="wall time and peak memory of whole runs (medians)")
     bench.add_argument("--out", type=Path, default=Path("bench"))
     bench.add_argument("--only", nargs="*", help="names (substrings) of benchmarks to run")
     _add_progress(bench)
+
+    seg = sub.add_parser("segment", help="find both femoral heads and segment pelvis, femur and necrosis")
+    seg.add_argument("image", type=Path, help="hip MRI or CT (NIfTI, NRRD, MHA or a DICOM folder)")
+    seg.add_argument("--out", type=Path, required=True, help="folder for labels.nii.gz, hips.json, overlay.png")
+    seg.add_argument("--modality", choices=["auto", "mr_t1", "ct"], default="auto")
+    seg.add_argument("--localizer", help="model folder, name or name@version (default: newest)")
+    seg.add_argument("--segmenter", help="model folder, name or name@version (default: newest)")
+    seg.add_argument("--device", default="auto")
+    seg.add_argument("--no-png", dest="png", action="store_false", help="skip the overlay PNG")
 
     demo = sub.add_parser("demo", help="run the main job on the bundled demo")
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
@@ -194,6 +209,15 @@ def cmd_models(args) -> int:
             modelstore.verify(e)
             print(f"ok  {e.name} {e.version} ({e.folder})")
         return 0
+    if args.action == "build":
+        from .progress import make_reporter
+        from .training import shipped
+
+        resolve_device(args.device)
+        for folder in shipped.build(args.out, args.work, args.device, make_reporter(args.progress),
+                                    tuple(args.task or shipped.ORDER)):
+            print(f"built {folder}")
+        return 0
     if args.action == "import":
         e = modelstore.import_zip(args.zip)
         print(f"imported {e.name} {e.version} into {e.folder}")
@@ -237,7 +261,22 @@ def cmd_task(args) -> int:
     return 0
 
 
-COMMANDS = {"phantom": cmd_phantom, "dataset": cmd_dataset, "demo": cmd_demo,
+def cmd_segment(args) -> int:
+    from .hipfinder import segment_file
+
+    summary = segment_file(args.image, args.out, args.modality, args.localizer, args.segmenter,
+                           resolve_device(args.device), args.png)
+    for hip in summary["hips"]:
+        if hip["found"]:
+            print(f"{hip['side']} hip: head r {hip['radius_mm']:.1f} mm at {[round(v, 1) for v in hip['center_lps']]}, "
+                  f"necrotic ratio {hip.get('necrotic_ratio', 0):.3f}, angle {hip.get('necrotic_angle_deg', 0):.0f}°")
+        else:
+            print(f"{hip['side']} hip: not found ({hip['reason']})")
+    print(f"wrote {args.out} in {summary['seconds']:.1f} s")
+    return 0
+
+
+COMMANDS = {"phantom": cmd_phantom, "segment": cmd_segment, "dataset": cmd_dataset, "demo": cmd_demo,
             "models": cmd_models, "bench": cmd_bench, "train": cmd_task, "evaluate": cmd_task, "cv": cmd_task}
 
 

@@ -1,11 +1,19 @@
 """Localise both heads, segment each found hip, refine the centre by a sphere fit: the first half of `analyze`."""
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import SimpleITK as sitk
 
+from . import io
+from .atomic import atomic_write_text
+from .crops import guess_modality
+from .figures import coronal_overlay_png
 from .localization import HeadEstimate, run_localizer
+from .networks import load
 from .segment import HipSegmentation, segment_hip, to_input_grid
 
 
@@ -33,3 +41,36 @@ def find_and_segment(localizer, segmenter, image: sitk.Image, modality: str, dev
         findings.append(HipFinding(estimate, seg, coarse))
     label = to_input_grid([f.segmentation for f in findings if f.segmentation is not None and f.estimate.found], image)
     return findings, label
+
+
+def finding_json(finding: HipFinding) -> dict:
+    """What `onfh segment` (and later `onfh analyze`) reports per hip."""
+    est = finding.estimate
+    out = {"side": est.side, "found": est.found, "confidence": round(est.confidence, 3), "reason": est.reason,
+           "center_lps": est.center_lps if est.found else None, "radius_mm": est.radius_mm}
+    seg = finding.segmentation
+    if est.found and seg is not None and seg.measures is not None:
+        m = seg.measures
+        out.update(head_volume_ml=round(m.head_volume_ml, 2), necrosis_volume_ml=round(m.necrosis_volume_ml, 2),
+                   necrotic_ratio=round(m.necrotic_ratio, 4), necrotic_angle_deg=round(m.necrotic_angle_deg, 1))
+    return out
+
+
+def segment_file(image_path, out_dir, modality: str, localizer_name, segmenter_name, device, png: bool = True) -> dict:
+    """`onfh segment`: labels.nii.gz on the input grid, hips.json, and an overlay PNG, each written atomically."""
+    start = time.perf_counter()
+    image = io.read_image(image_path)
+    modality = guess_modality(image) if modality == "auto" else modality
+    localizer, loc_entry = load("localizer", localizer_name, device)
+    segmenter, seg_entry = load("segmentation", segmenter_name, device)
+    findings, label = find_and_segment(localizer, segmenter, image, modality, device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    io.write_image(label, out / "labels.nii.gz")
+    summary = {"input": str(image_path), "modality": modality, "hips": [finding_json(f) for f in findings],
+               "models": [loc_entry.provenance(), seg_entry.provenance()],
+               "seconds": round(time.perf_counter() - start, 2)}
+    if png:
+        coronal_overlay_png(image, label, summary["hips"], out / "overlay.png", f"{Path(image_path).name} ({modality})")
+    atomic_write_text(out / "hips.json", json.dumps(summary, indent=2) + "\n")
+    return summary

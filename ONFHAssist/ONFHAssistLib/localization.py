@@ -3,8 +3,8 @@
 Orientation, spacing and field of view are never assumed: the volume is resampled onto an
 axis-aligned LPS grid at `GRID_MM` that covers its whole physical extent, so a RAS-stored or
 oblique scan looks the same to the network as an LPS one. The network marks every femoral head in
-one heatmap; the two strongest separate peaks are the heads, and which is right and which is left
-is decided geometrically (LPS x grows towards the patient's left), not learned: the two hips are
+one heatmap; the heads are the strongest pair of peaks that sit side by side (a real scan reaching
+up to the spine has other bright spots), and which is right and which is left is decided geometrically (LPS x grows towards the patient's left), not learned: the two hips are
 near mirror images, so a network asked to tell them apart learns it slowly and unreliably. The
 coarse centre is later refined by a sphere fit to the segmented head (`measure.fit_head_sphere`).
 """
@@ -22,9 +22,13 @@ from .crops import normalise
 GRID_MM = 6.0
 MULTIPLE = 16  # the network halves the grid four times
 MIN_CONFIDENCE = 0.35
-METAL_HU = 2000.0
+METAL_HU = 2500.0  # above dense cortical bone, below every orthopaedic metal
+METAL_SEARCH_MM = 50.0
+METAL_MIN_ML = 1.0
 HEATMAP_SIGMA_MM = 9.0
-MIN_HEAD_SEPARATION_MM = 80.0
+PEAK_SPACING_MM = 30.0
+PAIR_DX_MM = (130.0, 260.0)  # centre-to-centre distance of adult femoral heads, with margin
+PAIR_OFFSET_MM = 38.0  # most the pair may be offset in the sagittal (y, z) plane by patient rotation
 SIDES = ("R", "L")
 
 
@@ -86,30 +90,42 @@ def refine_peak(h: np.ndarray, peak: np.ndarray) -> np.ndarray:
     return peak + offset
 
 
-def decode_peaks(heatmap: np.ndarray, grid: sitk.Image, count: int = 2) -> list[tuple[list[float], float]]:
-    """The `count` strongest peaks at least MIN_HEAD_SEPARATION_MM apart: (LPS mm, height), strongest first."""
+def decode_peaks(heatmap: np.ndarray, grid: sitk.Image, count: int = 12) -> list[tuple[list[float], float]]:
+    """Up to `count` local maxima at least PEAK_SPACING_MM apart: (LPS mm, height), strongest first."""
     h = heatmap[0] if heatmap.ndim == 4 else heatmap
     work = h.copy()
     zz, yy, xx = np.indices(h.shape, sparse=True)
-    radius = MIN_HEAD_SEPARATION_MM / GRID_MM
+    radius = PEAK_SPACING_MM / GRID_MM
     peaks = []
     for _ in range(count):
         peak = np.array(np.unravel_index(int(np.argmax(work)), h.shape))
+        if not np.isfinite(work[tuple(peak)]) or work[tuple(peak)] <= 0.0:
+            break
         point = io.index_to_physical(grid, refine_peak(h, peak)[::-1])
         peaks.append(([float(v) for v in point], float(h[tuple(peak)])))
         work[(zz - peak[0]) ** 2 + (yy - peak[1]) ** 2 + (xx - peak[2]) ** 2 <= radius ** 2] = -np.inf
     return peaks
 
 
+def plausible_pair(right: list[float], left: list[float]) -> bool:
+    """Two femoral heads sit side by side: far apart in x, close in y (AP) and z (height)."""
+    dx, dy, dz = np.asarray(left) - np.asarray(right)
+    return PAIR_DX_MM[0] <= dx <= PAIR_DX_MM[1] and float(np.hypot(dy, dz)) <= PAIR_OFFSET_MM
+
+
 def assign_sides(peaks: list[tuple[list[float], float]], midline_x: float) -> dict[str, tuple[list[float], float]]:
-    """Right head = smaller LPS x. With one confident peak, its side is decided by the body midline."""
-    (p1, h1), (p2, h2) = peaks
-    if h2 >= MIN_CONFIDENCE:
-        right, left = ((p1, h1), (p2, h2)) if p1[0] < p2[0] else ((p2, h2), (p1, h1))
-        return {"R": right, "L": left}
+    """The strongest anatomically plausible pair (right = smaller LPS x). Without one, the strongest
+    peak takes its side from the body midline and the other side is its mirror image, unconfirmed."""
+    pairs = [(h1 + h2, (p1, h1), (p2, h2)) for i, (p1, h1) in enumerate(peaks) for (p2, h2) in peaks[i + 1:]
+             if min(h1, h2) >= MIN_CONFIDENCE]
+    for _, a, b in sorted(pairs, key=lambda t: -t[0]):
+        right, left = (a, b) if a[0][0] < b[0][0] else (b, a)
+        if plausible_pair(right[0], left[0]):
+            return {"R": right, "L": left}
+    p1, h1 = peaks[0]
     side = "R" if p1[0] < midline_x else "L"
     other = "L" if side == "R" else "R"
-    return {side: (p1, h1), other: (list(io.mirror_point(p1, midline_x)), h2)}
+    return {side: (p1, h1), other: (list(io.mirror_point(p1, midline_x)), 0.0)}
 
 
 def body_midline_x(image: sitk.Image) -> float:
@@ -135,11 +151,11 @@ def _judge(image: sitk.Image, modality: str, side: str, centre: list[float], con
         return HeadEstimate(side, False, centre, confidence=confidence,
                             reason="out of field of view: the head lies outside the scanned volume")
     if modality == "ct":
-        metal = _metal_fraction(image, centre)
-        if metal > 0.01:
-            return HeadEstimate(side, False, centre, confidence=confidence, extras={"metal_fraction": metal},
-                                reason=f"implant-like intensities: {100 * metal:.0f}% of the head region is above "
-                                       f"{METAL_HU:.0f} HU (arthroplasty?)")
+        metal_ml = _metal_volume_ml(image, centre)
+        if metal_ml >= METAL_MIN_ML:
+            return HeadEstimate(side, False, centre, confidence=confidence, extras={"metal_ml": metal_ml},
+                                reason=f"implant-like intensities: {metal_ml:.1f} ml above {METAL_HU:.0f} HU within "
+                                       f"{METAL_SEARCH_MM:.0f} mm of the expected head (arthroplasty?)")
     if confidence < MIN_CONFIDENCE:
         return HeadEstimate(side, False, centre, confidence=confidence,
                             reason=f"low confidence ({confidence:.2f} < {MIN_CONFIDENCE})")
@@ -151,10 +167,12 @@ def _inside(image: sitk.Image, point: list[float], margin_vox: float = 0.5) -> b
     return bool(np.all(idx >= -margin_vox) and np.all(idx <= np.array(image.GetSize()) - 1 + margin_vox))
 
 
-def _metal_fraction(image: sitk.Image, centre: list[float], radius_mm: float = 30.0) -> float:
-    region = io.crop_box(image, centre, 2 * radius_mm, 3.0, default=-1024.0)
+def _metal_volume_ml(image: sitk.Image, centre: list[float]) -> float:
+    """Millilitres above METAL_HU within METAL_SEARCH_MM of a point (a 2 mm grid, outside the scan is air)."""
+    step = 2.0
+    region = io.crop_box(image, centre, 2 * METAL_SEARCH_MM, step, default=-1024.0)
     arr = sitk.GetArrayViewFromImage(region)
     zz, yy, xx = np.indices(arr.shape)
     c = (np.array(arr.shape) - 1) / 2.0
-    ball = ((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) * 9.0 <= radius_mm ** 2
-    return float(np.mean(arr[ball] > METAL_HU))
+    ball = ((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) * step ** 2 <= METAL_SEARCH_MM ** 2
+    return float(np.sum(arr[ball] > METAL_HU) * step ** 3 / 1000.0)

@@ -111,7 +111,7 @@ def train(settings, reporter):
             "grid_mm": GRID_MM, "heatmap_sigma_mm": HEATMAP_SIGMA_MM, "seed": settings.seed,
             "trained_on": {"data": str(settings.data), "train_scans": len(train_scans), "val_scans": len(val_scans)},
             "best_epoch": fit.best_epoch,
-            "validation": next((h for h in fit.history if h["epoch"] == fit.best_epoch), {})}
+            "validation": next((h for h in fit.history if h["epoch"] == fit.best_epoch), {}), "history": fit.history}
     entry = modelstore.save_model(out / "model", network, card)
     return {"model": str(entry.folder), "best_epoch": fit.best_epoch, "val_median_mm": fit.best_metric}
 

@@ -1,0 +1,55 @@
+"""PNG figures a user (or a reviewer of this code) looks at: label overlays through each femoral head."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Circle  # noqa: E402
+
+from . import io  # noqa: E402
+from .atomic import atomic_path  # noqa: E402
+
+LABEL_COLOURS = ListedColormap([(0, 0, 0, 0), (0.95, 0.8, 0.2, 0.45), (0.2, 0.6, 1.0, 0.45), (0.95, 0.15, 0.15, 0.7)])
+
+
+def coronal_overlay_png(image: sitk.Image, label: sitk.Image, hips: list[dict], path: str | Path, title: str) -> Path:
+    """Coronal slices (1 mm, LPS-aligned, patient's right on the viewer's left) through each found head,
+    with the label map and the fitted head circle; a missing head is named with its reason."""
+    found = [h for h in hips if h["found"]] or hips[:1]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
+    for ax, hip in zip(axes, sorted(hips, key=lambda h: h["side"] != "R")):
+        ax.set_axis_off()
+        centre = hip["center_lps"] if hip["found"] else (found[0].get("center_lps") if found[0]["found"] else None)
+        if not hip["found"]:
+            ax.set_title(f"{hip['side']} hip: not found — {hip['reason']}", fontsize=9, wrap=True)
+        if centre is None:
+            continue
+        box = (160.0, 1.0, 160.0)
+        img = io.crop_box(image, centre, box, 1.0)
+        lab = io.crop_box(label, centre, box, 1.0, label=True)
+        mid = img.GetSize()[1] // 2
+        a = sitk.GetArrayViewFromImage(img)[:, mid, :]
+        b = sitk.GetArrayViewFromImage(lab)[:, mid, :]
+        lo, hi = np.percentile(a, (1, 99.5))
+        extent = (-80, 80, -80, 80)
+        ax.imshow(a, cmap="gray", vmin=lo, vmax=hi, origin="lower", extent=extent)
+        ax.imshow(b, cmap=LABEL_COLOURS, vmin=0, vmax=3, origin="lower", extent=extent, interpolation="nearest")
+        if hip["found"]:
+            ax.add_patch(Circle((0, 0), hip["radius_mm"], fill=False, color="lime", lw=1.2))
+            ratio = hip.get("necrotic_ratio")
+            extra = f", necrotic ratio {ratio:.2f}" if ratio is not None else ""
+            ax.set_title(f"{hip['side']} hip: head r = {hip['radius_mm']:.1f} mm{extra}", fontsize=10)
+    fig.suptitle(title + "\n(coronal, patient's right on the left; yellow pelvis, blue femur, red necrosis, "
+                 "green fitted head)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return path
