@@ -182,17 +182,29 @@ def _print_validation(root: Path, report) -> None:
 
 
 def cmd_demo(args) -> int:
-    """Until the analysis pipeline lands: make a small mixed phantom cohort, validate it, say what it made."""
-    from . import dataset
+    """Until `onfh analyze` lands: segment the bundled demo scan and compare with its phantom truth,
+    then make a small mixed phantom cohort and validate it."""
+    from . import dataset, demo_case
+    from .hipfinder import segment_file
     from .phantom import write_cohort
     from .progress import make_reporter
 
-    reporter = make_reporter(args.progress)
     start = time.perf_counter()
-    out = write_cohort(args.out / "cohort", patients=4, seed=7, modality="mixed", reporter=reporter)
+    summary = segment_file(demo_case.image_path(), args.out / "segment", "auto", None, None, resolve_device("auto"))
+    truth = {row["side"]: row for row in demo_case.truth()}
+    for hip in summary["hips"]:
+        t = truth[hip["side"]]
+        if hip["found"]:
+            print(f"{hip['side']} hip: head radius {hip['radius_mm']:.1f} mm (truth {t['head_radius_mm']:.1f}), "
+                  f"necrotic ratio {hip['necrotic_ratio']:.3f} (truth {t['necrotic_ratio']:.3f}), "
+                  f"angle {hip['necrotic_angle_deg']:.0f}° (truth {t['necrotic_angle_deg']:.0f}°)")
+        else:
+            print(f"{hip['side']} hip: not found ({hip['reason']})")
+    print(f"demo scan segmented in {summary['seconds']:.1f} s: {args.out / 'segment'} (labels.nii.gz, hips.json, overlay.png)")
+    out = write_cohort(args.out / "cohort", patients=4, seed=7, modality="mixed", reporter=make_reporter(args.progress))
     report = dataset.validate(out)
     _print_validation(out, report)
-    print(f"demo cohort written to {out} in {time.perf_counter() - start:.1f} s")
+    print(f"demo finished in {time.perf_counter() - start:.1f} s")
     return 0 if report.ok else 1
 
 
