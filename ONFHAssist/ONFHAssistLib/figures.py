@@ -1,6 +1,7 @@
 """PNG figures a user (or a reviewer of this code) looks at: label overlays through each femoral head."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -21,13 +22,13 @@ LABEL_COLOURS = ListedColormap([(0, 0, 0, 0), (0.95, 0.8, 0.2, 0.45), (0.2, 0.6,
 def coronal_overlay_png(image: sitk.Image, label: sitk.Image, hips: list[dict], path: str | Path, title: str) -> Path:
     """Coronal slices (1 mm, LPS-aligned, patient's right on the viewer's left) through each found head,
     with the label map and the fitted head circle; a missing head is named with its reason."""
-    found = [h for h in hips if h["found"]] or hips[:1]
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
     for ax, hip in zip(axes, sorted(hips, key=lambda h: h["side"] != "R")):
         ax.set_axis_off()
-        centre = hip["center_lps"] if hip["found"] else (found[0].get("center_lps") if found[0]["found"] else None)
+        centre = hip["center_lps"] if hip["found"] else hip.get("candidate_lps")
         if not hip["found"]:
-            ax.set_title(f"{hip['side']} hip: not found — {hip['reason']}", fontsize=9, wrap=True)
+            ax.set_title(f"{hip['side']} hip: not found (× where it was expected)\n" + textwrap.fill(hip["reason"], 60),
+                         fontsize=9)
         if centre is None:
             continue
         box = (160.0, 1.0, 160.0)
@@ -40,7 +41,9 @@ def coronal_overlay_png(image: sitk.Image, label: sitk.Image, hips: list[dict], 
         extent = (-80, 80, -80, 80)
         ax.imshow(a, cmap="gray", vmin=lo, vmax=hi, origin="lower", extent=extent)
         ax.imshow(b, cmap=LABEL_COLOURS, vmin=0, vmax=3, origin="lower", extent=extent, interpolation="nearest")
-        if hip["found"]:
+        if not hip["found"]:
+            ax.plot([0], [0], marker="x", color="orange", markersize=14, mew=2.5)
+        else:
             ax.add_patch(Circle((0, 0), hip["radius_mm"], fill=False, color="lime", lw=1.2))
             ratio = hip.get("necrotic_ratio")
             extra = f", necrotic ratio {ratio:.2f}" if ratio is not None else ""

@@ -47,7 +47,8 @@ def finding_json(finding: HipFinding) -> dict:
     """What `onfh segment` (and later `onfh analyze`) reports per hip."""
     est = finding.estimate
     out = {"side": est.side, "found": est.found, "confidence": round(est.confidence, 3), "reason": est.reason,
-           "center_lps": est.center_lps if est.found else None, "radius_mm": est.radius_mm}
+           "center_lps": est.center_lps if est.found else None, "radius_mm": est.radius_mm,
+           "candidate_lps": None if est.found else est.center_lps}
     seg = finding.segmentation
     if est.found and seg is not None and seg.measures is not None:
         m = seg.measures

@@ -7,6 +7,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 from monai.inferers import sliding_window_inference
+from scipy import ndimage
 
 from . import io
 from .crops import CropSpec, hip_crop, normalise, uncrop
@@ -15,6 +16,7 @@ from .measure import HeadSphere, HipMeasures, distance_map, fit_head_sphere, lar
 INFER_SPEC = CropSpec(box_mm=96.0, spacing_mm=1.5)
 PATCH = 48
 NECROSIS_MARGIN_MM = 1.5
+MIN_NECROSIS_ML = 0.2  # specks below this are noise, not a lesion anyone would stage
 
 
 @dataclass
@@ -36,7 +38,7 @@ def predict_crop(network: torch.nn.Module, crop: np.ndarray, device: torch.devic
 
 
 def postprocess(labels: np.ndarray, origin, spacing, start_xyz) -> tuple[np.ndarray, HeadSphere | None]:
-    """Largest pelvis and femur component; necrosis only inside the fitted femoral head."""
+    """Largest pelvis and femur component; necrosis only inside the fitted femoral head, specks dropped."""
     femur = largest_component(np.isin(labels, (2, 3)))
     pelvis = largest_component(labels == 1) & ~femur
     sphere = fit_head_sphere(femur, origin, spacing, start_xyz)
@@ -45,8 +47,16 @@ def postprocess(labels: np.ndarray, origin, spacing, start_xyz) -> tuple[np.ndar
     out[femur] = 2
     if sphere is not None:
         head = distance_map(labels.shape, origin, spacing, sphere.center_xyz) <= sphere.radius_mm + NECROSIS_MARGIN_MM
-        out[femur & head & (labels == 3)] = 3
+        out[_drop_specks(femur & head & (labels == 3), MIN_NECROSIS_ML * 1000.0 / float(np.prod(spacing)))] = 3
     return out, sphere
+
+
+def _drop_specks(mask: np.ndarray, min_voxels: float) -> np.ndarray:
+    components, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = ndimage.sum_labels(mask, components, index=np.arange(1, n + 1))
+    return np.isin(components, 1 + np.flatnonzero(sizes >= min_voxels))
 
 
 def segment_hip(network, image: sitk.Image, center_lps, side: str, modality: str, device) -> HipSegmentation:

@@ -78,10 +78,16 @@ def _summary(table: pd.DataFrame) -> dict:
         if col in rows and len(rows):
             out[f"{col}_mean"] = float(rows[col].mean())
             out[f"{col}_min"] = float(rows[col].min())
-    if "modality" in found and len(found):
-        for modality, part in found.groupby("modality"):
-            out[f"by_modality_{modality}"] = {k: float(part[k].mean()) for k in
-                                              ("center_error_mm", "dice_pelvis", "dice_femur") if k in part}
+    if len(found) and "necrosis_volume_ml" in found:
+        healthy = found[found.necrotic_ratio_truth == 0]
+        out["healthy_hips"] = len(healthy)
+        out["healthy_hips_with_predicted_necrosis"] = int((healthy.necrosis_volume_ml > 0).sum())
+    for modality, part in found.groupby("modality") if len(found) else []:
+        lesion_part = part[part.necrotic_ratio_truth > 0]
+        out[f"by_modality_{modality}"] = {
+            "hips": len(part), "center_error_mm_median": float(part.center_error_mm.median()),
+            **{f"dice_{s}_mean": float((lesion_part if s == "necrosis" else part)[f"dice_{s}"].mean())
+               for s in STRUCTURES if f"dice_{s}" in part}}
     return out
 
 
@@ -106,4 +112,5 @@ def evaluate_task(task: str, settings, reporter) -> dict:
     summary = {"task": task, "data": str(settings.data), "models": [loc_entry.provenance(), seg_entry.provenance()],
                **_summary(table)}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    return {"summary": str(out / "summary.json"), **{k: v for k, v in summary.items() if not isinstance(v, (list, dict))}}
+    scalars = {k: v for k, v in summary.items() if not isinstance(v, (list, dict)) and k not in ("task", "data")}
+    return {"summary": str(out / "summary.json"), **scalars}
