@@ -1,8 +1,8 @@
 """`onfh bench` / `make bench`: whole-process wall time and peak memory, medians over several runs.
 
 Each benchmark is a command run as a fresh child process, so import time, model loading and
-memory are counted as a user would feel them. Peak memory is the child's max RSS from wait4(),
-which the kernel records exactly (no polling). Micro-benchmarks that compare two implementations
+memory are counted as a user would feel them. Peak memory is the command's max RSS from wait4(),
+which the kernel records exactly (no polling), taken through a small launcher (see `_LAUNCHER`). Micro-benchmarks that compare two implementations
 (batched vs per-patch SRANet, vectorised vs per-anchor SurvRNC) are functions in
 `Testing/bench/*.py` returning their own numbers; they run in a child process too.
 """
@@ -41,20 +41,36 @@ class Bench:
     results: list = field(default_factory=list)
 
 
+# A tiny launcher between the bench and the measured command. Linux carries a process's peak RSS
+# through fork and exec, so a command forked straight from this (large, torch-importing) process
+# would report our peak, not its own. Forked from the launcher, it starts from the launcher's few MB.
+_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_child(argv: list[str], cwd: Path) -> tuple[float, float, str]:
-    """Run one child; return (wall seconds, its own peak RSS in MB from wait4, stdout)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    """Run one command; return (wall seconds, its own peak RSS in MB, stdout)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err, text=True)
-        _, status, rusage = os.wait4(proc.pid, 0)  # reap it ourselves to get this child's rusage
+        proc = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, rss.name, *argv], cwd=cwd, stdout=out,
+                              stderr=err, text=True)
         wall = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
+        peak_kb = float(rss.read() or 0)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv[:6])}… failed (exit {proc.returncode}): {stderr.strip()[-400:]}")
-    return wall, rusage.ru_maxrss / 1024.0, stdout  # Linux reports KB
+    return wall, peak_kb / 1024.0, stdout  # Linux reports KB
 
 
 def python_function(path: str, func: str) -> list[str]:
