@@ -31,6 +31,9 @@ def _within_follow_up(train_time, time, event) -> np.ndarray:
 
 
 def harrell_c(time, event, risk) -> float:
+    """Harrell's C; NaN when nothing is comparable (fewer than two hips, or no event), e.g. a small fold."""
+    if len(np.asarray(time)) < 2 or not np.any(np.asarray(event).astype(bool)):
+        return float("nan")
     return float(concordance_index_censored(np.asarray(event).astype(bool), np.asarray(time, float),
                                             np.asarray(risk, float))[0])
 
