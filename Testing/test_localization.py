@@ -64,7 +64,7 @@ def test_a_single_head_takes_its_side_from_the_midline():
 def _ct_with_ball(value):
     array = np.full((40, 40, 40), -50.0, np.float32)
     zz, yy, xx = np.indices(array.shape)
-    array[(zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 20) ** 2 < 64] = value  # a 2 ml ball
+    array[(zz - 20) ** 2 + (yy - 20) ** 2 + (xx - 20) ** 2 < 64] = value  # a ball of radius 16 mm (17 ml)
     image = sitk.GetImageFromArray(array)
     image.SetSpacing((2.0, 2.0, 2.0))
     return image, list(io.index_to_physical(image, (20, 20, 20)))

@@ -2,7 +2,10 @@
 import numpy as np
 import pytest
 
+from sklearn.metrics import f1_score
+
 from ONFHAssistLib import measure
+from ONFHAssistLib.training.evaluation import dice_per_class
 
 SPACING = np.array([1.0, 1.0, 1.0])
 ORIGIN = np.array([-40.0, -40.0, -40.0])
@@ -65,3 +68,12 @@ def test_largest_component_keeps_the_big_one():
     mask[5:9, 5:9, 5:9] = True
     kept = measure.largest_component(mask)
     assert kept.sum() == 64 and not kept[1, 1, 1]
+
+
+def test_dice_per_class_equals_sklearn_f1():
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 4, size=(6, 7, 8))
+    pred = np.where(rng.random(truth.shape) < 0.7, truth, rng.integers(0, 4, size=truth.shape))
+    expected = f1_score(truth.ravel(), pred.ravel(), labels=[1, 2, 3], average=None)
+    assert np.allclose(dice_per_class(pred, truth), expected)
+    assert np.isnan(dice_per_class(np.zeros((2, 2, 2)), np.zeros((2, 2, 2)))[2])
