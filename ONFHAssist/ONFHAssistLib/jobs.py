@@ -1,0 +1,92 @@
+"""Run an `onfh` command as a child process for a panel: stream its progress, cancel its whole tree.
+
+Slicer's GUI thread must never block or import torch, so a panel starts a Job, and a Qt timer calls
+`drain()` to pick up the events a reader thread has parsed from the child's JSON-lines stdout.
+Cancel terminates the child and every process it started (DataLoader workers, torchrun ranks),
+then kills whatever did not exit in time.
+"""
+from __future__ import annotations
+
+import queue
+import subprocess
+import threading
+from collections import deque
+
+import psutil
+
+from .progress import parse_line
+
+
+class Job:
+    def __init__(self, argv: list[str], cwd: str | None = None, env: dict | None = None):
+        self.argv, self.cwd, self.env = argv, cwd, env
+        self.process: subprocess.Popen | None = None
+        self._events: queue.Queue = queue.Queue()
+        self._stderr: deque[str] = deque(maxlen=50)
+        self._readers: list[threading.Thread] = []
+
+    def start(self) -> "Job":
+        self.process = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1)
+        self._readers = [threading.Thread(target=self._read_stdout, daemon=True),
+                         threading.Thread(target=self._read_stderr, daemon=True)]
+        for reader in self._readers:
+            reader.start()
+        return self
+
+    def _read_stdout(self) -> None:
+        for line in self.process.stdout:
+            event = parse_line(line)
+            if event is not None:
+                self._events.put(event)
+
+    def _read_stderr(self) -> None:
+        for line in self.process.stderr:
+            if line.strip():
+                self._stderr.append(line.rstrip())
+
+    def drain(self) -> list[dict]:
+        """Every event parsed since the last call, oldest first; never blocks."""
+        events = []
+        while True:
+            try:
+                events.append(self._events.get_nowait())
+            except queue.Empty:
+                return events
+
+    def poll(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self.process.wait(timeout)
+        for reader in self._readers:
+            reader.join(timeout=5)
+        return code
+
+    @property
+    def error_message(self) -> str:
+        """The child's last stderr line: the one-sentence reason `onfh` prints before exit code 2."""
+        return self._stderr[-1] if self._stderr else ""
+
+    def cancel(self, grace_seconds: float = 5.0) -> None:
+        """Terminate the child and all its descendants; kill those still alive after the grace period."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            parent = psutil.Process(self.process.pid)
+            tree = parent.children(recursive=True) + [parent]
+        except psutil.NoSuchProcess:
+            return
+        for proc in tree:
+            try:
+                proc.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(tree, timeout=grace_seconds)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=grace_seconds)
+        self.wait(timeout=grace_seconds)

@@ -1,0 +1,47 @@
+"""Panel jobs: progress streamed in order, the error line kept, and cancel reaping the whole process tree."""
+import sys
+import time
+
+import psutil
+
+from ONFHAssistLib.jobs import Job
+
+REPORTER = """
+import json, sys, time
+for i in range(3):
+    print(json.dumps({"event": "progress", "stage": "analyze", "fraction": (i + 1) / 3}), flush=True)
+print("plain text is a log line", flush=True)
+print("error: scan.nii.gz: not a 3D volume.", file=sys.stderr, flush=True)
+sys.exit(2)
+"""
+
+SPAWNER = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_events_arrive_in_order_and_the_error_line_is_kept():
+    job = Job([sys.executable, "-c", REPORTER]).start()
+    assert job.wait(timeout=30) == 2
+    events = job.drain()
+    assert [e["fraction"] for e in events if e["event"] == "progress"] == [1 / 3, 2 / 3, 1.0]
+    assert events[-1] == {"event": "log", "stage": "", "message": "plain text is a log line"}
+    assert job.error_message == "error: scan.nii.gz: not a 3D volume."
+    assert job.drain() == []
+
+
+def test_cancel_reaps_the_child_and_its_children():
+    job = Job([sys.executable, "-c", SPAWNER]).start()
+    deadline = time.time() + 20
+    events = []
+    while not events and time.time() < deadline:
+        events = job.drain()
+        time.sleep(0.05)
+    grandchild = int(events[0]["message"])
+    assert psutil.pid_exists(grandchild)
+    job.cancel(grace_seconds=3)
+    assert job.poll() is not None
+    assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
