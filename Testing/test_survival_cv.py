@@ -9,7 +9,8 @@ from ONFHAssistLib.dataset import GRADE_CODES
 from ONFHAssistLib.models.survival import GRADE_SYSTEMS
 from ONFHAssistLib.phantom import write_cohort
 from ONFHAssistLib.training.survival_data import GRADE_ORDER, grade_codes
-from ONFHAssistLib.training.survival_recipe import COX_MODELS, NETWORK_MODELS
+from ONFHAssistLib.training.survival_baselines import MODELS as BASELINE_MODELS
+from ONFHAssistLib.training.survival_recipe import NETWORK_MODELS
 
 
 def test_grade_codes_cover_every_dataset_code():
@@ -32,7 +33,7 @@ def test_cv_writes_every_row_and_resumes(cohort, tmp_path, capsys):
             "--progress", "none", "--device", "cpu"]
     assert main(argv) == 0
     table = json.loads((tmp_path / "table.json").read_text(encoding="utf-8"))
-    assert set(table) == set(NETWORK_MODELS) | set(COX_MODELS)
+    assert set(table) == set(NETWORK_MODELS) | set(BASELINE_MODELS)
     for row in table.values():
         assert 0.0 <= row["harrell_c"]["mean"] <= 1.0
     finished = sorted((tmp_path / "folds").glob("*.json"))

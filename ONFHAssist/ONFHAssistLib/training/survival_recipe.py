@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from lifelines.exceptions import ConvergenceError
 
 from .. import modelstore, stats
 from ..atomic import atomic_write_text
@@ -24,8 +25,9 @@ from ..errors import InputError
 from ..losses import cox_nll, survrnc_loss
 from ..models.survival import SurvivalConfig, TriStreamSurvival
 from ..survival_curves import BreslowBaseline
+from . import survival_baselines as base
 from .engine import Trainer
-from .survival_data import HipSet, load_hips, oracle_covariates
+from .survival_data import HipSet, load_hips
 
 SURVRNC_WEIGHT, SURVRNC_TAU = 0.5, 2.0
 PRESETS = {
@@ -37,9 +39,7 @@ PRESETS = {
 }
 NETWORK_MODELS = {"tri-stream + SLE": "full", "tri-stream, no SLE": "no_sle", "image only": "image",
                   "grades only (network)": "grades"}
-COX_MODELS = ("CoxPH (grades)", "oracle CoxPH (true hazard covariates)")
 AUC_MONTHS = (12, 36, 60, 120)
-COX_PENALIZER = 0.05  # small ridge: grade systems are strongly collinear (ARCO, Steinberg, Ficat track stage)
 
 
 def _preset(settings) -> dict:
@@ -109,19 +109,6 @@ def fit_network(hips: HipSet, variant: str, preset: dict, seed: int, device, che
     return model, baseline, fit
 
 
-def _cox_risk(name: str, train: HipSet, test: HipSet) -> np.ndarray:
-    """Risk scores of a lifelines Cox model on grades, or on the phantom's true covariates."""
-    pick = (lambda h: h.grades.astype(float)) if name == COX_MODELS[0] else (lambda h: oracle_covariates(h.table))
-    x_train, x_test = pick(train), pick(test)
-    if x_train is None:
-        raise InputError("the oracle Cox row needs the phantom's truth columns in hips.csv.")
-    varying = np.flatnonzero(x_train.std(0) > 0)  # a constant column has no coefficient
-    columns = [f"x{i}" for i in varying]
-    frame = pd.DataFrame(x_train[:, varying], columns=columns).assign(time=train.time, event=train.event)
-    fitter = stats.fit_cox(frame, "time", "event", penalizer=COX_PENALIZER)
-    return (pd.DataFrame(x_test[:, varying], columns=columns) @ fitter.params_[columns]).to_numpy()
-
-
 def train(settings, reporter):
     device = resolve_device(settings.device)
     preset = _preset(settings)
@@ -146,6 +133,10 @@ def _fold_result(path: Path, compute) -> dict:
     return result
 
 
+def _with_risk(train: HipSet, test: HipSet, risk: np.ndarray) -> dict:
+    return {"risk": risk.tolist(), **_metrics(train, test, risk)}
+
+
 def _metrics(train: HipSet, test: HipSet, risk: np.ndarray) -> dict:
     """C-indices and iAUC of one fold; NaN with a note when the fold's test hips hold no collapse."""
     if test.event.sum() == 0:
@@ -166,21 +157,31 @@ def cv(settings, reporter):
     hips = load_hips(settings.data, preset["spec"], out / "cache", reporter)
     fold_of = patient_folds(hips.table, settings.folds, settings.seed)
     folds = np.array([fold_of[p] for p in hips.patients])
-    wanted = list(NETWORK_MODELS) + list(COX_MODELS)
+    wanted = list(NETWORK_MODELS) + list(base.MODELS)
     if settings.models != "all":
         wanted = [m for m in wanted if m in settings.models.split(",")]
+    needs_radiomics = any(m in wanted for m in (base.RADIOMICS_LASSO, base.RADIOMICS_SVM, base.DLRC))
+    radiomics = base.radiomics_features(Path(settings.data), hips, out, reporter) if needs_radiomics else None
     rows = []
     for fold in range(settings.folds):
-        train, test = hips.subset(np.flatnonzero(folds != fold)), hips.subset(np.flatnonzero(folds == fold))
+        train_idx, test_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        train, test = hips.subset(train_idx), hips.subset(test_idx)
         for name in wanted:
             def compute(name=name):
                 if name in NETWORK_MODELS:
                     model, _, _ = fit_network(train, NETWORK_MODELS[name], preset, settings.seed + fold, device,
                                               out / "checkpoints" / f"fold{fold}-{NETWORK_MODELS[name]}", reporter)
-                    risk = predict_risk(model, test, device)
-                else:
-                    risk = _cox_risk(name, train, test)
-                return {"fold": fold, "model": name, "risk": risk.tolist(), **_metrics(train, test, risk)}
+                    return {"fold": fold, "model": name, **_with_risk(train, test, predict_risk(model, test, device))}
+                try:
+                    folder = out / "checkpoints" / f"fold{fold}-full"  # the weights the engine kept: best, else last
+                    checkpoint = next((p for p in (folder / "best.safetensors", folder / "last.safetensors")
+                                       if p.exists()), None)
+                    risk = base.baseline_risk(name, train, test, radiomics, train_idx, test_idx, checkpoint,
+                                              preset["config"], device, settings.seed + fold)
+                except ConvergenceError:
+                    return {"fold": fold, "model": name, "harrell_c": float("nan"),
+                            "note": "the Cox fit did not converge on this fold"}
+                return {"fold": fold, "model": name, **_with_risk(train, test, risk)}
 
             result = _fold_result(out / "folds" / f"fold{fold}-{name.replace(' ', '_').replace('/', '-')}.json", compute)
             rows.append({k: v for k, v in result.items() if k != "risk"})

@@ -1,0 +1,44 @@
+"""Radiomics features of a hip crop with pyradiomics: lesion and femur masks, one versioned parameter file."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+PARAMS = Path(__file__).resolve().parents[2] / "Resources" / "Radiomics" / "onfh_radiomics_v1.yaml"
+PARAMS_VERSION = "onfh_radiomics_v1"
+MASKS = {"lesion": (3,), "femur": (2, 3)}
+
+
+def _extractor():
+    import radiomics
+    from radiomics import featureextractor
+
+    radiomics.setVerbosity(logging.ERROR)
+    return featureextractor.RadiomicsFeatureExtractor(str(PARAMS))
+
+
+def hip_features(image: np.ndarray, label: np.ndarray, spacing_mm: float, extractor=None) -> dict[str, float]:
+    """Features per mask, prefixed by the mask name; NaN for a mask too small to describe."""
+    extractor = extractor or _extractor()
+    img = sitk.GetImageFromArray(image.astype(np.float32))
+    img.SetSpacing([spacing_mm] * 3)
+    out: dict[str, float] = {}
+    for name, values in MASKS.items():
+        mask = sitk.GetImageFromArray(np.isin(label, values).astype(np.uint8))
+        mask.CopyInformation(img)
+        try:
+            result = extractor.execute(img, mask)
+        except (ValueError, RuntimeError):  # empty or tiny mask: pyradiomics refuses it
+            result = {}
+        out.update({f"{name}_{k}": float(v) for k, v in result.items() if not k.startswith("diagnostics")})
+    return out
+
+
+def feature_table(images, labels, spacing_mm: float) -> pd.DataFrame:
+    """One row per hip; columns missing for some hips are NaN."""
+    extractor = _extractor()
+    return pd.DataFrame([hip_features(i, l, spacing_mm, extractor) for i, l in zip(images, labels)])

@@ -1,0 +1,86 @@
+"""The cross-validation rows that are not the tri-stream network: Cox on grades, the oracle Cox, the
+radiomics signature, the survival SVM and the DLRC nomogram. Each takes a training and a test fold."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import baselines, stats, weights
+from ..atomic import atomic_write_text
+from ..crops import CropSpec
+from ..errors import InputError
+from ..models.survival import TriStreamSurvival
+from ..radiomics import PARAMS_VERSION, feature_table
+from . import crop_cache
+from .survival_data import HipSet, oracle_covariates
+
+RADIOMICS_SPEC = CropSpec(96.0, 1.5)
+COX_PENALIZER = 0.05  # small ridge: grade systems are strongly collinear (ARCO, Steinberg, Ficat track stage)
+GRADES_COX, ORACLE_COX = "CoxPH (grades)", "oracle CoxPH (true hazard covariates)"
+RADIOMICS_LASSO, RADIOMICS_SVM, DLRC = "radiomics signature (LASSO-Cox)", "survival SVM (radiomics)", "DLRC nomogram"
+MODELS = (GRADES_COX, ORACLE_COX, RADIOMICS_LASSO, RADIOMICS_SVM, DLRC)
+
+
+def cox_risk(x_train: np.ndarray, train: HipSet, x_test: np.ndarray) -> np.ndarray:
+    """Risk scores of a lightly penalised lifelines Cox model (constant columns dropped)."""
+    varying = np.flatnonzero(x_train.std(0) > 0)
+    columns = [f"x{i}" for i in varying]
+    frame = pd.DataFrame(x_train[:, varying], columns=columns).assign(time=train.time, event=train.event)
+    fitter = stats.fit_cox(frame, "time", "event", penalizer=COX_PENALIZER)
+    return (pd.DataFrame(x_test[:, varying], columns=columns) @ fitter.params_[columns]).to_numpy()
+
+
+def radiomics_features(data_dir: Path, hips: HipSet, out: Path, reporter=None) -> pd.DataFrame:
+    """pyradiomics features of every hip at 1.5 mm, computed once per run folder (CSV, row order of `hips`)."""
+    path = out / f"radiomics_{PARAMS_VERSION}.csv"
+    if path.exists():
+        return pd.read_csv(path)
+    table = crop_cache.build(data_dir, RADIOMICS_SPEC, out / "cache-radiomics", reporter)
+    crop_of = {(r.scan_id, r.side): r.crop for _, r in table.iterrows()}
+    crops = [crop_cache.load(crop_of[(r.scan_id, r.side)]) for _, r in hips.table.iterrows()]
+    features = feature_table([i for i, _ in crops], [lab for _, lab in crops], RADIOMICS_SPEC.spacing_mm)
+    atomic_write_text(path, features.to_csv(index=False))
+    return features
+
+
+def _clinical(hips: HipSet) -> pd.DataFrame:
+    bme = pd.to_numeric(hips.table.get("bme", pd.Series([0] * len(hips.time))), errors="coerce").fillna(0)
+    return pd.DataFrame({"jic_stage": hips.grades[:, 0], "jic_type": hips.grades[:, 1], "bme": bme.to_numpy()})
+
+
+def _image_features(checkpoint: Path, config, hips: HipSet, device) -> pd.DataFrame:
+    """Pooled image-encoder features of the fold's trained tri-stream network (the DL signature's input)."""
+    model = TriStreamSurvival(replace(config, variant="full")).to(device)
+    weights.load(model, checkpoint, device=str(device))
+    model.eval()
+    with torch.no_grad():
+        pooled = model.image(torch.from_numpy(hips.images).to(device)).cpu().numpy()
+    return pd.DataFrame(pooled, columns=[f"dl_{i}" for i in range(pooled.shape[1])])
+
+
+def baseline_risk(name: str, train: HipSet, test: HipSet, radiomics: pd.DataFrame | None, train_idx, test_idx,
+                  dl_checkpoint: Path | None, config, device, seed: int) -> np.ndarray:
+    if name == GRADES_COX:
+        return cox_risk(train.grades.astype(float), train, test.grades.astype(float))
+    if name == ORACLE_COX:
+        x_train, x_test = oracle_covariates(train.table), oracle_covariates(test.table)
+        if x_train is None:
+            raise InputError("the oracle Cox row needs the phantom's truth columns in hips.csv.")
+        return cox_risk(x_train, train, x_test)
+    r_train, r_test = radiomics.iloc[train_idx].reset_index(drop=True), radiomics.iloc[test_idx].reset_index(drop=True)
+    if name == RADIOMICS_SVM:
+        return baselines.survival_svm(r_train, train.time, train.event, r_test, seed)
+    radiomic = baselines.lasso_signature(r_train, train.time, train.event, seed)
+    if name == RADIOMICS_LASSO:
+        return radiomic.score(r_test)
+    if dl_checkpoint is None:
+        raise InputError("the DLRC nomogram needs the fold's tri-stream network; run it with --models all.")
+    d_train, d_test = (_image_features(dl_checkpoint, config, h, device) for h in (train, test))
+    deep = baselines.lasso_signature(d_train, train.time, train.event, seed)
+    clinical_train = _clinical(train).assign(radiomics=radiomic.score(r_train), deep=deep.score(d_train))
+    clinical_test = _clinical(test).assign(radiomics=radiomic.score(r_test), deep=deep.score(d_test))
+    return cox_risk(clinical_train.to_numpy(float), train, clinical_test.to_numpy(float))  # the nomogram
