@@ -42,3 +42,4 @@ def test_cv_writes_every_row_and_resumes(cohort, tmp_path, capsys):
     (finished[0]).unlink()  # as if the run had been killed before this (fold, model) finished
     assert main(argv) == 0
     assert all(p.stat().st_mtime_ns == stamps[p] for p in finished[1:]) and finished[0].exists()
+    assert len(list((tmp_path / "plots").glob("km_*.png"))) == len(table)

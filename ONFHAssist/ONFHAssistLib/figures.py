@@ -1,4 +1,5 @@
-"""PNG figures a user (or a reviewer of this code) looks at: label overlays through each femoral head."""
+"""PNG figures a user (or a reviewer of this code) looks at: label overlays through each femoral head,
+Kaplan–Meier curves by risk group."""
 from __future__ import annotations
 
 import textwrap
@@ -13,8 +14,11 @@ import SimpleITK as sitk  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 
+from lifelines import KaplanMeierFitter  # noqa: E402
+
 from . import io  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
+from .stats import logrank  # noqa: E402
 
 LABEL_COLOURS = ListedColormap([(0, 0, 0, 0), (0.95, 0.8, 0.2, 0.45), (0.2, 0.6, 1.0, 0.45), (0.95, 0.15, 0.15, 0.7)])
 
@@ -50,6 +54,28 @@ def coronal_overlay_png(image: sitk.Image, label: sitk.Image, hips: list[dict], 
             ax.set_title(f"{hip['side']} hip: head r = {hip['radius_mm']:.1f} mm{extra}", fontsize=10)
     fig.suptitle(title + "\n(coronal, patient's right on the left; yellow pelvis, blue femur, red necrosis, "
                  "green fitted head)", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return path
+
+
+def km_by_risk_group(time, event, high, title: str, path: str | Path) -> Path:
+    """Kaplan–Meier curves of the low- and high-risk groups with the log-rank p in the title."""
+    time, event, high = np.asarray(time, float), np.asarray(event, int), np.asarray(high, bool)
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    for name, mask, colour in (("low risk", ~high, "tab:blue"), ("high risk", high, "tab:red")):
+        if mask.any():
+            KaplanMeierFitter(label=f"{name} (n = {mask.sum()})").fit(time[mask], event[mask]).plot_survival_function(
+                ax=ax, color=colour, ci_show=True)
+    p = logrank(time, event, high)[1] if high.any() and (~high).any() else float("nan")
+    ax.set_title(f"{title}\nlog-rank p = {p:.3g}", fontsize=10)
+    ax.set_xlabel("months")
+    ax.set_ylabel("femoral head without collapse")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -3,7 +3,8 @@
 Loss: Cox NPLL on the risk u + λ·SurvRNC on z_out (λ = 0.5, τ = 2, only when a batch holds more than two
 events). The checkpoint kept is the one with the best C-index on 20% of the training patients.
 Cross-validation is patient-level; every (fold, model) result is written as soon as it exists, so a
-killed run restarts from the finished ones.
+killed run restarts from the finished ones. Kaplan–Meier plots pool the out-of-fold risks, each fold
+split at its own median (training risks are not kept for every row).
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from ..crops import CropSpec
 from ..dataset import patient_folds
 from ..devices import resolve_device, seed_everything
 from ..errors import InputError
+from ..figures import km_by_risk_group
 from ..losses import cox_nll, survrnc_loss
 from ..models.survival import SurvivalConfig, TriStreamSurvival
 from ..survival_curves import BreslowBaseline
@@ -162,7 +164,7 @@ def cv(settings, reporter):
         wanted = [m for m in wanted if m in settings.models.split(",")]
     needs_radiomics = any(m in wanted for m in (base.RADIOMICS_LASSO, base.RADIOMICS_SVM, base.DLRC))
     radiomics = base.radiomics_features(Path(settings.data), hips, out, reporter) if needs_radiomics else None
-    rows = []
+    rows, pooled = [], {}
     for fold in range(settings.folds):
         train_idx, test_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         train, test = hips.subset(train_idx), hips.subset(test_idx)
@@ -183,11 +185,23 @@ def cv(settings, reporter):
                             "note": "the Cox fit did not converge on this fold"}
                 return {"fold": fold, "model": name, **_with_risk(train, test, risk)}
 
-            result = _fold_result(out / "folds" / f"fold{fold}-{name.replace(' ', '_').replace('/', '-')}.json", compute)
+            result = _fold_result(out / "folds" / f"fold{fold}-{_slug(name)}.json", compute)
             rows.append({k: v for k, v in result.items() if k != "risk"})
+            if "risk" in result:
+                risk = np.asarray(result["risk"])
+                pooled.setdefault(name, []).append((test_idx, risk > np.median(risk)))
             if reporter is not None:
                 reporter.metric("cv survival", **rows[-1])
+    for name, parts in pooled.items():
+        index = np.concatenate([i for i, _ in parts])
+        high = np.concatenate([h for _, h in parts])
+        km_by_risk_group(hips.time[index], hips.event[index], high, f"{name}: out-of-fold risk groups",
+                         out / "plots" / f"km_{_slug(name)}.png")
     return write_table(pd.DataFrame(rows), out, len(hips.time), int(hips.event.sum()), len(np.unique(hips.patients)))
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "_").replace("/", "-")
 
 
 def write_table(per_fold: pd.DataFrame, out: Path, n_hips: int, n_events: int, n_patients: int) -> dict:
