@@ -142,6 +142,8 @@ def build(root: Path) -> list[Case]:
         out = root / "out" / name.replace(" ", "_").replace(":", "")
         cases.append(Case(name, ["dataset", "add", str(out), "--image", str(path), "--patient", "P1",
                                  "--side", "R"], out))
+        cases.append(Case(f"{name} (segment)", ["segment", str(path), "--out", str(out) + "-seg"],
+                          Path(str(out) + "-seg")))
     image, labels = _label_files(lab_dir)
     for name, path in labels.items():
         out = root / "out" / name.replace(" ", "_").replace(":", "")
