@@ -1,0 +1,51 @@
+"""SRANet: patch order, attention weights, batched encoder, structure loss."""
+import numpy as np
+import pytest
+import torch
+
+from ONFHAssistLib.models.sranet import (N_PATCHES, PATCH, SRANet, patch_map_to_volume, sranet_loss,
+                                         structure_loss, to_patches)
+
+
+def test_patch_order_is_16i_4j_k_and_round_trips():
+    volume = torch.zeros(1, 1, 128, 128, 128)
+    for i, j, k in np.ndindex(4, 4, 4):
+        volume[0, 0, i * 32:(i + 1) * 32, j * 32:(j + 1) * 32, k * 32:(k + 1) * 32] = 16 * i + 4 * j + k
+    patches = to_patches(volume)
+    assert patches.shape == (1, N_PATCHES, 1, PATCH, PATCH, PATCH)
+    assert torch.equal(patches[0].flatten(1).amax(1), torch.arange(64, dtype=torch.float32))
+    assert torch.equal(patch_map_to_volume(torch.arange(64, dtype=torch.float32)[None]), volume[:, 0])
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return SRANet(hidden=32, attention=16).eval()
+
+
+def test_weights_sum_to_one_and_never_nan(net):
+    out = net(torch.randn(2, 1, 128, 128, 128))
+    assert torch.allclose(out["weights"].sum(1), torch.ones(2), atol=1e-6)
+    assert torch.isfinite(out["weights"]).all() and (out["weights"] >= 0).all()
+    flat = net(torch.zeros(1, 1, 128, 128, 128))  # every patch identical: equal scores
+    assert torch.allclose(flat["weights"], torch.full((1, 64), 1 / 64), atol=1e-6)
+
+
+def test_batched_encoder_equals_a_per_patch_loop(net):
+    volume = torch.randn(1, 1, 128, 128, 128)
+    patches = to_patches(volume)[0]
+    with torch.no_grad():
+        batched = net.encoder(patches)
+        looped = torch.cat([net.encoder(patches[p:p + 1]) for p in range(N_PATCHES)])
+    assert torch.allclose(batched, looped, atol=1e-5)
+
+
+def test_structure_loss_prefers_attention_on_bone():
+    bone = torch.zeros(1, 64)
+    bone[0, :8] = 1
+    on_bone = torch.full((1, 64), -5.0)
+    on_bone[0, :8] = 5.0
+    assert structure_loss(on_bone, bone) < structure_loss(-on_bone, bone)
+    out = {"logits": torch.zeros(1, 2), "scores": on_bone}
+    assert float(sranet_loss(out, torch.tensor([1]), None)) == pytest.approx(np.log(2))
+    assert float(sranet_loss(out, torch.tensor([1]), bone, alpha=1.0)) == pytest.approx(np.log(2))
