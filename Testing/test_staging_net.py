@@ -1,0 +1,21 @@
+"""Staging network: MulPoolFusion halves the grid on every branch; Grad-CAM comes back on the crop grid."""
+import pytest
+import torch
+from monai.visualize import GradCAM
+
+from ONFHAssistLib.models.staging import SYSTEMS, MulPoolDenseNet, MulPoolFusion
+
+
+@pytest.mark.parametrize("size", [16, 32, 48])
+def test_mulpoolfusion_halves_every_even_grid(size):
+    fusion = MulPoolFusion(6, 3)
+    assert fusion(torch.randn(2, 6, size, size, size)).shape == (2, 3, size // 2, size // 2, size // 2)
+
+
+def test_logits_per_system_and_gradcam_on_the_input_grid():
+    torch.manual_seed(0)
+    net = MulPoolDenseNet(SYSTEMS["ficat3"], growth=4, blocks=(2, 2), init_features=8).eval()
+    x = torch.randn(1, 1, 32, 32, 32)
+    assert net(x).shape == (1, 3)
+    cam = GradCAM(nn_module=net, target_layers=net.cam_layer)(x, class_idx=1)
+    assert cam.shape == (1, 1, 32, 32, 32) and torch.isfinite(cam).all()
