@@ -63,8 +63,8 @@ def segment_hip(network, image: sitk.Image, center_lps, side: str, modality: str
     crop_image = hip_crop(image, center_lps, side, INFER_SPEC)
     probs = predict_crop(network, normalise(sitk.GetArrayFromImage(crop_image), modality), device)
     origin, spacing = np.array(crop_image.GetOrigin()), np.array(crop_image.GetSpacing())
-    start = io.mirror_point(center_lps, center_lps[0]) if side == "L" else np.asarray(center_lps, float)
-    labels, sphere = postprocess(np.argmax(probs, 0).astype(np.uint8), origin, spacing, start)
+    # The crop is mirrored about the head's own sagittal plane, so the head centre is the same point in both.
+    labels, sphere = postprocess(np.argmax(probs, 0).astype(np.uint8), origin, spacing, np.asarray(center_lps, float))
     crop = sitk.GetImageFromArray(labels)
     crop.CopyInformation(crop_image)
     if sphere is None:

@@ -170,20 +170,9 @@ def cv(settings, reporter):
         train, test = hips.subset(train_idx), hips.subset(test_idx)
         for name in wanted:
             def compute(name=name):
-                if name in NETWORK_MODELS:
-                    model, _, _ = fit_network(train, NETWORK_MODELS[name], preset, settings.seed + fold, device,
-                                              out / "checkpoints" / f"fold{fold}-{NETWORK_MODELS[name]}", reporter)
-                    return {"fold": fold, "model": name, **_with_risk(train, test, predict_risk(model, test, device))}
-                try:
-                    folder = out / "checkpoints" / f"fold{fold}-full"  # the weights the engine kept: best, else last
-                    checkpoint = next((p for p in (folder / "best.safetensors", folder / "last.safetensors")
-                                       if p.exists()), None)
-                    risk = base.baseline_risk(name, train, test, radiomics, train_idx, test_idx, checkpoint,
-                                              preset["config"], device, settings.seed + fold)
-                except ConvergenceError:
-                    return {"fold": fold, "model": name, "harrell_c": float("nan"),
-                            "note": "the Cox fit did not converge on this fold"}
-                return {"fold": fold, "model": name, **_with_risk(train, test, risk)}
+                return {"fold": fold, "model": name,
+                        **_run_model(name, fold, train, test, train_idx, test_idx, radiomics, preset, settings,
+                                     device, out, reporter)}
 
             result = _fold_result(out / "folds" / f"fold{fold}-{_slug(name)}.json", compute)
             rows.append({k: v for k, v in result.items() if k != "risk"})
@@ -202,6 +191,22 @@ def cv(settings, reporter):
 
 def _slug(name: str) -> str:
     return name.replace(" ", "_").replace("/", "-")
+
+
+def _run_model(name, fold, train, test, train_idx, test_idx, radiomics, preset, settings, device, out, reporter):
+    """Fit one CV row on a training fold and score its test fold: risks and metrics (or NaN with a note)."""
+    if name in NETWORK_MODELS:
+        model, _, _ = fit_network(train, NETWORK_MODELS[name], preset, settings.seed + fold, device,
+                                  out / "checkpoints" / f"fold{fold}-{NETWORK_MODELS[name]}", reporter)
+        return _with_risk(train, test, predict_risk(model, test, device))
+    folder = out / "checkpoints" / f"fold{fold}-full"  # the weights the engine kept: best, else last
+    checkpoint = next((p for p in (folder / "best.safetensors", folder / "last.safetensors") if p.exists()), None)
+    try:
+        risk = base.baseline_risk(name, train, test, radiomics, train_idx, test_idx, checkpoint, preset["config"],
+                                  device, settings.seed + fold)
+    except ConvergenceError:
+        return {"harrell_c": float("nan"), "note": "the Cox fit did not converge on this fold"}
+    return _with_risk(train, test, risk)
 
 
 def write_table(per_fold: pd.DataFrame, out: Path, n_hips: int, n_events: int, n_patients: int) -> dict:
