@@ -18,6 +18,7 @@ def _extractor():
     from radiomics import featureextractor
 
     radiomics.setVerbosity(logging.ERROR)
+    logging.getLogger("radiomics").setLevel(logging.ERROR)  # its feature-class notes are not for users
     return featureextractor.RadiomicsFeatureExtractor(str(PARAMS))
 
 
