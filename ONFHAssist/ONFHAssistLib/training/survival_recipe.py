@@ -49,8 +49,9 @@ def _preset(settings) -> dict:
     if name not in PRESETS:
         raise InputError(f"--preset {name!r}: use one of {', '.join(PRESETS)}.")
     preset = dict(PRESETS[name])
-    if settings.epochs:
-        preset["epochs"] = settings.epochs
+    for key, value in (("epochs", settings.epochs), ("lr", settings.lr), ("batch", settings.batch_size)):
+        if value:
+            preset[key] = value
     return preset
 
 
