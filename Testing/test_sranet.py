@@ -3,8 +3,13 @@ import numpy as np
 import pytest
 import torch
 
+from ONFHAssistLib import io
+from ONFHAssistLib.bone_mask import bone_patches, coarse_bone_mask
+from ONFHAssistLib.crops import CropSpec, crop_arrays
+from ONFHAssistLib.dataset import read_hips
 from ONFHAssistLib.models.sranet import (N_PATCHES, PATCH, SRANet, patch_map_to_volume, sranet_loss,
                                          structure_loss, to_patches)
+from ONFHAssistLib.phantom import write_cohort
 
 
 def test_patch_order_is_16i_4j_k_and_round_trips():
@@ -49,3 +54,16 @@ def test_structure_loss_prefers_attention_on_bone():
     out = {"logits": torch.zeros(1, 2), "scores": on_bone}
     assert float(sranet_loss(out, torch.tensor([1]), None)) == pytest.approx(np.log(2))
     assert float(sranet_loss(out, torch.tensor([1]), bone, alpha=1.0)) == pytest.approx(np.log(2))
+
+
+def test_bone_mask_finds_the_phantom_femur_patches(tmp_path):
+    data = write_cohort(tmp_path / "d", 1, seed=3, modality="ct")
+    row = read_hips(data).iloc[0]
+    image = io.read_image(next((data / "images").iterdir()))
+    label = io.read_image(next((data / "labels").iterdir()))
+    centre = [float(row[c]) for c in ("head_x", "head_y", "head_z")]
+    crop, lab = crop_arrays(image, centre, row.side, CropSpec(128 * 0.75, 0.75), "ct", label)
+    flags = bone_patches(coarse_bone_mask(crop))
+    truth = bone_patches(np.isin(lab, (1, 2, 3)), min_fraction=0.05)
+    assert flags[truth].mean() > 0.9  # patches that are mostly bone are found
+    assert 0 < flags.sum() < 64
