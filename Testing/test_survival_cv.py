@@ -43,3 +43,14 @@ def test_cv_writes_every_row_and_resumes(cohort, tmp_path, capsys):
     assert main(argv) == 0
     assert all(p.stat().st_mtime_ns == stamps[p] for p in finished[1:]) and finished[0].exists()
     assert len(list((tmp_path / "plots").glob("km_*.png"))) == len(table)
+
+
+def test_train_survival_saves_a_model_with_its_baseline(cohort, tmp_path):
+    argv = ["train", "survival", "--data", str(cohort), "--out", str(tmp_path), "--epochs", "2", "--progress", "none",
+            "--device", "cpu"]
+    assert main(argv) == 0
+    card = json.loads((tmp_path / "model" / "model.json").read_text(encoding="utf-8"))
+    assert card["task"] == "survival" and card["config"]["variant"] == "full"
+    baseline = card["baseline"]
+    assert baseline["times"] == sorted(baseline["times"]) and len(baseline["times"]) == len(baseline["cumulative_hazard"])
+    assert all(b >= a for a, b in zip(baseline["cumulative_hazard"], baseline["cumulative_hazard"][1:]))
