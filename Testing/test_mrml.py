@@ -4,10 +4,12 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
 slicer = pytest.importorskip("slicer")
 
-from ONFHAssistLib import dataset, demo_case, io, mrml  # noqa: E402
+from ONFHAssistLib import dataset, demo_case, io, modelstore, mrml  # noqa: E402
+from ONFHAssistLib.hipfinder import segment_file  # noqa: E402
 
 
 def _oblique_image(values: np.ndarray) -> sitk.Image:
@@ -102,3 +104,21 @@ def test_load_analysis_builds_every_node_with_provenance(tmp_path):
     for node in (nodes["segmentation"], nodes["table"], roi):
         assert node.GetAttribute("ONFH.segmentation.sha256") == "ab" * 32
         assert node.GetAttribute("ONFH.segmentation.version") == "1.0.0"
+
+
+def test_segment_output_of_the_demo_loads_into_the_scene(tmp_path):
+    if not modelstore.list_models("segmentation") or not modelstore.list_models("localizer"):
+        pytest.skip("no shipped models")
+    segment_file(demo_case.image_path(), tmp_path, "auto", None, None, torch.device("cpu"), png=False)
+    scene = mrml.new_scene()
+    nodes = mrml.load_analysis(scene, tmp_path)  # reads the input path recorded in analysis.json
+    segments = nodes["segmentation"].GetSegmentation()
+    assert [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())] == [
+        "Pelvis", "Femur", "Necrosis"]
+    assert len(nodes["rois"]) == 2 and nodes["table"].GetTable().GetNumberOfRows() == 2
+    truth = {row["side"]: row for row in demo_case.truth()}
+    for roi, side in zip(nodes["rois"], ("R", "L")):
+        centre_lps = np.array(roi.GetCenter()) * [-1, -1, 1]
+        expected = [truth[side][c] for c in ("head_x", "head_y", "head_z")]
+        assert np.linalg.norm(centre_lps - expected) < 2.0
+    assert nodes["segmentation"].GetAttribute("ONFH.segmentation.name") == "onfh-segmentation"

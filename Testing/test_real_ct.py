@@ -17,7 +17,7 @@ def test_real_ct_right_head_found_left_prosthesis_explained(tmp_path):
     if not modelstore.list_models("segmentation") or not modelstore.list_models("localizer"):
         pytest.skip("no shipped models")
     summary = segment_file(CT, tmp_path, "auto", None, None, torch.device("cpu"), png=True)
-    assert summary["modality"] == "ct"
+    assert summary["input"]["modality"] == "ct" and summary["input"]["orientation"] == "RAS"
     hips = {h["side"]: h for h in summary["hips"]}
     right, left = hips["R"], hips["L"]
     assert right["found"], right["reason"]
@@ -28,5 +28,5 @@ def test_real_ct_right_head_found_left_prosthesis_explained(tmp_path):
     image = io.read_image(CT)
     assert label.GetSize() == image.GetSize() and label.GetOrigin() == image.GetOrigin()
     assert np.any(sitk.GetArrayViewFromImage(label) == 2)
-    assert json.loads((tmp_path / "hips.json").read_text(encoding="utf-8"))["hips"] == summary["hips"]
+    assert json.loads((tmp_path / "analysis.json").read_text(encoding="utf-8"))["hips"] == summary["hips"]
     assert (tmp_path / "overlay.png").stat().st_size > 10_000

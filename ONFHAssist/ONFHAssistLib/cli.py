@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     seg = sub.add_parser("segment", help="find both femoral heads and segment pelvis, femur and necrosis")
     seg.add_argument("image", type=Path, help="hip MRI or CT (NIfTI, NRRD, MHA or a DICOM folder)")
-    seg.add_argument("--out", type=Path, required=True, help="folder for labels.nii.gz, hips.json, overlay.png")
+    seg.add_argument("--out", type=Path, required=True, help="folder for labels.nii.gz, analysis.json, overlay.png")
     seg.add_argument("--modality", choices=["auto", "mr_t1", "ct"], default="auto")
     seg.add_argument("--localizer", help="model folder, name or name@version (default: newest)")
     seg.add_argument("--segmenter", help="model folder, name or name@version (default: newest)")
@@ -200,7 +200,7 @@ def cmd_demo(args) -> int:
                   f"angle {hip['necrotic_angle_deg']:.0f}° (truth {t['necrotic_angle_deg']:.0f}°)")
         else:
             print(f"{hip['side']} hip: not found ({hip['reason']})")
-    print(f"demo scan segmented in {summary['seconds']:.1f} s: {args.out / 'segment'} (labels.nii.gz, hips.json, overlay.png)")
+    print(f"demo scan segmented in {summary['seconds']:.1f} s: {args.out / 'segment'} (labels.nii.gz, analysis.json, overlay.png)")
     out = write_cohort(args.out / "cohort", patients=4, seed=7, modality="mixed", reporter=make_reporter(args.progress))
     report = dataset.validate(out)
     _print_validation(out, report)

@@ -58,7 +58,7 @@ def finding_json(finding: HipFinding) -> dict:
 
 
 def segment_file(image_path, out_dir, modality: str, localizer_name, segmenter_name, device, png: bool = True) -> dict:
-    """`onfh segment`: labels.nii.gz on the input grid, hips.json, and an overlay PNG, each written atomically."""
+    """`onfh segment`: labels.nii.gz on the input grid, analysis.json, and an overlay PNG, each written atomically."""
     start = time.perf_counter()
     image = io.read_image(image_path)
     modality = guess_modality(image) if modality == "auto" else modality
@@ -68,10 +68,12 @@ def segment_file(image_path, out_dir, modality: str, localizer_name, segmenter_n
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     io.write_image(label, out / "labels.nii.gz")
-    summary = {"input": str(image_path), "modality": modality, "hips": [finding_json(f) for f in findings],
-               "models": [loc_entry.provenance(), seg_entry.provenance()],
+    summary = {"input": {"path": str(Path(image_path).resolve()), "modality": modality, **io.describe(image)},
+               "hips": [finding_json(f) for f in findings], "models": [loc_entry.provenance(), seg_entry.provenance()],
+               "files": {"label_map": "labels.nii.gz", **({"overlay": "overlay.png"} if png else {})},
                "seconds": round(time.perf_counter() - start, 2)}
     if png:
         coronal_overlay_png(image, label, summary["hips"], out / "overlay.png", f"{Path(image_path).name} ({modality})")
-    atomic_write_text(out / "hips.json", json.dumps(summary, indent=2) + "\n")
+    # analysis.json: the stage of `onfh analyze` that exists so far, in its format (mrml.load_analysis reads it)
+    atomic_write_text(out / "analysis.json", json.dumps(summary, indent=2) + "\n")
     return summary
