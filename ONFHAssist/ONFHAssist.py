@@ -1,4 +1,10 @@
 """ONFH Assist: the clinical module. Thin Slicer shell; the science lives in ONFHAssistLib."""
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import qt
 import slicer
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
@@ -34,6 +40,7 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.timer = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -43,14 +50,94 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         panel.setMRMLScene(slicer.mrmlScene)
         self.logic = ONFHAssistLogic()
         self.ui.inputVolumeSelector.currentNodeChanged.connect(self.updateStatus)
+        self.ui.segmentButton.clicked.connect(self.onSegment)
+        self.ui.cancelButton.clicked.connect(self.onCancel)
+        self.timer = qt.QTimer()
+        self.timer.setInterval(200)
+        self.timer.timeout.connect(self.onTick)
         self.updateStatus()
 
+    def cleanup(self):
+        self.onCancel()
+
     def updateStatus(self, *_):
-        self.ui.statusLabel.text = self.logic.status(self.ui.inputVolumeSelector.currentNode())
+        node = self.ui.inputVolumeSelector.currentNode()
+        self.ui.segmentButton.enabled = node is not None and not self.logic.running
+        self.ui.statusLabel.text = self.logic.status(node)
+
+    def onSegment(self):
+        with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
+            self.logic.startSegmentation(self.ui.inputVolumeSelector.currentNode())
+            self.ui.segmentButton.enabled, self.ui.cancelButton.enabled = False, True
+            self.ui.statusLabel.text = "Finding the femoral heads…"
+            self.timer.start()
+
+    def onCancel(self):
+        if self.logic is not None and self.logic.running:
+            self.logic.cancel()
+            self.ui.statusLabel.text = "Cancelled."
+        self._stopped()
+
+    def onTick(self):
+        messages, finished = self.logic.poll()
+        if messages:
+            self.ui.statusLabel.text = messages[-1]
+        if finished is not None:
+            self.ui.statusLabel.text = finished
+            self._stopped()
+
+    def _stopped(self):
+        if self.timer is not None:
+            self.timer.stop()
+        self.ui.cancelButton.enabled = False
+        self.ui.segmentButton.enabled = self.ui.inputVolumeSelector.currentNode() is not None
 
 
 class ONFHAssistLogic(ScriptedLoadableModuleLogic):
-    """Facade the panel calls; every step is delegated to ONFHAssistLib."""
+    """Facade the panel calls; every step is delegated to ONFHAssistLib. Torch runs in a child process."""
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.job, self.work, self.input_node = None, None, None
+
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.job.poll() is None
+
+    def startSegmentation(self, volume_node):
+        """Write the volume to a temporary file and run `onfh segment` on it in the background."""
+        from ONFHAssistLib import io, jobs, mrml
+        self.work, self.input_node = Path(tempfile.mkdtemp(prefix="onfh-segment-")), volume_node
+        io.write_image(mrml.volume_to_sitk(volume_node), self.work / "input.nrrd")
+        python = shutil.which("PythonSlicer") or sys.executable
+        argv = jobs.onfh_command(["segment", str(self.work / "input.nrrd"), "--out", str(self.work / "out"),
+                                  "--no-png"], python)
+        self.job = jobs.Job(argv, env=jobs.child_env()).start()
+
+    def poll(self):
+        """(new log messages, final status or None while running); loads the results when the child succeeds."""
+        from ONFHAssistLib import mrml
+        messages = [e.get("message", "") for e in self.job.drain() if e.get("message")]
+        code = self.job.poll()
+        if code is None:
+            return messages, None
+        self.job.wait()
+        if code != 0:
+            status = self.job.error_message or f"The segmentation stopped (exit code {code})."
+        else:
+            mrml.load_analysis(slicer.mrmlScene, self.work / "out", self.input_node)
+            status = "Done: segmentation, femoral-head ROIs and the results table are in the scene."
+        self._clean()
+        return messages, status
+
+    def cancel(self):
+        self.job.cancel()
+        self._clean()
+
+    def _clean(self):
+        if self.work is not None:
+            shutil.rmtree(self.work, ignore_errors=True)
+        self.job, self.work = None, None
 
     def status(self, volume_node) -> str:
         from ONFHAssistLib import __version__

@@ -4,7 +4,7 @@ import time
 
 import psutil
 
-from ONFHAssistLib.jobs import Job
+from ONFHAssistLib.jobs import Job, child_env, onfh_command
 
 REPORTER = """
 import json, sys, time
@@ -45,3 +45,10 @@ def test_cancel_reaps_the_child_and_its_children():
     job.cancel(grace_seconds=3)
     assert job.poll() is not None
     assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
+
+
+def test_onfh_child_runs_the_core_and_reports_bad_input_in_one_line(tmp_path):
+    job = Job(onfh_command(["segment", str(tmp_path / "missing.nrrd"), "--out", str(tmp_path / "out")]),
+              env=child_env()).start()
+    assert job.wait(timeout=120) == 2
+    assert "missing.nrrd" in job.error_message and not (tmp_path / "out").exists()

@@ -7,10 +7,13 @@ then kills whatever did not exit in time.
 """
 from __future__ import annotations
 
+import os
 import queue
 import subprocess
+import sys
 import threading
 from collections import deque
+from pathlib import Path
 
 import psutil
 
@@ -90,3 +93,16 @@ class Job:
                 pass
         psutil.wait_procs(alive, timeout=grace_seconds)
         self.wait(timeout=grace_seconds)
+
+
+def onfh_command(args: list[str], python: str | None = None) -> list[str]:
+    """argv running `python -m ONFHAssistLib ARGS` (in Slicer, `python` is PythonSlicer)."""
+    return [python or sys.executable, "-m", "ONFHAssistLib", *args]
+
+
+def child_env() -> dict:
+    """The environment for a child: this process's, with ONFHAssistLib's folder first on PYTHONPATH."""
+    env = dict(os.environ)
+    here = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
+    return env
