@@ -6,12 +6,17 @@ import torch
 from . import modelstore
 from .models.localizer import build_localizer
 from .models.segmentation import build_segmenter
+from .models.staging import MulPoolDenseNet
 
-BUILDERS = {"localizer": build_localizer, "segmentation": build_segmenter}
+BUILDERS = {
+    "localizer": lambda card: build_localizer(tuple(card["features"])),
+    "segmentation": lambda card: build_segmenter(tuple(card["features"])),
+    "staging": lambda card: MulPoolDenseNet(card["classes"], **card["architecture"]),
+}
 
 
 def build(task: str, card: dict) -> torch.nn.Module:
-    return BUILDERS[task](tuple(card["features"]))
+    return BUILDERS[task](card)
 
 
 def load(task: str, name: str | None, device: torch.device) -> tuple[torch.nn.Module, modelstore.ModelEntry]:

@@ -1,0 +1,148 @@
+"""Train and evaluate the staging network (3D MulPool DenseNet, focal loss, class weights) on per-hip crops.
+
+Crops come from the dataset's head centres (truth for phantoms, pipeline centres for added cases), cached
+24 mm larger than the 96 mm input so that random 64³ crops add the localiser's jitter.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from monai.losses import FocalLoss
+from sklearn.metrics import confusion_matrix, roc_auc_score
+
+from .. import modelstore
+from ..atomic import atomic_write_text
+from ..crops import CropSpec
+from ..devices import resolve_device, seed_everything
+from ..errors import InputError
+from ..models.staging import SYSTEMS, MulPoolDenseNet
+from ..networks import load
+from . import crop_cache
+from .engine import Trainer
+from .scans import list_scans, split_scans
+
+INPUT = 64
+TRAIN_SPEC = CropSpec(box_mm=120.0, spacing_mm=1.5)
+EPOCHS, BATCH = 30, 8
+ARCHITECTURE = dict(growth=12, blocks=(4, 4, 4), init_features=24)
+
+
+def target(table: pd.DataFrame, system: str) -> np.ndarray:
+    """Class index per hip for a grading system; -1 for hips outside it (ficat III/IV in `ficat3`)."""
+    if system not in SYSTEMS:
+        raise InputError(f"--system {system!r}: use one of {', '.join(SYSTEMS)}.")
+    if system in ("binary", "ficat3"):
+        ficat = pd.to_numeric(table.ficat, errors="coerce").fillna(-1).astype(int).to_numpy()
+        return (ficat > 0).astype(int) if system == "binary" else np.where(ficat <= 2, ficat, -1)
+    return pd.to_numeric(table[system], errors="coerce").fillna(-1).astype(int).to_numpy()
+
+
+def _centre(array: np.ndarray, size: int = INPUT, offset=(0, 0, 0)) -> np.ndarray:
+    start = [(n - size) // 2 + o for n, o in zip(array.shape, offset)]
+    return array[tuple(slice(s, s + size) for s in start)]
+
+
+def _load(table, classes):
+    keep = classes >= 0
+    images = np.stack([crop_cache.load(p)[0] for p in table.crop[keep]])
+    return images, classes[keep]
+
+
+def probabilities(model, images: np.ndarray, device, batch: int = 8) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(images), batch):
+            x = torch.from_numpy(np.stack([_centre(i) for i in images[s:s + batch]]))[:, None].to(device)
+            out.append(torch.softmax(model(x), 1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def macro_auc(y: np.ndarray, p: np.ndarray) -> float:
+    present = np.unique(y)
+    if len(present) < 2:
+        return float("nan")
+    if p.shape[1] == 2:
+        return float(roc_auc_score(y, p[:, 1]))
+    return float(np.mean([roc_auc_score(y == k, p[:, k]) for k in present]))
+
+
+def train(settings, reporter):
+    device = resolve_device(settings.device)
+    seed_everything(settings.seed)
+    system = settings.system or "ficat3"
+    out = Path(settings.out)
+    table = crop_cache.build(settings.data, TRAIN_SPEC, out / "cache", reporter)
+    classes = target(table, system)
+    train_scans, val_scans = split_scans(list_scans(settings.data), Path(settings.data), settings.seed)
+    in_val = table.scan_id.isin({s.scan_id for s in val_scans}).to_numpy()
+    x_train, y_train = _load(table[~in_val], classes[~in_val])
+    x_val, y_val = _load(table[in_val], classes[in_val])
+    n_classes = SYSTEMS[system]
+    counts = np.bincount(y_train, minlength=n_classes).astype(float)
+    weights = torch.tensor(counts.sum() / np.maximum(counts, 1) / n_classes, dtype=torch.float32, device=device)
+    model = MulPoolDenseNet(n_classes, **ARCHITECTURE).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr or 1e-3, weight_decay=1e-4)
+    loss_fn = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=2.0, weight=weights)
+    rng = np.random.default_rng(settings.seed)
+    jitter = (TRAIN_SPEC.size - INPUT) // 2
+
+    def batches(epoch):
+        order = rng.permutation(len(y_train))
+        for s in range(0, len(order), BATCH):
+            index = order[s:s + BATCH]
+            crops = [_centre(x_train[i], offset=rng.integers(-jitter, jitter + 1, 3)) for i in index]
+            crops = [c * rng.uniform(0.85, 1.15) + rng.uniform(-0.1, 0.1) for c in crops]
+            yield (torch.from_numpy(np.stack(crops).astype(np.float32))[:, None].to(device),
+                   torch.from_numpy(y_train[index])[:, None].to(device))
+
+    def batch_loss(net, batch):
+        return loss_fn(net(batch[0]), batch[1])
+
+    def validate(net):
+        return {"val_macro_auc": macro_auc(y_val, probabilities(net, x_val, device))}
+
+    trainer = Trainer(model, optimizer, batch_loss, validate, monitor="val_macro_auc", mode="max",
+                      checkpoint_dir=out / "checkpoints", patience=10, reporter=reporter, stage=f"train staging ({system})")
+    fit = trainer.fit(settings.epochs or EPOCHS, batches, resume=settings.resume)
+    card = {"name": f"onfh-staging-{system}", "task": "staging", "version": "1.0.0", "system": system,
+            "classes": n_classes, "architecture": ARCHITECTURE, "input": INPUT,
+            "crop": CropSpec(96.0, 1.5).to_json(), "seed": settings.seed,
+            "trained_on": {"data": str(settings.data), "train_hips": int(len(y_train)), "val_hips": int(len(y_val))},
+            "best_epoch": fit.best_epoch, "history": fit.history}
+    entry = modelstore.save_model(out / "model", model, card)
+    return {"model": str(entry.folder), "val_macro_auc": fit.best_metric}
+
+
+def evaluate(settings, reporter):
+    """Per-class sensitivity, specificity, F1 and AUC, macro/weighted accuracy, confusion matrix (seed 003 layout)."""
+    device = resolve_device(settings.device)
+    model, entry = load("staging", settings.model, device)
+    system = entry.card["system"]
+    out = Path(settings.out)
+    table = crop_cache.build(settings.data, TRAIN_SPEC, out / "cache", reporter)
+    images, y = _load(table, target(table, system))
+    p = probabilities(model, images, device)
+    pred = p.argmax(1)
+    n = entry.card["classes"]
+    cm = confusion_matrix(y, pred, labels=list(range(n)))
+    rows = []
+    for k in range(n):
+        tp, fn = cm[k, k], cm[k].sum() - cm[k, k]
+        fp, tn = cm[:, k].sum() - cm[k, k], cm.sum() - cm[k].sum() - cm[:, k].sum() + cm[k, k]
+        rows.append({"class": k, "n": int(cm[k].sum()), "sensitivity": tp / max(tp + fn, 1),
+                     "specificity": tn / max(tn + fp, 1), "f1": 2 * tp / max(2 * tp + fp + fn, 1),
+                     "auc": float(roc_auc_score(y == k, p[:, k])) if 0 < (y == k).sum() < len(y) else float("nan")})
+    per_class = pd.DataFrame(rows)
+    summary = {"system": system, "hips": int(len(y)), "accuracy": float((pred == y).mean()),
+               "macro_accuracy": float(per_class.sensitivity[per_class.n > 0].mean()), "macro_auc": macro_auc(y, p),
+               "confusion_matrix": cm.tolist(), "parameters": entry.card["parameters"], "size_mb": entry.card["size_mb"],
+               "model": entry.provenance()}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "per_class.csv", per_class.to_csv(index=False, float_format="%.4f"))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return {"summary": str(out / "summary.json"), "macro_auc": summary["macro_auc"], "accuracy": summary["accuracy"]}
