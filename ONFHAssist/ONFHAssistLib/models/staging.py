@@ -44,7 +44,7 @@ class MulPoolFusion(nn.Module):
 class MulPoolDenseNet(nn.Module):
     def __init__(self, classes: int, growth: int = 12, blocks=(4, 4, 4), init_features: int = 24):
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv3d(1, init_features, 3, padding=1, bias=False)]
+        layers: list[nn.Module] = [nn.Conv3d(1, init_features, 3, stride=2, padding=1, bias=False)]  # stem halves the grid
         channels = init_features
         for b, n in enumerate(blocks):
             for _ in range(n):
