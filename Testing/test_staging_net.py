@@ -1,9 +1,13 @@
 """Staging network: MulPoolFusion halves the grid on every branch; Grad-CAM comes back on the crop grid."""
+import numpy as np
+import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 from monai.visualize import GradCAM
 
 from ONFHAssistLib.models.staging import SYSTEMS, MulPoolDenseNet, MulPoolFusion
+from ONFHAssistLib.training import staging_recipe
 
 
 @pytest.mark.parametrize("size", [16, 32, 48])
@@ -19,3 +23,14 @@ def test_logits_per_system_and_gradcam_on_the_input_grid():
     assert net(x).shape == (1, 3)
     cam = GradCAM(nn_module=net, target_layers=net.cam_layer)(x, class_idx=1)
     assert cam.shape == (1, 1, 32, 32, 32) and torch.isfinite(cam).all()
+
+
+def test_grading_targets_and_macro_auc():
+    table = pd.DataFrame({"ficat": ["0", "1", "2", "3", "4"], "arco": ["0", "1", "2", "3", "4"]})
+    assert staging_recipe.target(table, "binary").tolist() == [0, 1, 1, 1, 1]
+    assert staging_recipe.target(table, "ficat3").tolist() == [0, 1, 2, -1, -1]
+    assert staging_recipe.target(table, "arco").tolist() == [0, 1, 2, 3, 4]
+    y = np.array([0, 1, 2, 0, 1, 2])
+    p = np.random.default_rng(0).dirichlet(np.ones(3), size=6)
+    expected = roc_auc_score(y, p, multi_class="ovr", average="macro")
+    assert staging_recipe.macro_auc(y, p) == pytest.approx(expected)
