@@ -11,8 +11,7 @@ from .. import io
 from ..crops import guess_modality
 from ..dataset import find_volume, patient_folds, read_hips
 from ..errors import InputError
-
-CENTRE_COLUMNS = ("head_x", "head_y", "head_z")
+from .crop_cache import CENTRE_COLUMNS
 
 
 @dataclass
