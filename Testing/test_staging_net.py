@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import f1_score, recall_score, roc_auc_score
 from monai.visualize import GradCAM
 
 from ONFHAssistLib.models.staging import SYSTEMS, MulPoolDenseNet, MulPoolFusion
@@ -34,3 +34,18 @@ def test_grading_targets_and_macro_auc():
     p = np.random.default_rng(0).dirichlet(np.ones(3), size=6)
     expected = roc_auc_score(y, p, multi_class="ovr", average="macro")
     assert staging_recipe.macro_auc(y, p) == pytest.approx(expected)
+
+
+def test_per_class_table_matches_sklearn():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, size=40)
+    p = rng.dirichlet(np.ones(3), size=40)
+    p[np.arange(40), y] += rng.random(40)  # better than chance, not perfect
+    table, cm = staging_recipe.per_class_table(y, p, 3)
+    pred = p.argmax(1)
+    assert np.allclose(table.sensitivity, recall_score(y, pred, average=None))
+    assert np.allclose(table.f1, f1_score(y, pred, average=None))
+    specificity = [recall_score(y != k, pred != k) for k in range(3)]
+    assert np.allclose(table.specificity, specificity)
+    assert np.allclose(table.auc, [roc_auc_score(y == k, p[:, k]) for k in range(3)])
+    assert cm.sum() == 40 and table.n.tolist() == np.bincount(y, minlength=3).tolist()

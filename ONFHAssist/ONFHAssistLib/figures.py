@@ -54,12 +54,7 @@ def coronal_overlay_png(image: sitk.Image, label: sitk.Image, hips: list[dict], 
             ax.set_title(f"{hip['side']} hip: head r = {hip['radius_mm']:.1f} mm{extra}", fontsize=10)
     fig.suptitle(title + "\n(coronal, patient's right on the left; yellow pelvis, blue femur, red necrosis, "
                  "green fitted head)", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 def km_by_risk_group(time, event, high, title: str, path: str | Path) -> Path:
@@ -76,6 +71,11 @@ def km_by_risk_group(time, event, high, title: str, path: str | Path) -> Path:
     ax.set_ylabel("femoral head without collapse")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
+    return _save_png(fig, path)
+
+
+def _save_png(fig, path: str | Path) -> Path:
+    """Write a figure atomically (a reader never sees half a PNG) and free it."""
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -71,6 +71,20 @@ def macro_auc(y: np.ndarray, p: np.ndarray) -> float:
     return float(np.mean([roc_auc_score(y == k, p[:, k]) for k in present]))
 
 
+def per_class_table(y: np.ndarray, p: np.ndarray, n: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Per class (one vs rest, argmax decision): n, sensitivity, specificity, F1, AUC; and the confusion matrix."""
+    pred = p.argmax(1)
+    cm = confusion_matrix(y, pred, labels=list(range(n)))
+    rows = []
+    for k in range(n):
+        tp, fn = cm[k, k], cm[k].sum() - cm[k, k]
+        fp, tn = cm[:, k].sum() - cm[k, k], cm.sum() - cm[k].sum() - cm[:, k].sum() + cm[k, k]
+        rows.append({"class": k, "n": int(cm[k].sum()), "sensitivity": tp / max(tp + fn, 1),
+                     "specificity": tn / max(tn + fp, 1), "f1": 2 * tp / max(2 * tp + fp + fn, 1),
+                     "auc": float(roc_auc_score(y == k, p[:, k])) if 0 < (y == k).sum() < len(y) else float("nan")})
+    return pd.DataFrame(rows), cm
+
+
 def train(settings, reporter):
     device = resolve_device(settings.device)
     seed_everything(settings.seed)
@@ -129,15 +143,7 @@ def evaluate(settings, reporter):
     p = probabilities(model, images, device)
     pred = p.argmax(1)
     n = entry.card["classes"]
-    cm = confusion_matrix(y, pred, labels=list(range(n)))
-    rows = []
-    for k in range(n):
-        tp, fn = cm[k, k], cm[k].sum() - cm[k, k]
-        fp, tn = cm[:, k].sum() - cm[k, k], cm.sum() - cm[k].sum() - cm[:, k].sum() + cm[k, k]
-        rows.append({"class": k, "n": int(cm[k].sum()), "sensitivity": tp / max(tp + fn, 1),
-                     "specificity": tn / max(tn + fp, 1), "f1": 2 * tp / max(2 * tp + fp + fn, 1),
-                     "auc": float(roc_auc_score(y == k, p[:, k])) if 0 < (y == k).sum() < len(y) else float("nan")})
-    per_class = pd.DataFrame(rows)
+    per_class, cm = per_class_table(y, p, n)
     summary = {"system": system, "hips": int(len(y)), "accuracy": float((pred == y).mean()),
                "macro_accuracy": float(per_class.sensitivity[per_class.n > 0].mean()), "macro_auc": macro_auc(y, p),
                "confusion_matrix": cm.tolist(), "parameters": entry.card["parameters"], "size_mb": entry.card["size_mb"],
