@@ -1,4 +1,4 @@
-"""A coarse bone mask of a head crop for SRANet's structure regulariser (training only, CT).
+"""Which SRANet patches hold bone (the structure regulariser, training only) or lesion (attention checks).
 
 Otsu's threshold separates bone from soft tissue; an erosion removes speckle and thin noise, a
 dilation restores the bone's extent. The regulariser only needs to know which of the 64 patches touch
@@ -23,5 +23,15 @@ def coarse_bone_mask(crop: np.ndarray, erode: int = 1, dilate: int = 2) -> np.nd
 
 def bone_patches(mask: np.ndarray, min_fraction: float = 0.01) -> np.ndarray:
     """(64,) flags, patch p = 16i + 4j + k: does the patch hold at least `min_fraction` bone?"""
-    blocks = mask.reshape(GRID, PATCH, GRID, PATCH, GRID, PATCH).transpose(0, 2, 4, 1, 3, 5)
-    return blocks.reshape(GRID ** 3, -1).mean(1) >= min_fraction
+    return patch_blocks(mask).mean(1) >= min_fraction
+
+
+def lesion_patches(label: np.ndarray) -> np.ndarray:
+    """(64,) flags in patch order p = 16i + 4j + k: does the patch hold any necrosis (label 3)?"""
+    return patch_blocks(label == 3).any(1)
+
+
+def patch_blocks(volume: np.ndarray) -> np.ndarray:
+    """(64, 32³) voxels of each patch of a 128³ volume, patch p = 16i + 4j + k."""
+    blocks = volume.reshape(GRID, PATCH, GRID, PATCH, GRID, PATCH).transpose(0, 2, 4, 1, 3, 5)
+    return blocks.reshape(GRID ** 3, -1)

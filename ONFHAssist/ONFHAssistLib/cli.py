@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--preset", help="model size preset (e.g. cpu, paper)")
         p.add_argument("--batch-size", type=int)
         p.add_argument("--lr", type=float)
+        p.add_argument("--alpha", type=float, help="SRANet: weight of the classification loss (1 = no structure term)")
         p.add_argument("--folds", type=int, default=5)
         p.add_argument("--model", help="model folder, name or name@version (evaluate)")
         p.add_argument("--models", default="all", help="comma-separated model rows for cv, or all")
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     m_build = m_sub.add_parser("build", help="retrain the shipped models (fixed seeds; `make models`)")
     m_build.add_argument("--out", type=Path, default=Path("Resources/Models"))
     m_build.add_argument("--work", type=Path, default=Path("out/models-build"))
-    m_build.add_argument("--task", action="append", choices=["localizer", "segmentation"])
+    m_build.add_argument("--task", action="append", choices=list(TASKS))
     m_build.add_argument("--device", default="auto")
     _add_progress(m_build)
 
@@ -107,8 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--device", default="auto")
     seg.add_argument("--no-png", dest="png", action="store_false", help="skip the overlay PNG")
 
+    an = sub.add_parser("analyze", help="the main job: segment, stage, attention and collapse risk per hip")
+    an.add_argument("inputs", type=Path, nargs="+", metavar="IN",
+                    help="hip MRI/CT files, DICOM series folders, or folders of volume files")
+    an.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per scan for several)")
+    an.add_argument("--modality", choices=["auto", "mr_t1", "ct"], default="auto")
+    an.add_argument("--models", action="append", default=[], metavar="TASK=NAME",
+                    help="pick a model per task (folder, name or name@version), e.g. staging=onfh-staging-arco")
+    an.add_argument("--grades", action="append", metavar="SIDE:key=value,...|FILE.json",
+                    help="known grades (override predicted ones as risk inputs), e.g. L:jic_stage=2,arco=2")
+    an.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    _add_progress(an)
+
     demo = sub.add_parser("demo", help="run the main job on the bundled demo")
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
+    demo.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     _add_progress(demo)
     return parser
 
@@ -181,31 +195,70 @@ def _print_validation(root: Path, report) -> None:
         print(f"problem: {e}")
 
 
-def cmd_demo(args) -> int:
-    """Until `onfh analyze` lands: segment the bundled demo scan and compare with its phantom truth,
-    then make a small mixed phantom cohort and validate it."""
-    from . import dataset, demo_case
-    from .hipfinder import segment_file
-    from .phantom import write_cohort
+def _model_choices(items: list[str]) -> dict[str, str]:
+    choices = {}
+    for item in items:
+        task, eq, name = item.partition("=")
+        if not eq or task not in TASKS:
+            raise InputError(f"--models {item!r}: expected TASK=NAME with TASK one of {', '.join(TASKS)}.")
+        choices[task] = name
+    return choices
+
+
+def _print_analysis(analysis: dict) -> None:
+    for hip in sorted(analysis["hips"], key=lambda h: h["side"] != "R"):
+        if not hip["found"]:
+            print(f"{hip['side']} hip: not analysed ({hip['reason']})")
+            continue
+        parts = [f"head r {hip['radius_mm']:.1f} mm", f"necrotic ratio {hip['necrotic_ratio']:.3f}"]
+        parts += [f"{system} {stage['label']} (p {stage['probabilities'][stage['label']]:.2f})"
+                  for system, stage in list(hip["stage"].items())[:1]]
+        if hip["sranet"]:
+            parts.append(f"SRANet P(necrosis) {hip['sranet']['probability']:.2f}")
+        risk = hip["risk"]
+        parts.append(f"{risk['group']} risk, collapse by 3 y {risk['collapse_probability']['36']:.0%}" if risk
+                     else hip["risk_note"])
+        print(f"{hip['side']} hip: " + "; ".join(parts))
+
+
+def cmd_analyze(args) -> int:
+    from .batch import expand_inputs, run_batch
+    from .grades import parse_grade_args
+    from .pipeline import Analyzer
     from .progress import make_reporter
 
-    start = time.perf_counter()
-    summary = segment_file(demo_case.image_path(), args.out / "segment", "auto", None, None, resolve_device("auto"))
+    grades = parse_grade_args(args.grades)
+    scans = expand_inputs(args.inputs)
+    analyzer = Analyzer(args.device, _model_choices(args.models), make_reporter(args.progress))
+    print(f"device: {analyzer.device}")
+    if len(scans) == 1:
+        analysis = analyzer.analyze(scans[0], args.out, args.modality, grades)
+        _print_analysis(analysis)
+        print(f"report: {args.out / analysis['files']['report']} ({analysis['timings_s']['total']:.1f} s)")
+        return 0
+    result = run_batch(analyzer, scans, args.out, args.modality, grades)
+    print(f"analysed {len(result.analyses)} of {len(scans)} scans; one row per hip in {args.out / 'cohort.csv'}")
+    for name, why in result.failures.items():
+        print(f"failed: {name}: {why}", file=sys.stderr)
+    return 2 if result.failures else 0
+
+
+def cmd_demo(args) -> int:
+    """Analyse the bundled demo scan (one hip with a lesion, one healthy) with the shipped models and
+    set the results beside the phantom's truth."""
+    from . import demo_case
+    from .pipeline import Analyzer
+    from .progress import make_reporter
+
+    analysis = Analyzer(args.device, reporter=make_reporter(args.progress)).analyze(demo_case.image_path(), args.out)
+    _print_analysis(analysis)
     truth = {row["side"]: row for row in demo_case.truth()}
-    for hip in summary["hips"]:
+    for hip in analysis["hips"]:
         t = truth[hip["side"]]
-        if hip["found"]:
-            print(f"{hip['side']} hip: head radius {hip['radius_mm']:.1f} mm (truth {t['head_radius_mm']:.1f}), "
-                  f"necrotic ratio {hip['necrotic_ratio']:.3f} (truth {t['necrotic_ratio']:.3f}), "
-                  f"angle {hip['necrotic_angle_deg']:.0f}° (truth {t['necrotic_angle_deg']:.0f}°)")
-        else:
-            print(f"{hip['side']} hip: not found ({hip['reason']})")
-    print(f"demo scan segmented in {summary['seconds']:.1f} s: {args.out / 'segment'} (labels.nii.gz, analysis.json, overlay.png)")
-    out = write_cohort(args.out / "cohort", patients=4, seed=7, modality="mixed", reporter=make_reporter(args.progress))
-    report = dataset.validate(out)
-    _print_validation(out, report)
-    print(f"demo finished in {time.perf_counter() - start:.1f} s")
-    return 0 if report.ok else 1
+        print(f"{hip['side']} truth: head r {t['head_radius_mm']:.1f} mm, necrotic ratio {t['necrotic_ratio']:.3f}, "
+              f"ARCO {t['arco']}, JIC type {t['jic_type']}")
+    print(f"demo finished in {analysis['timings_s']['total']:.1f} s; open {(args.out / 'report.html').resolve()}")
+    return 0
 
 
 def cmd_models(args) -> int:
@@ -260,7 +313,7 @@ def cmd_task(args) -> int:
     resolve_device(args.device)
     settings = TrainSettings(task=args.task, data=args.data, out=args.out or Path("out") / args.command / args.task,
                              epochs=args.epochs, device=args.device, seed=args.seed, system=args.system,
-                             preset=args.preset, batch_size=args.batch_size, lr=args.lr, folds=args.folds,
+                             preset=args.preset, batch_size=args.batch_size, lr=args.lr, alpha=args.alpha, folds=args.folds,
                              model=args.model, models=args.models, resume=args.resume)
     module = recipe(args.task)
     if not hasattr(module, args.command):
@@ -288,7 +341,7 @@ def cmd_segment(args) -> int:
     return 0
 
 
-COMMANDS = {"phantom": cmd_phantom, "segment": cmd_segment, "dataset": cmd_dataset, "demo": cmd_demo,
+COMMANDS = {"analyze": cmd_analyze, "phantom": cmd_phantom, "segment": cmd_segment, "dataset": cmd_dataset, "demo": cmd_demo,
             "models": cmd_models, "bench": cmd_bench, "train": cmd_task, "evaluate": cmd_task, "cv": cmd_task}
 
 

@@ -74,6 +74,37 @@ def km_by_risk_group(time, event, high, title: str, path: str | Path) -> Path:
     return _save_png(fig, path)
 
 
+def roc_png(y, p, path: str | Path, title: str) -> Path:
+    """ROC curve of a binary score with its AUC (sklearn) in the legend."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fpr, tpr, _ = roc_curve(y, p)
+    fig, ax = plt.subplots(figsize=(4.8, 4.6))
+    ax.plot(fpr, tpr, color="tab:red", lw=2, label=f"AUC = {roc_auc_score(y, p):.3f} (n = {len(y)})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
+    ax.set_xlabel("1 - specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save_png(fig, path)
+
+
+def confusion_png(cm, names: list[str], path: str | Path, title: str) -> Path:
+    """Confusion matrix with counts in each cell (rows: truth, columns: prediction)."""
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2.5, 1.1 * len(names) + 2))
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), value in np.ndenumerate(cm):
+        ax.text(j, i, str(value), ha="center", va="center", color="white" if value > cm.max() / 2 else "black")
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("truth")
+    ax.set_title(title, fontsize=10)
+    return _save_png(fig, path)
+
+
 def _save_png(fig, path: str | Path) -> Path:
     """Write a figure atomically (a reader never sees half a PNG) and free it."""
     fig.tight_layout()

@@ -137,11 +137,19 @@ def body_midline_x(image: sitk.Image) -> float:
     return float(io.index_to_physical(coarse, centre)[0])
 
 
+def symmetric_heatmap(network: torch.nn.Module, array: np.ndarray, device: torch.device) -> np.ndarray:
+    """Mean of the heatmap and the mirrored heatmap of the mirrored input: a left-right flipped scan then
+    gives exactly mirrored head centres (the grid is centred on the scan, so a flip of x maps it onto itself)."""
+    x = torch.from_numpy(array)[None, None].to(device)
+    with torch.no_grad():
+        heat = network(x) + network(x.flip(-1)).flip(-1)
+    return (0.5 * heat)[0].float().cpu().numpy()
+
+
 def run_localizer(network: torch.nn.Module, image: sitk.Image, modality: str, device: torch.device) -> list[HeadEstimate]:
     """Both heads of a volume, each found or not found with a reason a clinician can act on."""
     array, grid = localizer_input(image, modality)
-    with torch.no_grad():
-        heat = network(torch.from_numpy(array)[None, None].to(device))[0].float().cpu().numpy()
+    heat = symmetric_heatmap(network, array, device)
     sides = assign_sides(decode_peaks(heat, grid), body_midline_x(image))
     return [_judge(image, modality, side, *sides[side]) for side in SIDES]
 

@@ -6,12 +6,14 @@ import torch
 from . import modelstore
 from .models.localizer import build_localizer
 from .models.segmentation import build_segmenter
+from .models.sranet import SRANet
 from .models.staging import MulPoolDenseNet
 
 BUILDERS = {
     "localizer": lambda card: build_localizer(tuple(card["features"])),
     "segmentation": lambda card: build_segmenter(tuple(card["features"])),
     "staging": lambda card: MulPoolDenseNet(card["classes"], **card["architecture"]),
+    "sranet": lambda card: SRANet(classes=card["classes"], **card["architecture"]),
 }
 
 

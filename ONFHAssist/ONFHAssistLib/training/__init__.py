@@ -35,6 +35,7 @@ class TrainSettings:
     preset: str | None = None
     batch_size: int | None = None
     lr: float | None = None
+    alpha: float | None = None  # SRANet: CE weight; 1 drops the structure regulariser
     folds: int = 5
     model: str | None = None
     models: str = "all"

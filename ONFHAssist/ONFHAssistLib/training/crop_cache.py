@@ -70,3 +70,9 @@ def load(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(image, label or None) of one cached crop."""
     with np.load(path, allow_pickle=False) as data:
         return data["image"], (data["label"] if "label" in data else None)
+
+
+def centre_crop(array: np.ndarray, size: int, offset=(0, 0, 0)) -> np.ndarray:
+    """The central size³ block of a cached crop, shifted by `offset` voxels (training jitter)."""
+    start = [(n - size) // 2 + o for n, o in zip(array.shape[-3:], offset)]
+    return array[(..., *(slice(s, s + size) for s in start))]

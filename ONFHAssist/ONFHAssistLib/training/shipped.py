@@ -12,7 +12,10 @@ from ..phantom import write_cohort
 from . import TrainSettings, recipe
 
 TRAIN_SEED, TRAIN_PATIENTS = 101, 60
-ORDER = ("localizer", "segmentation")
+ORDER = ("localizer", "segmentation", "staging", "sranet", "survival")
+# Per-task choices for the shipped models: ARCO staging (in the phantom ARCO = Ficat = JIC stage, so one
+# network grades all three), and epoch counts that fit a CPU build.
+OPTIONS = {"staging": dict(system="arco", epochs=20), "sranet": dict(epochs=8), "survival": dict(preset="cpu")}
 
 
 def build(store: Path, work: Path, device: str, reporter, tasks=ORDER) -> list[Path]:
@@ -22,7 +25,7 @@ def build(store: Path, work: Path, device: str, reporter, tasks=ORDER) -> list[P
         write_cohort(data, TRAIN_PATIENTS, TRAIN_SEED, "mixed", reporter=reporter)
     built = []
     for task in tasks:
-        settings = TrainSettings(task=task, data=data, out=work / task, device=device, seed=0)
+        settings = TrainSettings(task=task, data=data, out=work / task, device=device, seed=0, **OPTIONS.get(task, {}))
         result = recipe(task).train(settings, reporter)
         target = store / f"onfh-{task}"
         tmp = store / f".onfh-{task}.tmp"

@@ -22,6 +22,7 @@ from ..errors import InputError
 from ..models.staging import SYSTEMS, MulPoolDenseNet
 from ..networks import load
 from . import crop_cache
+from .crop_cache import centre_crop
 from .engine import Trainer
 from .scans import list_scans, split_scans
 
@@ -41,11 +42,6 @@ def target(table: pd.DataFrame, system: str) -> np.ndarray:
     return pd.to_numeric(table[system], errors="coerce").fillna(-1).astype(int).to_numpy()
 
 
-def _centre(array: np.ndarray, size: int = INPUT, offset=(0, 0, 0)) -> np.ndarray:
-    start = [(n - size) // 2 + o for n, o in zip(array.shape, offset)]
-    return array[tuple(slice(s, s + size) for s in start)]
-
-
 def _load(table, classes):
     keep = classes >= 0
     images = np.stack([crop_cache.load(p)[0] for p in table.crop[keep]])
@@ -57,7 +53,7 @@ def probabilities(model, images: np.ndarray, device, batch: int = 8) -> np.ndarr
     out = []
     with torch.no_grad():
         for s in range(0, len(images), batch):
-            x = torch.from_numpy(np.stack([_centre(i) for i in images[s:s + batch]]))[:, None].to(device)
+            x = torch.from_numpy(np.stack([centre_crop(i, INPUT) for i in images[s:s + batch]]))[:, None].to(device)
             out.append(torch.softmax(model(x), 1).cpu().numpy())
     return np.concatenate(out)
 
@@ -109,7 +105,7 @@ def train(settings, reporter):
         order = rng.permutation(len(y_train))
         for s in range(0, len(order), BATCH):
             index = order[s:s + BATCH]
-            crops = [_centre(x_train[i], offset=rng.integers(-jitter, jitter + 1, 3)) for i in index]
+            crops = [centre_crop(x_train[i], INPUT, offset=rng.integers(-jitter, jitter + 1, 3)) for i in index]
             crops = [c * rng.uniform(0.85, 1.15) + rng.uniform(-0.1, 0.1) for c in crops]
             yield (torch.from_numpy(np.stack(crops).astype(np.float32))[:, None].to(device),
                    torch.from_numpy(y_train[index])[:, None].to(device))

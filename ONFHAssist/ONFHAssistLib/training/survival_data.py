@@ -13,11 +13,9 @@ import pandas as pd
 
 from ..crops import CropSpec
 from ..errors import InputError
+from ..grading import grade_codes
 from . import crop_cache
 
-GRADE_ORDER = {"jic_stage": ["0", "1", "2", "3", "4"], "jic_type": ["none", "A", "B", "C1", "C2"],
-               "arco": ["0", "1", "2", "3", "4"], "steinberg": ["0", "1", "2", "3", "4", "5", "6"],
-               "ficat": ["0", "1", "2", "3", "4"]}
 ORACLE_COLUMNS = ("necrotic_ratio", "necrotic_angle_deg", "jic_type", "jic_stage", "bme")
 
 
@@ -38,15 +36,6 @@ class HipSet:
     @property
     def patients(self) -> np.ndarray:
         return self.table.patient_id.astype(str).to_numpy()
-
-
-def grade_codes(table: pd.DataFrame) -> np.ndarray:
-    """Integer code per grade system (position in its ordered code list; missing → 0)."""
-    columns = []
-    for name, order in GRADE_ORDER.items():
-        values = table[name].astype(str) if name in table else pd.Series(["0"] * len(table))
-        columns.append([order.index(v) if v in order else 0 for v in values])
-    return np.array(columns, dtype=np.int64).T
 
 
 def oracle_covariates(table: pd.DataFrame) -> np.ndarray | None:

@@ -118,13 +118,28 @@ def train(settings, reporter):
     out = Path(settings.out)
     hips = load_hips(settings.data, preset["spec"], out / "cache", reporter)
     model, baseline, fit = fit_network(hips, "full", preset, settings.seed, device, out / "checkpoints", reporter)
+    train_risk = predict_risk(model, hips, device)
     card = {"name": "onfh-survival", "task": "survival", "version": "1.0.0", "preset": settings.preset or "cpu",
             "config": preset["config"].to_json(), "crop": preset["spec"].to_json(), "baseline": baseline.to_json(),
+            "training_km": training_km(hips.time, hips.event, train_risk > baseline.median_risk),
             "seed": settings.seed, "trained_on": {"data": str(settings.data), "hips": len(hips.time),
                                                   "events": int(hips.event.sum())},
             "best_epoch": fit.best_epoch, "validation_c": fit.best_metric, "history": fit.history}
     entry = modelstore.save_model(out / "model", model, card)
     return {"model": str(entry.folder), "validation_c": fit.best_metric}
+
+
+def training_km(time, event, high) -> dict:
+    """Kaplan–Meier curves of the training cohort's low- and high-risk halves, for the report to draw a
+    patient's own curve against."""
+    from lifelines import KaplanMeierFitter
+
+    curves = {}
+    for group, mask in (("low", ~high), ("high", high)):
+        km = KaplanMeierFitter().fit(time[mask], event[mask])
+        curves[group] = {"months": km.survival_function_.index.tolist(),
+                         "survival": km.survival_function_.iloc[:, 0].tolist(), "n": int(mask.sum())}
+    return curves
 
 
 def _fold_result(path: Path, compute) -> dict:

@@ -1,0 +1,246 @@
+"""`Analyzer`: a hip volume in, every per-hip result out (DESIGN §3).
+
+read → localise both heads → per found hip: segmentation (and measures) → staging + Grad-CAM → SRANet +
+attention → collapse risk → maps back on the input grid → output folder. Every per-hip model sees a
+right-hip view (left hips mirrored about their own centre), so a left–right flipped scan gives mirrored
+results. Models are loaded once per Analyzer and reused for every scan of a batch. The staging, SRANet
+and survival models are optional: without one, its step is skipped with a warning.
+"""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+import torch
+from monai.visualize import GradCAM
+
+from . import grades as user_grades
+from . import io, modelstore
+from .atomic import atomic_write_text
+from .bone_mask import lesion_patches
+from .crops import CropSpec, crop_arrays, guess_modality
+from .devices import describe_device, resolve_device
+from .errors import InputError
+from .grading import grade_codes, lateral_reach_deg, predicted_grades
+from .hipfinder import HipFinding, find_and_segment
+from .maps import crop_map, on_grid, paste
+from .models.sranet import patch_map_to_volume
+from .networks import build
+from .progress import Reporter
+from .report import write_report
+from .results import AnalysisResult, HipResult, RiskResult, StageResult, validate
+from .survival_curves import BreslowBaseline
+
+STAGE_NAMES = {"arco": ("0", "I", "II", "III", "IV"), "ficat": ("0", "I", "II", "III", "IV"),
+               "jic_stage": ("0", "1", "2", "3", "4"), "ficat3": ("0", "I", "II"), "binary": ("none", "necrosis")}
+DERIVED_SYSTEMS = {"arco": ("ficat", "jic_stage")}  # systems that share the stage number in the phantom
+CURVE_MONTHS = np.arange(0, 121, 3)
+OPTIONAL_TASKS = ("staging", "sranet", "survival")
+
+
+@dataclass
+class LoadedModel:
+    network: torch.nn.Module
+    entry: modelstore.ModelEntry
+
+    @property
+    def card(self) -> dict:
+        return self.entry.card
+
+
+def load_models(names: dict[str, str | None], device: torch.device, warnings: list[str]) -> dict[str, LoadedModel]:
+    """Localiser and segmentation are required; the others are loaded when installed. A model that is
+    installed but corrupted always stops the run (InputError with the checksum message)."""
+    loaded = {}
+    for task in ("localizer", "segmentation", *OPTIONAL_TASKS):
+        try:
+            entry = modelstore.find_model(task, names.get(task))
+        except InputError:
+            if task not in OPTIONAL_TASKS or names.get(task):
+                raise
+            warnings.append(f"no {task} model is installed: that step is skipped.")
+            continue
+        network = modelstore.load_weights(entry, build(task, entry.card), task=task)
+        loaded[task] = LoadedModel(network.to(device).eval(), entry)
+    return loaded
+
+
+@contextmanager
+def _autocast(device: torch.device):
+    """Mixed precision on CUDA, plain float32 on CPU."""
+    if device.type == "cuda":
+        with torch.autocast("cuda"):
+            yield
+    else:
+        yield
+
+
+class Analyzer:
+    def __init__(self, device: str = "auto", model_names: dict[str, str | None] | None = None,
+                 reporter: Reporter | None = None):
+        self.device = resolve_device(device)
+        self.reporter = reporter or Reporter()
+        self.model_warnings: list[str] = []
+        self.models = load_models(model_names or {}, self.device, self.model_warnings)
+
+    def analyze(self, image_path: str | Path, out_dir: str | Path, modality: str = "auto",
+                grades: dict | None = None) -> dict:
+        """Analyse one scan into `out_dir`; returns the analysis.json content (already written and validated)."""
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+        start = clock
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = round(timings.get(name, 0.0) + now - clock, 3)
+            clock = now
+
+        self.reporter.progress("analyze", 0.0, message=f"reading {Path(image_path).name}")
+        image = io.read_image(image_path)
+        modality = guess_modality(image) if modality == "auto" else modality
+        lap("read")
+        self.reporter.progress("analyze", 0.1, message="finding both femoral heads")
+        with _autocast(self.device):
+            findings, label = find_and_segment(self.models["localizer"].network, self.models["segmentation"].network,
+                                               image, modality, self.device)
+        lap("localise_and_segment")
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        shape = sitk.GetArrayViewFromImage(image).shape
+        attention, gradcam = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+        files = {"label_map": "labels.nii.gz"}
+        if "staging" in self.models:
+            files["gradcam"] = "gradcam.nii.gz"
+        if "sranet" in self.models:
+            files["attention"] = "attention.nii.gz"
+        hips, warnings = [], list(self.model_warnings)
+        for n, finding in enumerate(findings):
+            self.reporter.progress("analyze", 0.3 + 0.5 * n / len(findings), message=f"{finding.estimate.side} hip")
+            hip = self._hip(finding, image, label, modality, (grades or {}).get(finding.estimate.side), files,
+                            attention, gradcam, lap)
+            if not hip.found:
+                warnings.append(f"{hip.side} hip not analysed: {hip.reason}.")
+            hips.append(hip)
+        self.reporter.progress("analyze", 0.85, message="writing maps and report")
+        maps = {"labels": label}
+        io.write_image(label, out / files["label_map"])
+        for key, array in (("gradcam", gradcam), ("attention", attention)):
+            if key in files:
+                maps[key] = on_grid(array, image)
+                io.write_image(maps[key], out / files[key])
+        files["report"] = "report.html"
+        lap("write_maps")
+        entries = [m.entry for m in self.models.values()]
+        demo = any(e.card.get("label") == modelstore.DEMO_LABEL for e in entries)
+        if demo:
+            warnings.append("models are a phantom-trained demo: not for clinical use.")
+        timings["total"] = round(time.perf_counter() - start, 3)
+        result = AnalysisResult(
+            input={"path": str(Path(image_path).resolve()), "modality": modality, **io.describe(image)},
+            hips=hips, files=files, models=[e.provenance() for e in entries], device=describe_device(self.device),
+            timings_s=timings, warnings=warnings, demo_model=demo).to_json()
+        validate(result)
+        survival = self.models.get("survival")
+        write_report(result, image, maps, out / files["report"], survival.card.get("training_km") if survival else None)
+        atomic_write_text(out / "analysis.json", json.dumps(result, indent=2) + "\n")  # last: marks the folder complete
+        self.reporter.progress("analyze", 1.0, message="done")
+        return result
+
+    def _hip(self, finding: HipFinding, image, label, modality, given, files, attention, gradcam, lap) -> HipResult:
+        est = finding.estimate
+        hip = HipResult(side=est.side, found=est.found, reason=est.reason, confidence=round(est.confidence, 3))
+        if not est.found:
+            hip.candidate_lps = est.center_lps
+            return hip
+        m = finding.segmentation.measures
+        seg_crop = finding.segmentation.crop
+        hip.center_lps, hip.radius_mm = [round(v, 2) for v in est.center_lps], round(float(m.radius_mm), 2)
+        hip.volumes_ml = {"head": round(m.head_volume_ml, 2), "necrosis": round(m.necrosis_volume_ml, 2)}
+        hip.necrotic_ratio, hip.necrotic_angle_deg = round(m.necrotic_ratio, 4), round(m.necrotic_angle_deg, 1)
+        # measured in the segmentation's right-hip-view crop, where the sphere centre m.center_xyz lives
+        reach = lateral_reach_deg(sitk.GetArrayViewFromImage(seg_crop), seg_crop.GetOrigin(), seg_crop.GetSpacing(),
+                                  m.center_xyz, m.radius_mm) if m.necrosis_volume_ml > 0 else None
+        hip.lateral_reach_deg = None if reach is None else round(reach, 1)
+        centre, side = est.center_lps, est.side
+        stage_index = None
+        if "staging" in self.models:
+            stage_index = self._stage(hip, image, centre, side, modality, gradcam)
+            hip.gradcam_file = files["gradcam"]
+            lap("staging")
+        if "sranet" in self.models:
+            self._sranet(hip, image, label, centre, side, modality, attention)
+            hip.sranet["attention_file"] = files["attention"]
+            lap("sranet")
+        if "survival" not in self.models:
+            hip.risk_note = "no collapse risk: no survival model is installed."
+        else:
+            predicted = predicted_grades(stage_index, reach) if stage_index is not None else {}
+            self._risk(hip, image, label, centre, side, modality, predicted, given)
+            lap("risk")
+        return hip
+
+    def _stage(self, hip: HipResult, image, centre, side, modality, gradcam: np.ndarray) -> int:
+        """Stage probabilities per system and the Grad-CAM map of the predicted class, pasted on the input grid."""
+        model = self.models["staging"]
+        spec = CropSpec(**model.card["crop"])
+        x = torch.from_numpy(crop_arrays(image, centre, side, spec, modality)[0])[None, None].to(self.device)
+        with torch.no_grad(), _autocast(self.device):
+            probs = torch.softmax(model.network(x).float(), 1)[0].cpu().numpy()
+        index = int(probs.argmax())
+        system = model.card["system"]
+        names = STAGE_NAMES[system]
+        by_name = {names[k]: round(float(p), 5) for k, p in enumerate(probs)}
+        hip.stage[system] = StageResult(names[index], index, by_name, model.entry.name)
+        for derived in DERIVED_SYSTEMS.get(system, ()):
+            dnames = STAGE_NAMES[derived]
+            hip.stage[derived] = StageResult(dnames[index], index, {dnames[k]: v for k, v in enumerate(by_name.values())},
+                                             f"{model.entry.name} (same stage number as {system})")
+        cam = GradCAM(nn_module=model.network, target_layers=model.network.cam_layer)
+        heat = cam(x, class_idx=index)[0, 0].detach().float().cpu().numpy()
+        paste(gradcam, crop_map(heat, io.grid_reference(centre, spec.box_mm, spec.spacing_mm)), side, centre, image)
+        return index
+
+    def _sranet(self, hip: HipResult, image, label, centre, side, modality, attention: np.ndarray) -> None:
+        """Necrosis probability, patch attention on the input grid, and the attention share on the segmented lesion."""
+        model = self.models["sranet"]
+        spec = CropSpec(**model.card["crop"])
+        crop, lab = crop_arrays(image, centre, side, spec, modality, label)
+        with torch.no_grad(), _autocast(self.device):
+            out = model.network(torch.from_numpy(crop)[None, None].to(self.device))
+        weights = out["weights"].float()
+        volume = patch_map_to_volume(weights)[0].cpu().numpy()
+        weights = weights[0].cpu().numpy()
+        on_lesion = lesion_patches(lab)
+        hip.sranet = {"probability": round(float(torch.softmax(out["logits"].float(), 1)[0, 1]), 5),
+                      "attention_on_lesion": round(float(weights[on_lesion].sum()), 4) if on_lesion.any() else None}
+        paste(attention, crop_map(volume, io.grid_reference(centre, spec.box_mm, spec.spacing_mm)), side, centre, image)
+
+    def _risk(self, hip: HipResult, image, label, centre, side, modality, predicted: dict, given: dict | None) -> None:
+        used, source = user_grades.merge(predicted, given)
+        missing = [k for k in user_grades.GRADE_NAMES if k not in used]
+        if missing:
+            hip.risk_note = f"no collapse risk: grades {', '.join(missing)} are unknown (give them with --grades)."
+            return
+        if int(used["jic_stage"]) == 0:
+            hip.risk_note = "no collapse risk: no ONFH staged in this hip (the risk model applies to ONFH hips)."
+            return
+        model = self.models["survival"]
+        spec = CropSpec(**model.card["crop"])
+        crop, lab = crop_arrays(image, centre, side, spec, modality, label)
+        codes = grade_codes(pd.DataFrame([{k: str(v) for k, v in used.items()}]))
+        with torch.no_grad():
+            score = float(model.network(torch.from_numpy(crop)[None, None].to(self.device),
+                                        torch.from_numpy(lab)[None].to(self.device),
+                                        torch.from_numpy(codes).to(self.device))[0][0])
+        baseline = BreslowBaseline(**model.card["baseline"])
+        curve = baseline.survival(score, CURVE_MONTHS)
+        hip.risk = RiskResult(round(score, 5), baseline.group(score),
+                              {"months": CURVE_MONTHS.tolist(), "probability": [round(float(s), 5) for s in curve]},
+                              {k: round(v, 5) for k, v in baseline.collapse_probability(score).items()}, used, source)

@@ -1,0 +1,110 @@
+"""What `onfh analyze` reports: result dataclasses, the analysis.json they serialise to, and its JSON Schema.
+
+analysis.json is the contract with the Slicer panel (`mrml.load_analysis`), the HTML report and any
+script a researcher writes, so it is versioned and validated against `analysis.schema.json` before
+it is written.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import jsonschema
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")
+COHORT_COLUMNS = ("scan", "side", "found", "reason", "radius_mm", "head_ml", "necrosis_ml", "necrotic_ratio",
+                  "necrotic_angle_deg", "arco_stage", "p_stage", "sranet_probability", "risk_score", "risk_group",
+                  "collapse_12m", "collapse_36m", "collapse_60m", "grades_source")
+
+
+@dataclass
+class StageResult:
+    """One grading system: the predicted label, its class index and every class's probability."""
+
+    label: str
+    index: int
+    probabilities: dict[str, float]
+    source: str  # which network (or which system it was derived from)
+
+
+@dataclass
+class RiskResult:
+    score: float
+    group: str  # "high" | "low", split at the training cohort's median risk
+    survival: dict  # {"months": [...], "probability": [...]}
+    collapse_probability: dict[str, float]  # months → probability of collapse by then
+    grades_used: dict
+    grades_source: str  # predicted | user | mixed
+
+
+@dataclass
+class HipResult:
+    side: str
+    found: bool
+    reason: str = ""
+    confidence: float = 0.0
+    center_lps: list[float] | None = None
+    candidate_lps: list[float] | None = None
+    radius_mm: float | None = None
+    volumes_ml: dict[str, float] | None = None
+    necrotic_ratio: float | None = None
+    necrotic_angle_deg: float | None = None
+    lateral_reach_deg: float | None = None
+    stage: dict[str, StageResult] = field(default_factory=dict)
+    gradcam_file: str | None = None
+    sranet: dict | None = None  # {"probability", "attention_file", "attention_on_lesion"}
+    risk: RiskResult | None = None
+    risk_note: str = ""
+
+
+@dataclass
+class AnalysisResult:
+    input: dict
+    hips: list[HipResult]
+    files: dict[str, str]
+    models: list[dict]
+    device: dict
+    timings_s: dict[str, float]
+    warnings: list[str]
+    demo_model: bool
+
+    def to_json(self) -> dict:
+        return _finite({"schema_version": SCHEMA_VERSION, **asdict(self)})
+
+
+def _finite(value):
+    """NaN/inf are not JSON: they become null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def validate(analysis: dict) -> None:
+    """Raise jsonschema.ValidationError unless `analysis` follows the shipped schema."""
+    jsonschema.validate(analysis, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+
+
+def cohort_rows(scan: str, analysis: dict) -> list[dict]:
+    """One `cohort.csv` row per hip of an analysis."""
+    rows = []
+    for hip in analysis["hips"]:
+        arco = hip["stage"].get("arco") or {}
+        risk = hip.get("risk") or {}
+        collapse = risk.get("collapse_probability", {})
+        volumes = hip.get("volumes_ml") or {}
+        rows.append({"scan": scan, "side": hip["side"], "found": hip["found"], "reason": hip["reason"],
+                     "radius_mm": hip["radius_mm"], "head_ml": volumes.get("head"), "necrosis_ml": volumes.get("necrosis"),
+                     "necrotic_ratio": hip["necrotic_ratio"], "necrotic_angle_deg": hip["necrotic_angle_deg"],
+                     "arco_stage": arco.get("label"), "p_stage": (arco.get("probabilities") or {}).get(arco.get("label")),
+                     "sranet_probability": (hip.get("sranet") or {}).get("probability"),
+                     "risk_score": risk.get("score"), "risk_group": risk.get("group"),
+                     "collapse_12m": collapse.get("12"), "collapse_36m": collapse.get("36"),
+                     "collapse_60m": collapse.get("60"), "grades_source": risk.get("grades_source")})
+    return rows

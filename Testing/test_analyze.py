@@ -1,0 +1,172 @@
+"""`onfh analyze` end to end with the shipped models on the bundled demo scan: schema, report, maps on the
+input grid, left–right mirror equivariance, batch behaviour and refusals."""
+import json
+import shutil
+
+import jsonschema
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from ONFHAssistLib import demo_case, io, modelstore
+from ONFHAssistLib.cli import main
+from ONFHAssistLib.pipeline import Analyzer
+from ONFHAssistLib.results import validate
+
+TASKS = ("localizer", "segmentation", "staging", "sranet", "survival")
+MAPS = ("label_map", "attention", "gradcam")
+
+
+@pytest.fixture(scope="module")
+def analyzer():
+    return Analyzer("cpu")
+
+
+@pytest.fixture(scope="module")
+def demo(analyzer, tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return analyzer.analyze(demo_case.image_path(), out), out
+
+
+@pytest.fixture(scope="module")
+def mirrored(analyzer, tmp_path_factory):
+    """The demo scan flipped left–right in voxel space with its geometry kept: a physical mirror image."""
+    folder = tmp_path_factory.mktemp("mirrored")
+    image = io.read_image(demo_case.image_path())
+    flipped = sitk.GetImageFromArray(sitk.GetArrayFromImage(image)[:, :, ::-1].copy())
+    flipped.CopyInformation(image)
+    io.write_image(flipped, folder / "mirrored.nii.gz")
+    return analyzer.analyze(folder / "mirrored.nii.gz", folder / "out"), folder / "out"
+
+
+def _hips(analysis):
+    return {h["side"]: h for h in analysis["hips"]}
+
+
+def test_every_shipped_model_is_used_and_recorded(demo):
+    analysis, _ = demo
+    assert {m["task"] for m in analysis["models"]} == set(TASKS)
+    for m in analysis["models"]:
+        entry = modelstore.find_model(m["task"], m["name"])
+        assert m["sha256"] == modelstore.sha256_file(entry.folder / modelstore.WEIGHTS)
+    assert analysis["demo_model"] and any("not for clinical use" in w for w in analysis["warnings"])
+
+
+def test_analysis_json_validates_and_a_broken_one_does_not(demo):
+    analysis, out = demo
+    written = json.loads((out / "analysis.json").read_text(encoding="utf-8"))
+    validate(written)
+    broken = json.loads(json.dumps(written))
+    broken["hips"][0]["sranet"]["probability"] = 1.5
+    with pytest.raises(jsonschema.ValidationError):
+        validate(broken)
+    del broken["schema_version"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate(broken)
+
+
+def test_demo_results_agree_with_the_phantom_truth(demo):
+    analysis, _ = demo
+    hips, truth = _hips(analysis), {t["side"]: t for t in demo_case.truth()}
+    lesion = next(s for s, t in truth.items() if t["jic_stage"] > 0)
+    healthy = "L" if lesion == "R" else "R"
+    assert hips[lesion]["found"] and hips[healthy]["found"]
+    assert abs(hips[lesion]["necrotic_ratio"] - truth[lesion]["necrotic_ratio"]) < 0.03
+    assert hips[lesion]["sranet"]["probability"] > 0.5 > hips[healthy]["sranet"]["probability"]
+    assert hips[lesion]["stage"]["arco"]["index"] > 0 and hips[healthy]["stage"]["arco"]["index"] == 0
+    assert hips[lesion]["risk"] is not None and hips[healthy]["risk"] is None
+    curve = hips[lesion]["risk"]["survival"]["probability"]
+    assert curve[0] == 1.0 and np.all(np.diff(curve) <= 0)
+
+
+def test_maps_land_on_the_input_grid_and_gradcam_peaks_in_the_lesion_head(demo):
+    analysis, out = demo
+    image = io.read_image(demo_case.image_path())
+    maps = {key: io.read_image(out / analysis["files"][key]) for key in MAPS}
+    for m in maps.values():
+        assert m.GetSize() == image.GetSize() and m.GetOrigin() == image.GetOrigin()
+        assert m.GetSpacing() == image.GetSpacing() and m.GetDirection() == image.GetDirection()
+    lesion = next(h for h in analysis["hips"] if h["found"] and h["stage"]["arco"]["index"] > 0)
+    cam = sitk.GetArrayFromImage(maps["gradcam"])
+    cam_masked = np.where(_box_mask(image, lesion["center_lps"], 60.0), cam, 0)
+    peak = io.index_to_physical(image, np.unravel_index(cam_masked.argmax(), cam.shape)[::-1])
+    assert np.linalg.norm(peak - lesion["center_lps"]) <= lesion["radius_mm"]
+    attention = sitk.GetArrayFromImage(maps["attention"])
+    assert attention.max() > 0 and np.isfinite(attention).all()
+
+
+def _box_mask(image, centre, half_mm):
+    """Voxels within a cube of half-edge `half_mm` around a point: the lesion hip's own crop region."""
+    zz, yy, xx = np.indices(sitk.GetArrayViewFromImage(image).shape)
+    pts = np.stack([xx, yy, zz], -1).reshape(-1, 3) * np.array(image.GetSpacing()) + np.array(image.GetOrigin())
+    return (np.abs(pts - np.asarray(centre)).max(1) <= half_mm).reshape(zz.shape)
+
+
+def test_mirrored_scan_swaps_and_mirrors_every_per_hip_result(demo, mirrored):
+    (a, out_a), (b, out_b) = demo, mirrored
+    hips_a, hips_b = _hips(a), _hips(b)
+    image = io.read_image(demo_case.image_path())
+    plane = float(io.index_to_physical(image, ((image.GetSize()[0] - 1) / 2.0, 0, 0))[0])
+    for side, other in (("R", "L"), ("L", "R")):
+        x, y = hips_a[side], hips_b[other]
+        assert x["found"] == y["found"]
+        np.testing.assert_allclose(io.mirror_point(x["center_lps"], plane), y["center_lps"], atol=0.02)
+        assert x["radius_mm"] == pytest.approx(y["radius_mm"], abs=0.02)
+        assert x["necrotic_ratio"] == pytest.approx(y["necrotic_ratio"], abs=1e-4)
+        assert x["sranet"]["probability"] == pytest.approx(y["sranet"]["probability"], abs=1e-4)
+        for system, stage in x["stage"].items():
+            for name, p in stage["probabilities"].items():
+                assert p == pytest.approx(y["stage"][system]["probabilities"][name], abs=1e-4)
+        if x["risk"]:
+            assert x["risk"]["score"] == pytest.approx(y["risk"]["score"], abs=1e-4)
+    for key in MAPS:
+        m_a = sitk.GetArrayFromImage(io.read_image(out_a / a["files"][key]))
+        m_b = sitk.GetArrayFromImage(io.read_image(out_b / b["files"][key]))[:, :, ::-1]
+        if key == "label_map":
+            assert np.mean(m_a != m_b) < 1e-4
+        else:
+            np.testing.assert_allclose(m_a, m_b, atol=1e-3 * max(float(m_a.max()), 1e-6))
+
+
+def test_report_is_self_contained_and_carries_the_banner(demo):
+    analysis, out = demo
+    page = (out / analysis["files"]["report"]).read_text(encoding="utf-8")
+    assert "not for clinical use" in page
+    assert page.count("data:image/png;base64,") >= 4
+    assert "src=\"http" not in page and "<script" not in page
+
+
+def test_user_grades_override_predicted_ones(analyzer, tmp_path, demo):
+    analysis, _ = demo
+    lesion = next(h["side"] for h in analysis["hips"] if h["risk"])
+    given = {lesion: {"jic_stage": 4, "jic_type": "C2", "arco": 4, "steinberg": 5, "ficat": 4}}
+    other = analyzer.analyze(demo_case.image_path(), tmp_path, grades=given)
+    risk = _hips(other)[lesion]["risk"]
+    assert risk["grades_source"] == "user" and risk["grades_used"]["jic_type"] == "C2"
+    assert risk["score"] > _hips(analysis)[lesion]["risk"]["score"]
+
+
+def test_corrupted_weights_stop_with_a_checksum_message(tmp_path, capsys):
+    folder = tmp_path / "seg"
+    shutil.copytree(modelstore.find_model("segmentation").folder, folder)
+    with open(folder / modelstore.WEIGHTS, "r+b") as f:
+        f.seek(-8, 2)
+        f.write(b"\x00tamper!")
+    code = main(["analyze", str(demo_case.image_path()), "--out", str(tmp_path / "out"),
+                 "--models", f"segmentation={folder}", "--progress", "none"])
+    assert code == 2
+    assert "checksum mismatch" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "analysis.json").exists()
+
+
+def test_batch_goes_past_a_bad_scan_and_lists_it(tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(demo_case.image_path(), inputs / "good.nii.gz")
+    (inputs / "broken.nii.gz").write_bytes(b"not a volume")
+    code = main(["analyze", str(inputs), "--out", str(tmp_path / "out"), "--progress", "none", "--device", "cpu"])
+    assert code == 2
+    assert "broken" in capsys.readouterr().err
+    rows = (tmp_path / "out" / "cohort.csv").read_text(encoding="utf-8").strip().splitlines()
+    assert len(rows) == 3 and all(r.startswith("good,") for r in rows[1:])
+    assert (tmp_path / "out" / "good" / "report.html").exists() and not (tmp_path / "out" / "broken").exists()
