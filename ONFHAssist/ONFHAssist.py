@@ -66,7 +66,7 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = self.logic.status(node)
 
     def onSegment(self):
-        with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay("Could not start the analysis.", waitCursor=True):
             self.logic.startSegmentation(self.ui.inputVolumeSelector.currentNode())
             self.ui.segmentButton.enabled, self.ui.cancelButton.enabled = False, True
             self.ui.statusLabel.text = "Finding the femoral heads…"
@@ -105,13 +105,13 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
         return self.job is not None and self.job.poll() is None
 
     def startSegmentation(self, volume_node):
-        """Write the volume to a temporary file and run `onfh segment` on it in the background."""
+        """Write the volume to a temporary file and run `onfh analyze` on it in the background."""
         from ONFHAssistLib import io, jobs, mrml
-        self.work, self.input_node = Path(tempfile.mkdtemp(prefix="onfh-segment-")), volume_node
+        self.work, self.input_node = Path(tempfile.mkdtemp(prefix="onfh-analyze-")), volume_node
         io.write_image(mrml.volume_to_sitk(volume_node), self.work / "input.nrrd")
         python = shutil.which("PythonSlicer") or sys.executable
-        argv = jobs.onfh_command(["segment", str(self.work / "input.nrrd"), "--out", str(self.work / "out"),
-                                  "--no-png"], python)
+        argv = jobs.onfh_command(["analyze", str(self.work / "input.nrrd"), "--out", str(self.work / "out"),
+                                  "--progress", "jsonl"], python)
         self.job = jobs.Job(argv, env=jobs.child_env()).start()
 
     def poll(self):
@@ -123,10 +123,11 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
             return messages, None
         self.job.wait()
         if code != 0:
-            status = self.job.error_message or f"The segmentation stopped (exit code {code})."
+            status = self.job.error_message or f"The analysis stopped (exit code {code})."
         else:
             mrml.load_analysis(slicer.mrmlScene, self.work / "out", self.input_node)
-            status = "Done: segmentation, femoral-head ROIs and the results table are in the scene."
+            status = ("Done: segmentation, SRANet attention, Grad-CAM, femoral-head ROIs, the results table and the "
+                      "survival chart are in the scene.")
         self._clean()
         return messages, status
 

@@ -170,3 +170,12 @@ def test_batch_goes_past_a_bad_scan_and_lists_it(tmp_path, capsys):
     rows = (tmp_path / "out" / "cohort.csv").read_text(encoding="utf-8").strip().splitlines()
     assert len(rows) == 3 and all(r.startswith("good,") for r in rows[1:])
     assert (tmp_path / "out" / "good" / "report.html").exists() and not (tmp_path / "out" / "broken").exists()
+
+
+def test_shipped_models_stay_small_and_record_their_size():
+    entries = [modelstore.find_model(task) for task in TASKS]
+    sizes = [(e.folder / modelstore.WEIGHTS).stat().st_size for e in entries]
+    assert sum(sizes) <= 60e6
+    for entry, size in zip(entries, sizes):
+        assert entry.card["parameters"] > 0 and entry.card["size_mb"] == pytest.approx(size / 1e6, abs=1e-3)
+        assert entry.folder.parent == modelstore.SHIPPED_STORE and entry.card["label"] == modelstore.DEMO_LABEL

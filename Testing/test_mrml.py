@@ -4,12 +4,11 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 slicer = pytest.importorskip("slicer")
 
-from ONFHAssistLib import dataset, demo_case, io, modelstore, mrml  # noqa: E402
-from ONFHAssistLib.hipfinder import segment_file  # noqa: E402
+from ONFHAssistLib import dataset, demo_case, io, mrml  # noqa: E402
+from ONFHAssistLib.pipeline import Analyzer  # noqa: E402
 
 
 def _oblique_image(values: np.ndarray) -> sitk.Image:
@@ -64,7 +63,7 @@ def _analysis_folder(tmp_path, image):
     label[3, 3, 2] = 3
     io.write_image(label, tmp_path / "labels.nii.gz")
     attention = sitk.Cast(image, sitk.sitkFloat32) * 0 + 0.5
-    io.write_image(attention, tmp_path / "attention_R.nii.gz")
+    io.write_image(attention, tmp_path / "attention.nii.gz")
     hips = [{"side": "R", "found": True, "center_lps": [-40.0, 10.0, 5.0], "radius_mm": 24.0,
              "box": {"size_mm": 96.0}, "necrotic_ratio": 0.21, "necrotic_angle_deg": 180.5,
              "sranet": {"probability": 0.8},
@@ -72,7 +71,7 @@ def _analysis_folder(tmp_path, image):
                       "survival": {"months": [0, 12, 36, 60], "probability": [1.0, 0.9, 0.7, 0.5]}}},
             {"side": "L", "found": False, "reason": "prosthesis: metal in the joint"}]
     analysis = {"input": {"path": str(tmp_path / "input.nii.gz")}, "hips": hips,
-                "files": {"label_map": "labels.nii.gz", "attention": {"R": "attention_R.nii.gz"}},
+                "files": {"label_map": "labels.nii.gz", "attention": "attention.nii.gz"},
                 "models": [{"task": "segmentation", "name": "seg-demo", "version": "1.0.0", "sha256": "ab" * 32}]}
     (tmp_path / "analysis.json").write_text(json.dumps(analysis))
     return analysis
@@ -87,7 +86,7 @@ def test_load_analysis_builds_every_node_with_provenance(tmp_path):
 
     segments = nodes["segmentation"].GetSegmentation()
     assert [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())] == ["Femur", "Necrosis"]
-    assert len(nodes["maps"]) == 1 and nodes["maps"][0].GetName() == "patient attention R"
+    assert len(nodes["maps"]) == 1 and nodes["maps"][0].GetName() == "patient SRANet attention"
     (roi,) = nodes["rois"]  # the missing left hip gets no ROI
     assert np.allclose(roi.GetCenter(), [40.0, -10.0, 5.0])
     assert np.allclose(roi.GetSize(), [96.0] * 3)
@@ -106,16 +105,16 @@ def test_load_analysis_builds_every_node_with_provenance(tmp_path):
         assert node.GetAttribute("ONFH.segmentation.version") == "1.0.0"
 
 
-def test_segment_output_of_the_demo_loads_into_the_scene(tmp_path):
-    if not modelstore.list_models("segmentation") or not modelstore.list_models("localizer"):
-        pytest.skip("no shipped models")
-    segment_file(demo_case.image_path(), tmp_path, "auto", None, None, torch.device("cpu"), png=False)
+def test_analyze_output_of_the_demo_loads_into_the_scene(tmp_path):
+    Analyzer("cpu").analyze(demo_case.image_path(), tmp_path)
     scene = mrml.new_scene()
     nodes = mrml.load_analysis(scene, tmp_path)  # reads the input path recorded in analysis.json
     segments = nodes["segmentation"].GetSegmentation()
     assert [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())] == [
         "Pelvis", "Femur", "Necrosis"]
     assert len(nodes["rois"]) == 2 and nodes["table"].GetTable().GetNumberOfRows() == 2
+    assert [m.GetName() for m in nodes["maps"]] == ["ONFH input SRANet attention", "ONFH input Grad-CAM"]
+    assert nodes["chart"].GetNumberOfPlotSeriesNodes() == 1  # only the hip with ONFH has a risk curve
     truth = {row["side"]: row for row in demo_case.truth()}
     for roi, side in zip(nodes["rois"], ("R", "L")):
         centre_lps = np.array(roi.GetCenter()) * [-1, -1, 1]

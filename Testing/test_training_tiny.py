@@ -51,3 +51,12 @@ def test_localizer_loss_falls(cohort, tmp_path):
     recipe("localizer").train(settings, reporter=None)
     history = _history(tmp_path / "model")
     assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
+
+
+@pytest.mark.parametrize("task, options", [("staging", dict(system="binary", epochs=6, lr=3e-3)),
+                                           ("sranet", dict(epochs=6, lr=5e-4, alpha=1.0))])
+def test_staging_and_sranet_training_loss_falls(cohort, tmp_path, task, options):
+    settings = TrainSettings(task=task, data=cohort, out=tmp_path, device="cpu", batch_size=2, **options)
+    recipe(task).train(settings, reporter=None)
+    losses = [epoch["train_loss"] for epoch in _history(tmp_path / "model")]
+    assert min(losses[-2:]) < 0.8 * losses[0], losses

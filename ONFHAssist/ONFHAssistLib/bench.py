@@ -91,6 +91,9 @@ def default_benches() -> list[Bench]:
     benches.append(Bench("segment both hips 256x256x160 (localise + segment + measure)", "≤ 15 s, ≤ 3 GB",
                          lambda w: onfh + ["segment", str(_bench_volume(w)), "--out", str(w / "seg"), "--no-png",
                                            "--device", "cpu"]))
+    benches.append(Bench("analyze both hips 256x256x160 (all five models, maps, report)", "≤ 20 s, ≤ 3 GB",
+                         lambda w: onfh + ["analyze", str(_bench_volume(w)), "--out", str(w / "an"),
+                                           "--device", "cpu", "--progress", "none"]))
     for path, func, goal in (("Testing/bench/survrnc_bench.py", "bench", "vectorised faster than loop"),
                              ("Testing/bench/sranet_bench.py", "bench", "per-hip ≤ 2 s; batched faster")):
         if (REPO / path).exists():

@@ -229,15 +229,21 @@ def cmd_analyze(args) -> int:
 
     grades = parse_grade_args(args.grades)
     scans = expand_inputs(args.inputs)
-    analyzer = Analyzer(args.device, _model_choices(args.models), make_reporter(args.progress))
-    print(f"device: {analyzer.device}")
+    reporter = make_reporter(args.progress)
+    human = args.progress != "jsonl"  # stdout belongs to the JSON lines then
+    analyzer = Analyzer(args.device, _model_choices(args.models), reporter)
     if len(scans) == 1:
         analysis = analyzer.analyze(scans[0], args.out, args.modality, grades)
-        _print_analysis(analysis)
-        print(f"report: {args.out / analysis['files']['report']} ({analysis['timings_s']['total']:.1f} s)")
+        reporter.result("analyze", out=str(args.out), report=str(args.out / analysis["files"]["report"]))
+        if human:
+            print(f"device: {analyzer.device}")
+            _print_analysis(analysis)
+            print(f"report: {args.out / analysis['files']['report']} ({analysis['timings_s']['total']:.1f} s)")
         return 0
     result = run_batch(analyzer, scans, args.out, args.modality, grades)
-    print(f"analysed {len(result.analyses)} of {len(scans)} scans; one row per hip in {args.out / 'cohort.csv'}")
+    reporter.result("analyze", out=str(args.out), analysed=len(result.analyses), failed=result.failures)
+    if human:
+        print(f"analysed {len(result.analyses)} of {len(scans)} scans; one row per hip in {args.out / 'cohort.csv'}")
     for name, why in result.failures.items():
         print(f"failed: {name}: {why}", file=sys.stderr)
     return 2 if result.failures else 0

@@ -218,14 +218,16 @@ def load_analysis(scene, out_dir: str | Path, input_node=None) -> dict:
     if files.get("label_map"):
         nodes["segmentation"] = add_segmentation(scene, io.read_image(out_dir / files["label_map"]), input_node,
                                                  f"{base} ONFH segmentation")
-    for kind in ("attention", "gradcam"):
-        for side, rel in (files.get(kind) or {}).items():
-            node = add_volume(scene, io.read_image(out_dir / rel), f"{base} {kind} {side}")
-            display = node.GetDisplayNode()
-            if display is not None:
-                display.AutoWindowLevelOff()
-                display.SetWindowLevelMinMax(0.0, 1.0)
-            nodes["maps"].append(node)
+    for kind, title in (("attention", "SRANet attention"), ("gradcam", "Grad-CAM")):
+        if not files.get(kind):
+            continue
+        image = io.read_image(out_dir / files[kind])
+        node = add_volume(scene, image, f"{base} {title}")
+        display = node.GetDisplayNode()
+        if display is not None:
+            display.AutoWindowLevelOff()
+            display.SetWindowLevelMinMax(0.0, max(float(sitk.GetArrayViewFromImage(image).max()), 1e-6))
+        nodes["maps"].append(node)
     for hip in analysis["hips"]:
         if hip["found"]:
             nodes["rois"].append(add_head_roi(scene, hip, f"{base} femoral head {hip['side']}"))

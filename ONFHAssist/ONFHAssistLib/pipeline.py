@@ -34,6 +34,7 @@ from .models.sranet import patch_map_to_volume
 from .networks import build
 from .progress import Reporter
 from .report import write_report
+from .segment import INFER_SPEC
 from .results import AnalysisResult, HipResult, RiskResult, StageResult, validate
 from .survival_curves import BreslowBaseline
 
@@ -88,6 +89,8 @@ class Analyzer:
         self.reporter = reporter or Reporter()
         self.model_warnings: list[str] = []
         self.models = load_models(model_names or {}, self.device, self.model_warnings)
+        staging = self.models.get("staging")  # hooks are registered once, not per hip
+        self.gradcam = GradCAM(nn_module=staging.network, target_layers=staging.network.cam_layer) if staging else None
 
     def analyze(self, image_path: str | Path, out_dir: str | Path, modality: str = "auto",
                 grades: dict | None = None) -> dict:
@@ -162,6 +165,8 @@ class Analyzer:
         m = finding.segmentation.measures
         seg_crop = finding.segmentation.crop
         hip.center_lps, hip.radius_mm = [round(v, 2) for v in est.center_lps], round(float(m.radius_mm), 2)
+        hip.box = {"center_lps": [round(v, 2) for v in finding.segmentation.crop_center],
+                   "size_mm": INFER_SPEC.box_mm}
         hip.volumes_ml = {"head": round(m.head_volume_ml, 2), "necrosis": round(m.necrosis_volume_ml, 2)}
         hip.necrotic_ratio, hip.necrotic_angle_deg = round(m.necrotic_ratio, 4), round(m.necrotic_angle_deg, 1)
         # measured in the segmentation's right-hip-view crop, where the sphere centre m.center_xyz lives
@@ -202,8 +207,7 @@ class Analyzer:
             dnames = STAGE_NAMES[derived]
             hip.stage[derived] = StageResult(dnames[index], index, {dnames[k]: v for k, v in enumerate(by_name.values())},
                                              f"{model.entry.name} (same stage number as {system})")
-        cam = GradCAM(nn_module=model.network, target_layers=model.network.cam_layer)
-        heat = cam(x, class_idx=index)[0, 0].detach().float().cpu().numpy()
+        heat = self.gradcam(x, class_idx=index)[0, 0].detach().float().cpu().numpy()
         paste(gradcam, crop_map(heat, io.grid_reference(centre, spec.box_mm, spec.spacing_mm)), side, centre, image)
         return index
 

@@ -49,6 +49,7 @@ class HipResult:
     center_lps: list[float] | None = None
     candidate_lps: list[float] | None = None
     radius_mm: float | None = None
+    box: dict | None = None  # the per-hip crop box: {"center_lps", "size_mm"}
     volumes_ml: dict[str, float] | None = None
     necrotic_ratio: float | None = None
     necrotic_angle_deg: float | None = None

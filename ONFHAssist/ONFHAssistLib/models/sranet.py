@@ -38,6 +38,10 @@ class PatchEncoder(nn.Module):
         self.features = nn.Sequential(nn.Conv3d(1, 20, 5), nn.ReLU(), nn.MaxPool3d(2),
                                       nn.Conv3d(20, 50, 5), nn.ReLU(), nn.MaxPool3d(2))
         self.project = nn.Sequential(nn.Linear(50 * 5 * 5 * 5, hidden), nn.ReLU())
+        for layer in self.modules():  # He init keeps the ReLU stack's signal alive (PyTorch's default shrinks it ~30×)
+            if isinstance(layer, (nn.Conv3d, nn.Linear)):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:  # (N, 1, 32, 32, 32) → (N, hidden)
         return self.project(self.features(patches).flatten(1))

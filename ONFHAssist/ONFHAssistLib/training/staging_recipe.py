@@ -19,6 +19,7 @@ from ..atomic import atomic_write_text
 from ..crops import CropSpec
 from ..devices import resolve_device, seed_everything
 from ..errors import InputError
+from ..figures import confusion_png, roc_png
 from ..models.staging import SYSTEMS, MulPoolDenseNet
 from ..networks import load
 from . import crop_cache
@@ -100,11 +101,12 @@ def train(settings, reporter):
     loss_fn = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=2.0, weight=weights)
     rng = np.random.default_rng(settings.seed)
     jitter = (TRAIN_SPEC.size - INPUT) // 2
+    batch_size = settings.batch_size or BATCH
 
     def batches(epoch):
         order = rng.permutation(len(y_train))
-        for s in range(0, len(order), BATCH):
-            index = order[s:s + BATCH]
+        for s in range(0, len(order), batch_size):
+            index = order[s:s + batch_size]
             crops = [centre_crop(x_train[i], INPUT, offset=rng.integers(-jitter, jitter + 1, 3)) for i in index]
             crops = [c * rng.uniform(0.85, 1.15) + rng.uniform(-0.1, 0.1) for c in crops]
             yield (torch.from_numpy(np.stack(crops).astype(np.float32))[:, None].to(device),
@@ -145,6 +147,10 @@ def evaluate(settings, reporter):
                "confusion_matrix": cm.tolist(), "parameters": entry.card["parameters"], "size_mb": entry.card["size_mb"],
                "model": entry.provenance()}
     out.mkdir(parents=True, exist_ok=True)
+    confusion_png(cm, [str(k) for k in range(n)], out / "confusion.png", f"{entry.name}: {system}")
+    if len(np.unique(y > 0)) == 2:  # necrosis (any stage above 0) vs none, from the class-0 probability
+        summary["binary_auc"] = float(roc_auc_score(y > 0, 1.0 - p[:, 0]))
+        roc_png(y > 0, 1.0 - p[:, 0], out / "roc.png", f"{entry.name}: necrosis vs none")
     atomic_write_text(out / "per_class.csv", per_class.to_csv(index=False, float_format="%.4f"))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return {"summary": str(out / "summary.json"), "macro_auc": summary["macro_auc"], "accuracy": summary["accuracy"]}
