@@ -95,7 +95,8 @@ def default_benches() -> list[Bench]:
                          lambda w: onfh + ["analyze", str(_bench_volume(w)), "--out", str(w / "an"),
                                            "--device", "cpu", "--progress", "none"]))
     for path, func, goal in (("Testing/bench/survrnc_bench.py", "bench", "vectorised faster than loop"),
-                             ("Testing/bench/sranet_bench.py", "bench", "per-hip ≤ 2 s; batched faster")):
+                             ("Testing/bench/sranet_bench.py", "bench", "per-hip ≤ 2 s; batched faster"),
+                             ("Testing/bench/staging_bench.py", "bench", "per-hip ≤ 2 s")):
         if (REPO / path).exists():
             benches.append(Bench(Path(path).stem, goal, lambda w, p=path, f=func: python_function(str(REPO / p), f),
                                  repeats=1, parse_stdout=True))

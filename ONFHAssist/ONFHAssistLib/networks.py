@@ -8,12 +8,15 @@ from .models.localizer import build_localizer
 from .models.segmentation import build_segmenter
 from .models.sranet import SRANet
 from .models.staging import MulPoolDenseNet
+from .models.survival import SurvivalConfig, TriStreamSurvival
 
 BUILDERS = {
     "localizer": lambda card: build_localizer(tuple(card["features"])),
     "segmentation": lambda card: build_segmenter(tuple(card["features"])),
     "staging": lambda card: MulPoolDenseNet(card["classes"], **card["architecture"]),
     "sranet": lambda card: SRANet(classes=card["classes"], **card["architecture"]),
+    "survival": lambda card: TriStreamSurvival(SurvivalConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                                                 for k, v in card["config"].items()})),
 }
 
 

@@ -105,10 +105,11 @@ def survival_png(risk: dict, training_km: dict | None) -> str:
                     label=f"training {group}-risk half (KM, n = {km['n']})")
     months, prob = risk["survival"]["months"], risk["survival"]["probability"]
     ax.step(months, prob, where="post", color="black", lw=2.2, label=f"this hip ({risk['group']} risk)")
-    for h in HORIZONS:
-        s = 1.0 - risk["collapse_probability"][str(h)]
-        ax.plot([h], [s], "o", color="black")
-        ax.annotate(f"{h // 12} y: {s:.0%}", (h, s), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    marks = [(h, 1.0 - risk["collapse_probability"][str(h)]) for h in HORIZONS]
+    ax.plot([h for h, _ in marks], [s for _, s in marks], "o", color="black")
+    ax.text(0.98, 0.97, "collapse by\n" + "\n".join(f"{h // 12} y: {1 - s:.0%}" for h, s in marks),
+            transform=ax.transAxes, ha="right", va="top", fontsize=8,
+            bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85})
     ax.set_xlim(0, 120)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("months")
