@@ -43,6 +43,13 @@ def test_cv_writes_every_row_and_resumes(cohort, tmp_path, capsys):
     assert main(argv) == 0
     assert all(p.stat().st_mtime_ns == stamps[p] for p in finished[1:]) and finished[0].exists()
     assert len(list((tmp_path / "plots").glob("km_*.png"))) == len(table)
+    for months in (36, 60):
+        assert (tmp_path / "plots" / f"calibration_{months}m.png").stat().st_size > 5_000
+        assert (tmp_path / "plots" / f"decision_curve_{months}m.png").stat().st_size > 5_000
+    fold = json.loads(next((tmp_path / "folds").glob("fold0-CoxPH*.json")).read_text(encoding="utf-8"))
+    assert len(fold["p36"]) == len(fold["risk"]) and all(0 <= a <= b <= 1 for a, b in zip(fold["p36"], fold["p60"]))
+    assert all(0.0 <= row["ibs"]["mean"] <= 0.5 for row in table.values() if "ibs" in row)
+    assert "nri_idi_tri_stream_vs_grades_cox" in json.loads((tmp_path / "horizon.json").read_text(encoding="utf-8"))
 
 
 def test_train_survival_saves_a_model_with_its_baseline(cohort, tmp_path):
@@ -51,6 +58,8 @@ def test_train_survival_saves_a_model_with_its_baseline(cohort, tmp_path):
     assert main(argv) == 0
     card = json.loads((tmp_path / "model" / "model.json").read_text(encoding="utf-8"))
     assert card["task"] == "survival" and card["config"]["variant"] == "full"
+    assert {"low", "high"} == set(card["training_km"]) and all(
+        curve["survival"][0] <= 1.0 and curve["n"] > 0 for curve in card["training_km"].values())
     baseline = card["baseline"]
     assert baseline["times"] == sorted(baseline["times"]) and len(baseline["times"]) == len(baseline["cumulative_hazard"])
     assert all(b >= a for a, b in zip(baseline["cumulative_hazard"], baseline["cumulative_hazard"][1:]))

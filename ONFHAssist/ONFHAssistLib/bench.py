@@ -91,7 +91,7 @@ def default_benches() -> list[Bench]:
     benches.append(Bench("segment both hips 256x256x160 (localise + segment + measure)", "≤ 15 s, ≤ 3 GB",
                          lambda w: onfh + ["segment", str(_bench_volume(w)), "--out", str(w / "seg"), "--no-png",
                                            "--device", "cpu"]))
-    benches.append(Bench("analyze both hips 256x256x160 (all five models, maps, report)", "≤ 20 s, ≤ 3 GB",
+    benches.append(Bench("analyze both hips 256x256x160 (every installed model, maps, report)", "≤ 20 s, ≤ 3 GB",
                          lambda w: onfh + ["analyze", str(_bench_volume(w)), "--out", str(w / "an"),
                                            "--device", "cpu", "--progress", "none"]))
     for path, func, goal in (("Testing/bench/survrnc_bench.py", "bench", "vectorised faster than loop"),

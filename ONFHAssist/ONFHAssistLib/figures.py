@@ -1,5 +1,5 @@
 """PNG figures a user (or a reviewer of this code) looks at: label overlays through each femoral head,
-Kaplan–Meier curves by risk group."""
+Kaplan–Meier curves by risk group, ROC and confusion matrices, calibration and decision curves."""
 from __future__ import annotations
 
 import textwrap
@@ -102,6 +102,38 @@ def confusion_png(cm, names: list[str], path: str | Path, title: str) -> Path:
     ax.set_xlabel("predicted")
     ax.set_ylabel("truth")
     ax.set_title(title, fontsize=10)
+    return _save_png(fig, path)
+
+
+def calibration_png(tables: dict, months: int, path: str | Path) -> Path:
+    """Predicted vs Kaplan–Meier-observed collapse by `months`, one line per model (quantile bins)."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.8))
+    top = max([0.05] + [float(max(t.predicted.max(), t.observed.max())) for t in tables.values()])
+    ax.plot([0, top], [0, top], color="grey", ls="--", lw=1, label="ideal")
+    for name, table in tables.items():
+        ax.plot(table.predicted, table.observed, marker="o", label=name)
+    ax.set_xlabel(f"predicted P(collapse by {months} months)")
+    ax.set_ylabel("observed (Kaplan–Meier, per bin)")
+    ax.set_title(f"Calibration at {months} months (pooled out-of-fold)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save_png(fig, path)
+
+
+def decision_curve_png(tables: dict, months: int, path: str | Path) -> Path:
+    """Net benefit of acting on predicted collapse by `months`, per model, against treat-all and treat-none."""
+    fig, ax = plt.subplots(figsize=(5.8, 4.6))
+    first = next(iter(tables.values()))
+    ax.plot(first.threshold, first.treat_all, color="grey", lw=1, label="treat all")
+    ax.axhline(0.0, color="black", lw=1, label="treat none")
+    for name, table in tables.items():
+        ax.plot(table.threshold, table.model, lw=2, label=name)
+    ax.set_ylim(-0.05, max(0.05, float(first.treat_all.max()) * 1.3))
+    ax.set_xlabel("threshold probability")
+    ax.set_ylabel("net benefit")
+    ax.set_title(f"Decision curve, collapse by {months} months (pooled out-of-fold)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     return _save_png(fig, path)
 
 

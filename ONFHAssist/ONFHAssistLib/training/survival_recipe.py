@@ -17,13 +17,13 @@ import pandas as pd
 import torch
 from lifelines.exceptions import ConvergenceError
 
-from .. import modelstore, stats
+from .. import horizon_stats, modelstore, stats
 from ..atomic import atomic_write_text
 from ..crops import CropSpec
 from ..dataset import patient_folds
 from ..devices import resolve_device, seed_everything
 from ..errors import InputError
-from ..figures import km_by_risk_group
+from ..figures import calibration_png, decision_curve_png, km_by_risk_group
 from ..losses import cox_nll, survrnc_loss
 from ..models.survival import SurvivalConfig, TriStreamSurvival
 from ..survival_curves import BreslowBaseline
@@ -42,6 +42,8 @@ PRESETS = {
 NETWORK_MODELS = {"tri-stream + SLE": "full", "tri-stream, no SLE": "no_sle", "image only": "image",
                   "grades only (network)": "grades"}
 AUC_MONTHS = (12, 36, 60, 120)
+HORIZONS = (36, 60)  # calibration, decision curves, NRI/IDI
+HORIZON_MODELS = ("tri-stream + SLE", base.GRADES_COX, base.ORACLE_COX)
 
 
 def _preset(settings) -> dict:
@@ -151,8 +153,28 @@ def _fold_result(path: Path, compute) -> dict:
     return result
 
 
-def _with_risk(train: HipSet, test: HipSet, risk: np.ndarray) -> dict:
-    return {"risk": risk.tolist(), **_metrics(train, test, risk)}
+def _scored(train: HipSet, test: HipSet, train_risk: np.ndarray, risk: np.ndarray) -> dict:
+    """Test risks, discrimination metrics, and calibrated collapse probabilities at the horizons + IBS."""
+    return {"risk": risk.tolist(), **_metrics(train, test, risk), **_horizon_predictions(train, test, train_risk, risk)}
+
+
+def _horizon_predictions(train: HipSet, test: HipSet, train_risk: np.ndarray, risk: np.ndarray) -> dict:
+    """Any risk score becomes S(t | x) the same way: a one-covariate Cox fit on the training fold sets its
+    scale (an SVM score has none), then Breslow's baseline on the training hips."""
+    frame = pd.DataFrame({"score": train_risk, "time": train.time, "event": train.event})
+    try:
+        slope = float(stats.fit_cox(frame, "time", "event").params_["score"])
+    except ConvergenceError:
+        return {}
+    baseline = BreslowBaseline.fit(slope * train_risk, train.time, train.event)
+    out = {f"p{h}": [1.0 - float(baseline.survival(slope * r, [h])[0]) for r in risk] for h in HORIZONS}
+    follow_up = min(train.time.max(), test.time.max())
+    grid = np.arange(6.0, follow_up, 6.0)
+    grid = grid[grid > test.time.min()]
+    if len(grid) >= 2 and test.event.sum() > 0:
+        survival = np.stack([baseline.survival(slope * r, grid) for r in risk])
+        out["ibs"] = stats.integrated_brier(train.time, train.event, test.time, test.event, survival, grid)
+    return out
 
 
 def _metrics(train: HipSet, test: HipSet, risk: np.ndarray) -> dict:
@@ -180,21 +202,23 @@ def cv(settings, reporter):
         wanted = [m for m in wanted if m in settings.models.split(",")]
     needs_radiomics = any(m in wanted for m in (base.RADIOMICS_LASSO, base.RADIOMICS_SVM, base.DLRC))
     radiomics = base.radiomics_features(Path(settings.data), hips, out, reporter) if needs_radiomics else None
-    rows, pooled = [], {}
+    rows, pooled, horizon = [], {}, {}
     for fold in range(settings.folds):
         train_idx, test_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        train, test = hips.subset(train_idx), hips.subset(test_idx)
         for name in wanted:
             def compute(name=name):
                 return {"fold": fold, "model": name,
-                        **_run_model(name, fold, train, test, train_idx, test_idx, radiomics, preset, settings,
+                        **_run_model(name, fold, hips, train_idx, test_idx, radiomics, preset, settings,
                                      device, out, reporter)}
 
             result = _fold_result(out / "folds" / f"fold{fold}-{_slug(name)}.json", compute)
-            rows.append({k: v for k, v in result.items() if k != "risk"})
+            rows.append({k: v for k, v in result.items() if k not in ("risk", *(f"p{h}" for h in HORIZONS))})
             if "risk" in result:
                 risk = np.asarray(result["risk"])
                 pooled.setdefault(name, []).append((test_idx, risk > np.median(risk)))
+                for h in HORIZONS:
+                    if f"p{h}" in result:
+                        horizon.setdefault((name, h), []).append((test_idx, np.asarray(result[f"p{h}"])))
             if reporter is not None:
                 reporter.metric("cv survival", **rows[-1])
     for name, parts in pooled.items():
@@ -202,32 +226,62 @@ def cv(settings, reporter):
         high = np.concatenate([h for _, h in parts])
         km_by_risk_group(hips.time[index], hips.event[index], high, f"{name}: out-of-fold risk groups",
                          out / "plots" / f"km_{_slug(name)}.png")
+    write_horizon_outputs(hips, horizon, out)
     return write_table(pd.DataFrame(rows), out, len(hips.time), int(hips.event.sum()), len(np.unique(hips.patients)))
+
+
+def write_horizon_outputs(hips: HipSet, horizon: dict, out: Path) -> dict:
+    """Pooled out-of-fold collapse probabilities: calibration and decision-curve PNGs per horizon, and NRI/IDI
+    of the tri-stream network over CoxPH on grades (horizon.json)."""
+    summary = {}
+    for h in HORIZONS:
+        pooled = {}
+        for name in HORIZON_MODELS:
+            if (name, h) in horizon:
+                index = np.concatenate([i for i, _ in horizon[(name, h)]])
+                p = np.concatenate([v for _, v in horizon[(name, h)]])
+                order = np.argsort(index)
+                pooled[name] = (index[order], p[order])
+        if not pooled:
+            continue
+        time, event = hips.time, hips.event
+        calibration_png({n: horizon_stats.calibration(time[i], event[i], p, h) for n, (i, p) in pooled.items()}, h,
+                        out / "plots" / f"calibration_{h}m.png")
+        thresholds = np.arange(0.02, 0.62, 0.02)
+        decision_curve_png({n: horizon_stats.decision_curve(time[i], event[i], p, h, thresholds)
+                            for n, (i, p) in pooled.items()}, h, out / "plots" / f"decision_curve_{h}m.png")
+        new, old = pooled.get(HORIZON_MODELS[0]), pooled.get(HORIZON_MODELS[1])
+        if new is not None and old is not None and np.array_equal(new[0], old[0]):
+            summary[f"{h}"] = horizon_stats.nri_idi(time[new[0]], event[new[0]], old[1], new[1], h)
+    atomic_write_text(out / "horizon.json", json.dumps({"nri_idi_tri_stream_vs_grades_cox": summary}, indent=2) + "\n")
+    return summary
 
 
 def _slug(name: str) -> str:
     return name.replace(" ", "_").replace("/", "-")
 
 
-def _run_model(name, fold, train, test, train_idx, test_idx, radiomics, preset, settings, device, out, reporter):
+def _run_model(name, fold, hips, train_idx, test_idx, radiomics, preset, settings, device, out, reporter):
     """Fit one CV row on a training fold and score its test fold: risks and metrics (or NaN with a note)."""
+    train, test = hips.subset(train_idx), hips.subset(test_idx)
     if name in NETWORK_MODELS:
         model, _, _ = fit_network(train, NETWORK_MODELS[name], preset, settings.seed + fold, device,
                                   out / "checkpoints" / f"fold{fold}-{NETWORK_MODELS[name]}", reporter)
-        return _with_risk(train, test, predict_risk(model, test, device))
+        return _scored(train, test, predict_risk(model, train, device), predict_risk(model, test, device))
     folder = out / "checkpoints" / f"fold{fold}-full"  # the weights the engine kept: best, else last
     checkpoint = next((p for p in (folder / "best.safetensors", folder / "last.safetensors") if p.exists()), None)
+    both_idx = np.r_[train_idx, test_idx]  # scored together by the model fitted on the training fold
     try:
-        risk = base.baseline_risk(name, train, test, radiomics, train_idx, test_idx, checkpoint, preset["config"],
-                                  device, settings.seed + fold)
+        both = base.baseline_risk(name, train, hips.subset(both_idx), radiomics, train_idx, both_idx, checkpoint,
+                                  preset["config"], device, settings.seed + fold)
     except ConvergenceError:
         return {"harrell_c": float("nan"), "note": "the Cox fit did not converge on this fold"}
-    return _with_risk(train, test, risk)
+    return _scored(train, test, both[:len(train_idx)], both[len(train_idx):])
 
 
 def write_table(per_fold: pd.DataFrame, out: Path, n_hips: int, n_events: int, n_patients: int) -> dict:
     """Seed 000's Table 1 layout: mean ± sd over folds for every model row (Markdown, CSV, JSON)."""
-    metrics = [m for m in ("harrell_c", "uno_c", "iauc") if m in per_fold]
+    metrics = [m for m in ("harrell_c", "uno_c", "iauc", "ibs") if m in per_fold]
     summary = per_fold.groupby("model", sort=False)[metrics].agg(["mean", "std"])
     lines = [f"Patient-level {per_fold.fold.nunique()}-fold CV: {n_hips} ONFH hips, {n_patients} patients, "
              f"{n_events} collapses.", "", "| model | " + " | ".join(metrics) + " |",
