@@ -52,6 +52,7 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inputVolumeSelector.currentNodeChanged.connect(self.updateStatus)
         self.ui.segmentButton.clicked.connect(self.onSegment)
         self.ui.cancelButton.clicked.connect(self.onCancel)
+        self.ui.reportButton.clicked.connect(self.onOpenReport)
         self.timer = qt.QTimer()
         self.timer.setInterval(200)
         self.timer.timeout.connect(self.onTick)
@@ -72,6 +73,10 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.statusLabel.text = "Finding the femoral heads…"
             self.timer.start()
 
+    def onOpenReport(self):
+        if self.logic.report is not None and self.logic.report.exists():
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(self.logic.report)))
+
     def onCancel(self):
         if self.logic is not None and self.logic.running:
             self.logic.cancel()
@@ -91,6 +96,7 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.timer.stop()
         self.ui.cancelButton.enabled = False
         self.ui.segmentButton.enabled = self.ui.inputVolumeSelector.currentNode() is not None
+        self.ui.reportButton.enabled = self.logic.report is not None
 
 
 class ONFHAssistLogic(ScriptedLoadableModuleLogic):
@@ -98,19 +104,21 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self.job, self.work, self.input_node = None, None, None
+        self.job, self.work, self.out, self.input_node, self.report = None, None, None, None, None
 
     @property
     def running(self) -> bool:
         return self.job is not None and self.job.poll() is None
 
     def startSegmentation(self, volume_node):
-        """Write the volume to a temporary file and run `onfh analyze` on it in the background."""
+        """Write the volume to a temporary file and run `onfh analyze` on it in the background; the output
+        folder (report, maps, analysis.json) is kept under ~/.onfh/analyses."""
         from ONFHAssistLib import io, jobs, mrml
         self.work, self.input_node = Path(tempfile.mkdtemp(prefix="onfh-analyze-")), volume_node
+        self.out = jobs.analysis_folder(volume_node.GetName())
         io.write_image(mrml.volume_to_sitk(volume_node), self.work / "input.nrrd")
         python = shutil.which("PythonSlicer") or sys.executable
-        argv = jobs.onfh_command(["analyze", str(self.work / "input.nrrd"), "--out", str(self.work / "out"),
+        argv = jobs.onfh_command(["analyze", str(self.work / "input.nrrd"), "--out", str(self.out),
                                   "--progress", "jsonl"], python)
         self.job = jobs.Job(argv, env=jobs.child_env()).start()
 
@@ -124,15 +132,19 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
         self.job.wait()
         if code != 0:
             status = self.job.error_message or f"The analysis stopped (exit code {code})."
+            shutil.rmtree(self.out, ignore_errors=True)  # nothing half-written is left behind
         else:
-            mrml.load_analysis(slicer.mrmlScene, self.work / "out", self.input_node)
-            status = ("Done: segmentation, SRANet attention, Grad-CAM, femoral-head ROIs, the results table and the "
-                      "survival chart are in the scene.")
+            mrml.load_analysis(slicer.mrmlScene, self.out, self.input_node)
+            self.report = self.out / "report.html"
+            status = ("Done: segmentation, attention and Grad-CAM maps, femoral-head ROIs, the results table and the "
+                      f"survival chart are in the scene; report and files kept in {self.out}.")
         self._clean()
         return messages, status
 
     def cancel(self):
         self.job.cancel()
+        if self.out is not None:
+            shutil.rmtree(self.out, ignore_errors=True)
         self._clean()
 
     def _clean(self):

@@ -4,7 +4,7 @@ import time
 
 import psutil
 
-from ONFHAssistLib.jobs import Job, child_env, onfh_command
+from ONFHAssistLib.jobs import Job, analysis_folder, child_env, onfh_command
 
 REPORTER = """
 import json, sys, time
@@ -52,3 +52,10 @@ def test_onfh_child_runs_the_core_and_reports_bad_input_in_one_line(tmp_path):
               env=child_env()).start()
     assert job.wait(timeout=120) == 2
     assert "missing.nrrd" in job.error_message and not (tmp_path / "out").exists()
+
+
+def test_analysis_folders_are_new_each_time_and_named_safely(tmp_path):
+    first = analysis_folder("CT: hip/L?", tmp_path)
+    second = analysis_folder("CT: hip/L?", tmp_path)
+    assert first != second and first.is_dir() and second.is_dir()
+    assert first.parent == tmp_path and "/" not in first.name[16:] and first.name.endswith("CT__hip_L_")

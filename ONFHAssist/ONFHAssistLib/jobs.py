@@ -100,6 +100,24 @@ def onfh_command(args: list[str], python: str | None = None) -> list[str]:
     return [python or sys.executable, "-m", "ONFHAssistLib", *args]
 
 
+def analysis_folder(volume_name: str, root: Path | None = None) -> Path:
+    """A new folder for one analysis that outlives the panel (report, maps, analysis.json), under
+    `$ONFH_ANALYSES` (default ~/.onfh/analyses), named by time and volume so that none is overwritten."""
+    from datetime import datetime
+
+    root = Path(root or os.environ.get("ONFH_ANALYSES", Path.home() / ".onfh" / "analyses"))
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in volume_name)[:60] or "volume"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        folder = root / (f"{stamp}-{safe}" + (f"-{n}" if n else ""))
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"{root}: could not create a new analysis folder.")
+
+
 def child_env() -> dict:
     """The environment for a child: this process's, with ONFHAssistLib's folder first on PYTHONPATH."""
     env = dict(os.environ)
