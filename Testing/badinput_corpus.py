@@ -144,6 +144,8 @@ def build(root: Path) -> list[Case]:
                                  "--side", "R"], out))
         cases.append(Case(f"{name} (segment)", ["segment", str(path), "--out", str(out) + "-seg"],
                           Path(str(out) + "-seg")))
+        cases.append(Case(f"{name} (analyze)", ["analyze", str(path), "--out", str(out) + "-an", "--progress",
+                                                "none"], Path(str(out) + "-an")))
     image, labels = _label_files(lab_dir)
     for name, path in labels.items():
         out = root / "out" / name.replace(" ", "_").replace(":", "")
@@ -166,6 +168,17 @@ def build(root: Path) -> list[Case]:
         "cli: zero patients": ["phantom", "--out", str(root / "out" / "p0"), "--patients", "0"],
         "cli: negative spacing": ["phantom", "--out", str(root / "out" / "sp"), "--spacing", "-1"],
         "cli: dataset folder missing": ["train", "segmentation", "--data", str(root / "nowhere")],
+        "cli: analyze with malformed grades": ["analyze", str(vol_dir / "good.nii.gz"), "--out", str(root / "out" / "g1"),
+                                               "--grades", "L:arco"],
+        "cli: analyze with an unknown grade code": ["analyze", str(vol_dir / "good.nii.gz"), "--out",
+                                                    str(root / "out" / "g2"), "--grades", "R:arco=7"],
+        "cli: analyze with a grade for a third side": ["analyze", str(vol_dir / "good.nii.gz"), "--out",
+                                                       str(root / "out" / "g3"), "--grades", "X:arco=2"],
+        "cli: analyze with a model for an unknown task": ["analyze", str(vol_dir / "good.nii.gz"), "--out",
+                                                          str(root / "out" / "m1"), "--models", "colour=foo"],
+        "cli: analyze with a model name not in any store": ["analyze", str(vol_dir / "good.nii.gz"), "--out",
+                                                            str(root / "out" / "m2"), "--models", "staging=nope@9"],
+        "cli: analyze an empty folder": ["analyze", str(vol_dir / "nodicom"), "--out", str(root / "out" / "e1")],
         "cli: cuda without a GPU": (["train", "segmentation", "--data", str(tab_dir), "--device", "cuda"]
                                     if not torch.cuda.is_available() else ["frobnicate"]),
     }
