@@ -13,7 +13,7 @@ from ONFHAssistLib import demo_case, io, modelstore
 from ONFHAssistLib.cli import main
 from ONFHAssistLib.models.sranet import SRANet
 from ONFHAssistLib.pipeline import Analyzer
-from ONFHAssistLib.results import validate
+from ONFHAssistLib.results import stage_text, validate
 from ONFHAssistLib.training.sranet_recipe import ARCHITECTURE, INFER_SPEC
 
 SHIPPED = ("localizer", "segmentation", "staging", "survival")  # SRANet does not ship yet (README)
@@ -200,3 +200,8 @@ def test_shipped_models_stay_small_and_record_their_size():
     for entry, size in zip(entries, sizes):
         assert entry.card["parameters"] > 0 and entry.card["size_mb"] == pytest.approx(size / 1e6, abs=1e-3)
         assert entry.folder.parent == modelstore.SHIPPED_STORE and entry.card["label"] == modelstore.DEMO_LABEL
+
+
+def test_stage_text_flags_a_stage_no_class_is_sure_of():
+    assert stage_text({"label": "II", "probabilities": {"I": 0.19, "II": 0.81}}) == "II (p 0.81)"
+    assert stage_text({"label": "IV", "probabilities": {"I": 0.29, "IV": 0.30}}) == "IV (p 0.30, uncertain)"

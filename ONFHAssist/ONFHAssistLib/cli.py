@@ -206,13 +206,14 @@ def _model_choices(items: list[str]) -> dict[str, str]:
 
 
 def _print_analysis(analysis: dict) -> None:
+    from .results import stage_text
+
     for hip in sorted(analysis["hips"], key=lambda h: h["side"] != "R"):
         if not hip["found"]:
             print(f"{hip['side']} hip: not analysed ({hip['reason']})")
             continue
         parts = [f"head r {hip['radius_mm']:.1f} mm", f"necrotic ratio {hip['necrotic_ratio']:.3f}"]
-        parts += [f"{system} {stage['label']} (p {stage['probabilities'][stage['label']]:.2f})"
-                  for system, stage in list(hip["stage"].items())[:1]]
+        parts += [f"{system} {stage_text(stage)}" for system, stage in list(hip["stage"].items())[:1]]
         if hip["sranet"]:
             parts.append(f"SRANet P(necrosis) {hip['sranet']['probability']:.2f}")
         risk = hip["risk"]

@@ -21,6 +21,7 @@ import SimpleITK as sitk  # noqa: E402
 from . import io  # noqa: E402
 from .atomic import atomic_write_text  # noqa: E402
 from .figures import LABEL_COLOURS  # noqa: E402
+from .results import stage_text  # noqa: E402
 
 VIEW_MM = 100.0
 HORIZONS = (12, 36, 60)
@@ -137,8 +138,7 @@ def _quant_table(hip: dict) -> str:
     rows = [("head radius (mm)", _fmt(hip["radius_mm"], 1)), ("head volume (ml)", _fmt(volumes.get("head"), 1)),
             ("necrosis volume (ml)", _fmt(volumes.get("necrosis"), 2)),
             ("necrotic ratio", _fmt(hip["necrotic_ratio"], 3)), ("necrotic angle (°)", _fmt(hip["necrotic_angle_deg"], 0))]
-    rows += [(f"stage ({system})", f"{s['label']} (p = {s['probabilities'][s['label']]:.2f})")
-             for system, s in hip["stage"].items()]
+    rows += [(f"stage ({system})", stage_text(s)) for system, s in hip["stage"].items()]
     if hip.get("sranet"):
         rows.append(("SRANet P(necrosis)", _fmt(hip["sranet"]["probability"], 3)))
         rows.append(("attention on segmented lesion", _fmt(hip["sranet"]["attention_on_lesion"], 2)))

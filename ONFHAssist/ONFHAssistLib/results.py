@@ -15,6 +15,7 @@ import jsonschema
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")
+UNCERTAIN_BELOW = 0.5  # a predicted stage whose probability is below this is shown as uncertain
 COHORT_COLUMNS = ("scan", "side", "found", "reason", "radius_mm", "head_ml", "necrosis_ml", "necrotic_ratio",
                   "necrotic_angle_deg", "arco_stage", "p_stage", "sranet_probability", "risk_score", "risk_group",
                   "collapse_12m", "collapse_36m", "collapse_60m", "grades_source")
@@ -90,6 +91,12 @@ def _finite(value):
 def validate(analysis: dict) -> None:
     """Raise jsonschema.ValidationError unless `analysis` follows the shipped schema."""
     jsonschema.validate(analysis, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+
+
+def stage_text(stage: dict) -> str:
+    """'II (p 0.81)', or 'IV (p 0.30, uncertain)' when no class holds half of the probability."""
+    p = stage["probabilities"][stage["label"]]
+    return f"{stage['label']} (p {p:.2f}{', uncertain' if p < UNCERTAIN_BELOW else ''})"
 
 
 def cohort_rows(scan: str, analysis: dict) -> list[dict]:
