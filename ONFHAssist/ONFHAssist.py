@@ -57,6 +57,18 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.timer.setInterval(200)
         self.timer.timeout.connect(self.onTick)
         self.updateStatus()
+        self.ui.deviceLabel.text = "Checking torch and the compute device…"
+        self.logic.startDeviceCheck()
+        self.deviceTimer = qt.QTimer()
+        self.deviceTimer.setInterval(300)
+        self.deviceTimer.timeout.connect(self.onDeviceTick)
+        self.deviceTimer.start()
+
+    def onDeviceTick(self):
+        line = self.logic.pollDeviceCheck()
+        if line is not None:
+            self.ui.deviceLabel.text = line
+            self.deviceTimer.stop()
 
     def cleanup(self):
         self.onCancel()
@@ -105,10 +117,29 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
         self.job, self.work, self.out, self.input_node, self.report = None, None, None, None, None
+        self.device_job = None
 
     @property
     def running(self) -> bool:
         return self.job is not None and self.job.poll() is None
+
+    def startDeviceCheck(self):
+        """Ask a child process (`onfh info`) for torch, CUDA and GPU: torch is never imported in the GUI."""
+        from ONFHAssistLib import jobs
+        python = shutil.which("PythonSlicer") or sys.executable
+        self.device_job = jobs.Job(jobs.onfh_command(["info", "--progress", "jsonl"], python), env=jobs.child_env()).start()
+
+    def pollDeviceCheck(self):
+        """The diagnostics line once the child has answered, else None."""
+        code = self.device_job.poll()
+        if code is not None:
+            self.device_job.wait()
+        for event in self.device_job.drain():
+            if event.get("event") == "result":
+                return event["summary"]
+        if code is not None:
+            return "Device check failed: " + (self.device_job.error_message or f"exit code {code}")
+        return None
 
     def startSegmentation(self, volume_node):
         """Write the volume to a temporary file and run `onfh analyze` on it in the background; the output

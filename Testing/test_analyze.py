@@ -205,3 +205,4 @@ def test_shipped_models_stay_small_and_record_their_size():
 def test_stage_text_flags_a_stage_no_class_is_sure_of():
     assert stage_text({"label": "II", "probabilities": {"I": 0.19, "II": 0.81}}) == "II (p 0.81)"
     assert stage_text({"label": "IV", "probabilities": {"I": 0.29, "IV": 0.30}}) == "IV (p 0.30, uncertain)"
+

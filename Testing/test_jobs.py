@@ -4,6 +4,7 @@ import time
 
 import psutil
 
+from ONFHAssistLib.devices import describe_device, resolve_device, summary_line
 from ONFHAssistLib.jobs import Job, analysis_folder, child_env, onfh_command
 
 REPORTER = """
@@ -59,3 +60,18 @@ def test_analysis_folders_are_new_each_time_and_named_safely(tmp_path):
     second = analysis_folder("CT: hip/L?", tmp_path)
     assert first != second and first.is_dir() and second.is_dir()
     assert first.parent == tmp_path and "/" not in first.name[16:] and first.name.endswith("CT__hip_L_")
+
+
+def test_info_child_reports_the_device_line_the_panel_shows():
+    job = Job(onfh_command(["info", "--progress", "jsonl"]), env=child_env()).start()
+    assert job.wait(timeout=120) == 0
+    (result,) = [e for e in job.drain() if e["event"] == "result"]
+    assert result["summary"] == summary_line(describe_device(resolve_device("auto")))
+    assert {m["task"] for m in result["models"]} >= {"localizer", "segmentation"}
+
+
+def test_device_summary_line_for_each_kind_of_machine():
+    assert summary_line({"torch": "2.13.0+cpu", "cuda_build": "none"}) == "torch 2.13.0+cpu, CPU only (no CUDA build)"
+    assert summary_line({"torch": "2.5", "cuda_build": "12.4"}) == "torch 2.5, CPU (CUDA 12.4 build, but no GPU found)"
+    gpu = {"torch": "2.5", "cuda_build": "12.4", "gpu": "NVIDIA H100", "free_mb": 71680}
+    assert summary_line(gpu) == "torch 2.5, CUDA 12.4, NVIDIA H100 (70 GB free)"

@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     _add_progress(an)
 
+    info = sub.add_parser("info", help="torch, device and installed models (what the panels show)")
+    _add_progress(info)
+
     demo = sub.add_parser("demo", help="run the main job on the bundled demo")
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
     demo.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -250,6 +253,22 @@ def cmd_analyze(args) -> int:
     return 2 if result.failures else 0
 
 
+def cmd_info(args) -> int:
+    from . import modelstore
+    from .devices import describe_device, summary_line
+    from .progress import make_reporter
+
+    device = describe_device(resolve_device("auto"))
+    models = [{"task": e.task, "name": e.name, "version": e.version} for e in modelstore.list_models()]
+    make_reporter(args.progress).result("info", version=__version__, device=device, models=models,
+                                        summary=summary_line(device))
+    if args.progress != "jsonl":
+        print(f"onfh {__version__}; {summary_line(device)}")
+        for m in models:
+            print(f"  {m['task']:13s} {m['name']} {m['version']}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """Analyse the bundled demo scan (one hip with a lesion, one healthy) with the shipped models and
     set the results beside the phantom's truth."""
@@ -348,7 +367,7 @@ def cmd_segment(args) -> int:
     return 0
 
 
-COMMANDS = {"analyze": cmd_analyze, "phantom": cmd_phantom, "segment": cmd_segment, "dataset": cmd_dataset, "demo": cmd_demo,
+COMMANDS = {"analyze": cmd_analyze, "info": cmd_info, "phantom": cmd_phantom, "segment": cmd_segment, "dataset": cmd_dataset, "demo": cmd_demo,
             "models": cmd_models, "bench": cmd_bench, "train": cmd_task, "evaluate": cmd_task, "cv": cmd_task}
 
 

@@ -36,3 +36,14 @@ def seed_everything(seed: int) -> None:
 
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
+
+
+def summary_line(info: dict) -> str:
+    """The panel's diagnostics line from `describe_device` output, e.g.
+    'torch 2.13.0+cpu, CPU only (no CUDA build)' or 'torch 2.5.1, CUDA 12.4, NVIDIA H100 (70 GB free)'."""
+    text = f"torch {info['torch']}, "
+    if info.get("gpu"):
+        return text + f"CUDA {info['cuda_build']}, {info['gpu']} ({info['free_mb'] / 1024:.0f} GB free)"
+    if info.get("cuda_build", "none") == "none":
+        return text + "CPU only (no CUDA build)"
+    return text + f"CPU (CUDA {info['cuda_build']} build, but no GPU found)"
