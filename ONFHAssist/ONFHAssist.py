@@ -80,7 +80,9 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSegment(self):
         with slicer.util.tryWithErrorDisplay("Could not start the analysis.", waitCursor=True):
-            self.logic.startSegmentation(self.ui.inputVolumeSelector.currentNode())
+            grades = {"R": self.ui.rightGradesEdit.text, "L": self.ui.leftGradesEdit.text}
+            self.logic.startSegmentation(self.ui.inputVolumeSelector.currentNode(), self.ui.modalityComboBox.currentText,
+                                         self.ui.deviceComboBox.currentText, grades)
             self.ui.segmentButton.enabled, self.ui.cancelButton.enabled = False, True
             self.ui.statusLabel.text = "Finding the femoral heads…"
             self.timer.start()
@@ -141,7 +143,7 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
             return "Device check failed: " + (self.device_job.error_message or f"exit code {code}")
         return None
 
-    def startSegmentation(self, volume_node):
+    def startSegmentation(self, volume_node, modality="auto", device="auto", grades=None):
         """Write the volume to a temporary file and run `onfh analyze` on it in the background; the output
         folder (report, maps, analysis.json) is kept under ~/.onfh/analyses."""
         from ONFHAssistLib import io, jobs, mrml
@@ -149,8 +151,7 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
         self.out = jobs.analysis_folder(volume_node.GetName())
         io.write_image(mrml.volume_to_sitk(volume_node), self.work / "input.nrrd")
         python = shutil.which("PythonSlicer") or sys.executable
-        argv = jobs.onfh_command(["analyze", str(self.work / "input.nrrd"), "--out", str(self.out),
-                                  "--progress", "jsonl"], python)
+        argv = jobs.onfh_command(jobs.analyze_args(self.work / "input.nrrd", self.out, modality, device, grades), python)
         self.job = jobs.Job(argv, env=jobs.child_env()).start()
 
     def poll(self):

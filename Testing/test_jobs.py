@@ -5,7 +5,8 @@ import time
 import psutil
 
 from ONFHAssistLib.devices import describe_device, resolve_device, summary_line
-from ONFHAssistLib.jobs import Job, analysis_folder, child_env, onfh_command
+from ONFHAssistLib.cli import main
+from ONFHAssistLib.jobs import Job, analysis_folder, analyze_args, child_env, onfh_command
 
 REPORTER = """
 import json, sys, time
@@ -75,3 +76,11 @@ def test_device_summary_line_for_each_kind_of_machine():
     assert summary_line({"torch": "2.5", "cuda_build": "12.4"}) == "torch 2.5, CPU (CUDA 12.4 build, but no GPU found)"
     gpu = {"torch": "2.5", "cuda_build": "12.4", "gpu": "NVIDIA H100", "free_mb": 71680}
     assert summary_line(gpu) == "torch 2.5, CUDA 12.4, NVIDIA H100 (70 GB free)"
+
+
+def test_panel_settings_become_analyze_arguments_the_cli_accepts(tmp_path, capsys):
+    args = analyze_args(tmp_path / "in.nrrd", tmp_path / "out", "ct", "cpu", {"R": " arco=2, ficat=2 ", "L": ""})
+    assert args[args.index("--modality") + 1] == "ct" and args[args.index("--device") + 1] == "cpu"
+    assert args.count("--grades") == 1 and args[args.index("--grades") + 1] == "R:arco=2,ficat=2"
+    bad = analyze_args(tmp_path / "in.nrrd", tmp_path / "out", grades={"L": "arco=9"})
+    assert main(bad) == 2 and "arco='9'" in capsys.readouterr().err  # the child's one readable line

@@ -100,6 +100,18 @@ def onfh_command(args: list[str], python: str | None = None) -> list[str]:
     return [python or sys.executable, "-m", "ONFHAssistLib", *args]
 
 
+def analyze_args(image: Path, out: Path, modality: str = "auto", device: str = "auto",
+                 grades: dict[str, str] | None = None) -> list[str]:
+    """`onfh analyze` arguments for a panel run; grades per side as typed ('jic_stage=2,arco=2'), blanks skipped.
+    The child validates them and answers a bad entry with one readable line."""
+    args = ["analyze", str(image), "--out", str(out), "--modality", modality, "--device", device,
+            "--progress", "jsonl"]
+    for side, text in (grades or {}).items():
+        if text.strip():
+            args += ["--grades", f"{side}:{text.strip().replace(' ', '')}"]
+    return args
+
+
 def analysis_folder(volume_name: str, root: Path | None = None) -> Path:
     """A new folder for one analysis that outlives the panel (report, maps, analysis.json), under
     `$ONFH_ANALYSES` (default ~/.onfh/analyses), named by time and volume so that none is overwritten."""
