@@ -53,6 +53,7 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.segmentButton.clicked.connect(self.onSegment)
         self.ui.cancelButton.clicked.connect(self.onCancel)
         self.ui.reportButton.clicked.connect(self.onOpenReport)
+        self.ui.addToDatasetButton.clicked.connect(self.onAddToDataset)
         self.timer = qt.QTimer()
         self.timer.setInterval(200)
         self.timer.timeout.connect(self.onTick)
@@ -91,6 +92,12 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self.logic.report is not None and self.logic.report.exists():
             qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(self.logic.report)))
 
+    def onAddToDataset(self):
+        with slicer.util.tryWithErrorDisplay("Could not add the case to the dataset.", waitCursor=True):
+            entries = {"R": self.ui.rightOutcomeEdit.text, "L": self.ui.leftOutcomeEdit.text}
+            scan = self.logic.addToDataset(self.ui.datasetPathEdit.currentPath, self.ui.patientIdEdit.text, entries)
+            self.ui.statusLabel.text = f"Added {scan} to {self.ui.datasetPathEdit.currentPath}."
+
     def onCancel(self):
         if self.logic is not None and self.logic.running:
             self.logic.cancel()
@@ -111,6 +118,7 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.enabled = False
         self.ui.segmentButton.enabled = self.ui.inputVolumeSelector.currentNode() is not None
         self.ui.reportButton.enabled = self.logic.report is not None
+        self.ui.addToDatasetButton.enabled = self.logic.nodes is not None
 
 
 class ONFHAssistLogic(ScriptedLoadableModuleLogic):
@@ -119,7 +127,7 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
         self.job, self.work, self.out, self.input_node, self.report = None, None, None, None, None
-        self.device_job = None
+        self.device_job, self.nodes = None, None
 
     @property
     def running(self) -> bool:
@@ -166,12 +174,20 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
             status = self.job.error_message or f"The analysis stopped (exit code {code})."
             shutil.rmtree(self.out, ignore_errors=True)  # nothing half-written is left behind
         else:
-            mrml.load_analysis(slicer.mrmlScene, self.out, self.input_node)
-            self.report = self.out / "report.html"
+            self.nodes = mrml.load_analysis(slicer.mrmlScene, self.out, self.input_node)
+            self.report, self.analysis_dir = self.out / "report.html", self.out
             status = ("Done: segmentation, attention and Grad-CAM maps, femoral-head ROIs, the results table and the "
                       f"survival chart are in the scene; report and files kept in {self.out}.")
         self._clean()
         return messages, status
+
+    def addToDataset(self, folder: str, patient_id: str, entries: dict) -> str:
+        """The last analysis's volume, its (possibly corrected) segmentation and the typed rows into a dataset."""
+        from ONFHAssistLib import mrml
+        if not folder:
+            raise ValueError("Choose a dataset folder first.")
+        return mrml.add_to_dataset(slicer.mrmlScene, self.nodes["segmentation"], self.nodes["input"],
+                                   self.analysis_dir, folder, patient_id.strip(), entries)
 
     def cancel(self):
         self.job.cancel()

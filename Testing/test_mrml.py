@@ -115,6 +115,21 @@ def test_analyze_output_of_the_demo_loads_into_the_scene(tmp_path):
     assert len(nodes["rois"]) == 2 and nodes["table"].GetTable().GetNumberOfRows() == 2
     assert [m.GetName() for m in nodes["maps"]] == ["ONFH input Grad-CAM"]  # no SRANet ships yet
     assert nodes["chart"].GetNumberOfPlotSeriesNodes() == 1  # only the hip with ONFH has a risk curve
+
+    # The annotator's "Add to training dataset": volume + current segmentation + typed outcome per hip.
+    data = tmp_path / "dataset"
+    scan = mrml.add_to_dataset(scene, nodes["segmentation"], nodes["input"], tmp_path, data, "P007",
+                               {"R": "time_months=30, event=1, arco=2", "L": "time_months=30,event=0"})
+    assert dataset.validate(data).ok
+    hips = dataset.read_hips(data).set_index("side")
+    assert hips.loc["R", "event"] == "1" and hips.loc["R", "arco"] == "2" and hips.loc["L", "event"] == "0"
+    for side in ("R", "L"):
+        centre = [float(hips.loc[side, c]) for c in ("head_x", "head_y", "head_z")]
+        expected = next(row for row in demo_case.truth() if row["side"] == side)
+        assert np.linalg.norm(np.array(centre) - [expected[c] for c in ("head_x", "head_y", "head_z")]) < 2.0
+    written = io.read_image(dataset.find_volume(data / "labels", scan))
+    assert np.array_equal(sitk.GetArrayViewFromImage(written),
+                          sitk.GetArrayViewFromImage(io.read_image(tmp_path / "labels.nii.gz")))
     truth = {row["side"]: row for row in demo_case.truth()}
     for roi, side in zip(nodes["rois"], ("R", "L")):
         centre_lps = np.array(roi.GetCenter()) * [-1, -1, 1]

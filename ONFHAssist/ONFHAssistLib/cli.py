@@ -134,19 +134,6 @@ def _add_progress(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=["bar", "jsonl", "none"], default="bar")
 
 
-def _parse_side(text: str) -> dict:
-    side, _, rest = text.partition(":")
-    if side not in ("L", "R"):
-        raise InputError(f"--side {text!r}: must start with L or R.")
-    row = {"side": side, "time_months": "", "event": ""}
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise InputError(f"--side {text!r}: expected key=value pairs after the side.")
-        row[key.strip()] = value.strip()
-    return row
-
-
 def cmd_phantom(args) -> int:
     if args.patients < 1:
         raise InputError("--patients must be at least 1.")
@@ -168,7 +155,7 @@ def cmd_dataset(args) -> int:
     from . import dataset
 
     if args.action == "add":
-        scan = dataset.add_case(args.dir, args.image, args.label, args.patient, [_parse_side(s) for s in args.side])
+        scan = dataset.add_case(args.dir, args.image, args.label, args.patient, [dataset.parse_side(s) for s in args.side])
         print(f"added {scan} to {args.dir}")
         return 0
     report = dataset.validate(args.dir)

@@ -239,6 +239,35 @@ def patient_folds(table: pd.DataFrame, n_folds: int, seed: int = 0) -> dict[str,
     return folds
 
 
+def parse_side(text: str) -> dict:
+    """A hip row from 'R:time_months=24,event=1,jic_stage=2' (`onfh dataset add --side`, the panel's fields)."""
+    side, _, rest = text.partition(":")
+    if side not in ("L", "R"):
+        raise InputError(f"--side {text!r}: must start with L or R.")
+    row = {"side": side, "time_months": "", "event": ""}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise InputError(f"--side {text!r}: expected key=value pairs after the side.")
+        row[key.strip()] = value.strip()
+    return row
+
+
+def rows_from_analysis(analysis: dict, entries: dict[str, str]) -> list[dict]:
+    """Hip rows for a case added from the panel: each found head's centre (for training crops) plus what the
+    annotator typed for that side (outcome and grades, 'time_months=24,event=1,arco=2')."""
+    rows = []
+    for hip in analysis["hips"]:
+        if not hip["found"]:
+            continue
+        row = parse_side(f"{hip['side']}:{entries.get(hip['side'], '').replace(' ', '')}")
+        row.update(zip(("head_x", "head_y", "head_z"), (f"{v:.2f}" for v in hip["center_lps"])))
+        rows.append(row)
+    if not rows:
+        raise InputError("no femoral head was found in this analysis, so there is no hip to add.")
+    return rows
+
+
 def add_case(root: str | Path, image_path: str | Path, label_path: str | Path | None, patient_id: str,
              sides: Iterable[dict], scan_id: str | None = None) -> str:
     """Add one scan and its hip rows; files are written first, hips.csv last, each atomically.

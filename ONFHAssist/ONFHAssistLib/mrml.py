@@ -275,6 +275,24 @@ def segmentation_to_label(scene, seg_node, reference_node) -> sitk.Image:
         scene.RemoveNode(label_node)
 
 
+def add_to_dataset(scene, seg_node, volume_node, analysis_dir: str | Path, dataset_dir: str | Path,
+                   patient_id: str, entries: dict[str, str]) -> str:
+    """The panel's "Add to training dataset": the volume, the current (possibly corrected) segmentation and
+    one row per found hip (head centre from the analysis, outcome and grades as typed) into a dataset
+    folder, through `dataset.add_case` (files first, hips.csv last, each atomically). Returns the scan id."""
+    import tempfile
+
+    from . import dataset
+
+    analysis = json.loads((Path(analysis_dir) / "analysis.json").read_text(encoding="utf-8"))
+    rows = dataset.rows_from_analysis(analysis, entries)
+    with tempfile.TemporaryDirectory(prefix="onfh-add-") as tmp:
+        image_path, label_path = Path(tmp) / "image.nrrd", Path(tmp) / "label.nrrd"
+        io.write_image(volume_to_sitk(volume_node), image_path)
+        io.write_image(segmentation_to_label(scene, seg_node, volume_node), label_path)
+        return dataset.add_case(dataset_dir, image_path, label_path, patient_id, rows)
+
+
 def _label_value(segment) -> int:
     terms = {name.lower(): value for value, (name, _) in label_terms().items()}
     return terms.get(segment.GetName().lower(), segment.GetLabelValue())
