@@ -33,6 +33,15 @@ class ONFHAssist(ScriptedLoadableModule):
             "each hip, shows where SRANet looks and predicts the risk of femoral-head collapse. The bundled "
             "models are trained on phantoms and are not for clinical use. " + self.getDefaultModuleDocumentationLink())
         self.parent.acknowledgementText = CITATIONS
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """Sample Data → ONFH demo hip: the bundled phantom scan, so a demo is one click away."""
+    import SampleData
+    from ONFHAssistLib import demo_case
+    icon = str(Path(__file__).parent / "Resources" / "Icons" / "ONFHAssist.png")
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(thumbnailFileName=icon, **demo_case.sample_data_source())
 
 
 class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):

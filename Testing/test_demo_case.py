@@ -1,4 +1,5 @@
 """The bundled demo case is found, matches its recorded checksums, and an altered copy is refused."""
+import hashlib
 import shutil
 
 import pytest
@@ -21,3 +22,14 @@ def test_altered_demo_file_is_refused(tmp_path, monkeypatch):
         handle.write(b"\0")
     with pytest.raises(InputError, match="altered"):
         demo_case.label_path()
+
+
+def test_sample_data_source_points_at_the_checked_demo_file():
+    from pathlib import Path
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    source = demo_case.sample_data_source()
+    path = Path(url2pathname(urlparse(source["uris"]).path))
+    assert path == demo_case.image_path().resolve() and source["fileNames"] == path.name
+    assert source["checksums"] == "SHA256:" + hashlib.sha256(path.read_bytes()).hexdigest()

@@ -37,3 +37,11 @@ def _checked(name: str) -> Path:
     if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != expected:
         raise InputError(f"{path}: missing or altered (checksum differs from demo.json); regenerate the demo case.")
     return path
+
+
+def sample_data_source() -> dict:
+    """Keyword arguments for Slicer's `SampleDataLogic.registerCustomSampleDataSource`: the bundled scan,
+    loaded from the extension's own file and checked against its SHA256 ("Sample Data → ONFH demo hip")."""
+    name = manifest()["scan"]
+    return {"category": "ONFH", "sampleName": "ONFH demo hip", "uris": (DEMO_DIR / name).resolve().as_uri(),
+            "fileNames": name, "checksums": f"SHA256:{manifest()['sha256'][name]}", "nodeNames": "ONFH demo hip"}
