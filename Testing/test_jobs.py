@@ -84,3 +84,14 @@ def test_panel_settings_become_analyze_arguments_the_cli_accepts(tmp_path, capsy
     assert args.count("--grades") == 1 and args[args.index("--grades") + 1] == "R:arco=2,ficat=2"
     bad = analyze_args(tmp_path / "in.nrrd", tmp_path / "out", grades={"L": "arco=9"})
     assert main(bad) == 2 and "arco='9'" in capsys.readouterr().err  # the child's one readable line
+
+
+def test_training_arguments_are_accepted_by_the_cli(tmp_path, capsys):
+    from ONFHAssistLib.jobs import run_folder, training_args
+
+    run = run_folder("cv survival", tmp_path)
+    args = training_args("cv", "survival", tmp_path / "missing-data", run, epochs=3, device="cpu", folds=4)
+    assert args[:2] == ["cv", "survival"] and args[args.index("--folds") + 1] == "4"
+    assert args[args.index("--epochs") + 1] == "3" and "--progress" in args
+    assert main(args) == 2 and "no such dataset folder" in capsys.readouterr().err
+    assert "--epochs" not in training_args("train", "staging", tmp_path, run)

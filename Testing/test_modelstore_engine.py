@@ -132,3 +132,17 @@ def test_crop_and_uncrop_put_a_left_hip_back_exactly():
     assert xs.min() < spec.size / 2 < xs.max()
     back = sitk.GetArrayFromImage(uncrop(crop, "L", centre, lab, label=True))
     np.testing.assert_array_equal(back, arr)
+
+
+def test_publish_copies_a_verified_model_into_the_user_store_once(tmp_path):
+    trained = modelstore.save_model(tmp_path / "run" / "model", torch.nn.Linear(3, 2),
+                                    {"name": "my-staging", "task": "staging", "version": "2.0.0"})
+    published = modelstore.publish_folder(trained.folder, tmp_path / "store")
+    assert published.folder == tmp_path / "store" / "my-staging-2.0.0"
+    assert published.card["sha256"] == trained.card["sha256"]
+    with pytest.raises(InputError, match="already in the store"):
+        modelstore.publish_folder(trained.folder, tmp_path / "store")
+    (trained.folder / modelstore.WEIGHTS).write_bytes(b"tampered")
+    with pytest.raises(InputError, match="checksum mismatch"):
+        modelstore.publish_folder(trained.folder, tmp_path / "other")
+    assert not (tmp_path / "other").exists() or not any((tmp_path / "other").iterdir())

@@ -115,10 +115,31 @@ def analyze_args(image: Path, out: Path, modality: str = "auto", device: str = "
 def analysis_folder(volume_name: str, root: Path | None = None) -> Path:
     """A new folder for one analysis that outlives the panel (report, maps, analysis.json), under
     `$ONFH_ANALYSES` (default ~/.onfh/analyses), named by time and volume so that none is overwritten."""
+    return _new_folder(volume_name, Path(root or os.environ.get("ONFH_ANALYSES", Path.home() / ".onfh" / "analyses")))
+
+
+def run_folder(label: str, root: Path | None = None) -> Path:
+    """A new folder for one training or cross-validation run started from the panel (`$ONFH_RUNS`,
+    default ~/.onfh/runs): checkpoints, model, tables and plots stay there after the panel closes."""
+    return _new_folder(label, Path(root or os.environ.get("ONFH_RUNS", Path.home() / ".onfh" / "runs")))
+
+
+def training_args(verb: str, task: str, data: Path, out: Path, epochs: int = 0, device: str = "auto",
+                  folds: int = 5) -> list[str]:
+    """`onfh train|cv TASK` arguments for a panel run (epochs 0 = the recipe's default)."""
+    args = [verb, task, "--data", str(data), "--out", str(out), "--device", device, "--progress", "jsonl"]
+    if epochs:
+        args += ["--epochs", str(epochs)]
+    if verb == "cv":
+        args += ["--folds", str(folds)]
+    return args
+
+
+def _new_folder(label: str, root: Path) -> Path:
     from datetime import datetime
 
-    root = Path(root or os.environ.get("ONFH_ANALYSES", Path.home() / ".onfh" / "analyses"))
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in volume_name)[:60] or "volume"
+    """root/<time>-<label>, never an existing folder."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:60] or "run"
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for n in range(1000):
         folder = root / (f"{stamp}-{safe}" + (f"-{n}" if n else ""))
@@ -127,7 +148,7 @@ def analysis_folder(volume_name: str, root: Path | None = None) -> Path:
             return folder
         except FileExistsError:
             continue
-    raise RuntimeError(f"{root}: could not create a new analysis folder.")
+    raise RuntimeError(f"{root}: could not create a new output folder.")
 
 
 def child_env() -> dict:

@@ -181,6 +181,27 @@ def export_zip(entry: ModelEntry, zip_path: str | Path) -> Path:
     return zip_path
 
 
+def publish_folder(folder: str | Path, store: Path | None = None) -> ModelEntry:
+    """Copy a trained model folder into the user store (checksum verified first; an existing name@version is
+    never overwritten), so the analysis panel offers it without a restart."""
+    entry = read_entry(folder)
+    verify(entry)
+    store = store or user_store()
+    target = store / f"{entry.name}-{entry.version}"
+    if target.exists():
+        raise InputError(f"{target}: a model with this name and version is already in the store.")
+    store.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-publish-", dir=store))
+    try:
+        for fname in (CARD, WEIGHTS):
+            shutil.copy2(entry.folder / fname, staging / fname)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return read_entry(target)
+
+
 def import_zip(zip_path: str | Path, store: Path | None = None) -> ModelEntry:
     """Unpack a model zip into the user store; any member path that could escape the store is refused."""
     zip_path, store = Path(zip_path), (store or user_store())
