@@ -149,9 +149,11 @@ class Analyzer:
             input={"path": str(Path(image_path).resolve()), "modality": modality, **io.describe(image)},
             hips=hips, files=files, models=[e.provenance() for e in entries], device=describe_device(self.device),
             timings_s=timings, warnings=warnings, demo_model=demo).to_json()
-        validate(result)
         survival = self.models.get("survival")
         write_report(result, image, maps, out / files["report"], survival.card.get("training_km") if survival else None)
+        lap("report")
+        result["timings_s"].update(report=timings["report"], total=round(time.perf_counter() - start, 3))
+        validate(result)
         atomic_write_text(out / "analysis.json", json.dumps(result, indent=2) + "\n")  # last: marks the folder complete
         self.reporter.progress("analyze", 1.0, message="done")
         return result
