@@ -219,3 +219,19 @@ def test_a_lesion_staged_arco_0_is_flagged_not_silently_dropped():
                                                 stage={"arco": zero}))
     hip.risk = RiskResult(0.1, "low", {}, {}, {}, "user")  # grades given by the user settle it
     assert not _lesion_but_stage_zero(hip)
+
+
+def test_a_run_that_fails_half_way_leaves_nothing_behind(analyzer, tmp_path, monkeypatch):
+    def broken_report(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("ONFHAssistLib.pipeline.write_report", broken_report)
+    with pytest.raises(RuntimeError):
+        analyzer.analyze(demo_case.image_path(), tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "analysis.json").write_text("{}", encoding="utf-8")  # an earlier, complete run
+    with pytest.raises(RuntimeError):
+        analyzer.analyze(demo_case.image_path(), tmp_path / "old")
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["analysis.json"]
+    assert (tmp_path / "old" / "analysis.json").read_text(encoding="utf-8") == "{}"

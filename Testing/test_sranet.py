@@ -67,3 +67,13 @@ def test_bone_mask_finds_the_phantom_femur_patches(tmp_path):
     truth = bone_patches(np.isin(lab, (1, 2, 3)), min_fraction=0.05)
     assert flags[truth].mean() > 0.9  # patches that are mostly bone are found
     assert 0 < flags.sum() < 64
+
+
+def test_lesion_patches_flag_the_patch_that_holds_necrosis():
+    from ONFHAssistLib.bone_mask import lesion_patches
+
+    label = np.zeros((128, 128, 128), np.uint8)
+    label[40, 70, 100] = 3  # patch (i, j, k) = (1, 2, 3) → p = 16 + 8 + 3
+    label[5, 5, 5] = 2  # femur is not lesion
+    flags = lesion_patches(label)
+    assert flags.shape == (64,) and np.flatnonzero(flags).tolist() == [27]

@@ -185,16 +185,20 @@ def publish_folder(folder: str | Path, store: Path | None = None) -> ModelEntry:
     """Copy a trained model folder into the user store (checksum verified first; an existing name@version is
     never overwritten), so the analysis panel offers it without a restart."""
     entry = read_entry(folder)
-    verify(entry)
-    store = store or user_store()
-    target = store / f"{entry.name}-{entry.version}"
+    return _install(store or user_store(), f"{entry.name}-{entry.version}", lambda f: (entry.folder / f).read_bytes())
+
+
+def _install(store: Path, name: str, read: Callable[[str], bytes]) -> ModelEntry:
+    """Write a card and weights into a hidden folder of the store, verify them, then rename into place."""
+    target = store / name
     if target.exists():
         raise InputError(f"{target}: a model with this name and version is already in the store.")
     store.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-publish-", dir=store))
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-install-", dir=store))
     try:
         for fname in (CARD, WEIGHTS):
-            shutil.copy2(entry.folder / fname, staging / fname)
+            (staging / fname).write_bytes(read(fname))
+        verify(read_entry(staging))
         os.replace(staging, target)
     finally:
         if staging.exists():
@@ -219,18 +223,4 @@ def import_zip(zip_path: str | Path, store: Path | None = None) -> ModelEntry:
         if len(tops) != 1 or {f"{next(iter(tops))}/{CARD}", f"{next(iter(tops))}/{WEIGHTS}"} - set(names):
             raise InputError(f"{zip_path}: expected one folder holding {CARD} and {WEIGHTS}.")
         top = next(iter(tops))
-        store.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tmp-import-", dir=store))
-        try:
-            for fname in (CARD, WEIGHTS):
-                (staging / fname).write_bytes(zf.read(f"{top}/{fname}"))
-            entry = read_entry(staging)
-            verify(entry)
-            target = store / top
-            if target.exists():
-                raise InputError(f"{target}: a model with this name and version is already in the store.")
-            os.replace(staging, target)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging)
-    return read_entry(target)
+        return _install(store, top, lambda f: zf.read(f"{top}/{f}"))

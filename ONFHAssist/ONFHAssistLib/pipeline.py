@@ -9,6 +9,9 @@ and survival models are optional: without one, its step is skipped with a warnin
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,7 +97,26 @@ class Analyzer:
 
     def analyze(self, image_path: str | Path, out_dir: str | Path, modality: str = "auto",
                 grades: dict | None = None) -> dict:
-        """Analyse one scan into `out_dir`; returns the analysis.json content (already written and validated)."""
+        """Analyse one scan into `out_dir`; returns the analysis.json content (already written and validated).
+
+        Everything is written into a hidden folder inside `out_dir` first and moved into place at the end,
+        analysis.json last, so a run that fails half-way leaves nothing behind.
+        """
+        out = Path(out_dir)
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
+        try:
+            result = self._analyze(image_path, work, modality, grades)
+            for name in [*result["files"].values(), "analysis.json"]:
+                os.replace(work / name, out / name)
+            return result
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            if created and not any(out.iterdir()):
+                out.rmdir()
+
+    def _analyze(self, image_path, out: Path, modality: str, grades: dict | None) -> dict:
         timings: dict[str, float] = {}
         clock = time.perf_counter()
         start = clock
@@ -114,8 +136,6 @@ class Analyzer:
             findings, label = find_and_segment(self.models["localizer"].network, self.models["segmentation"].network,
                                                image, modality, self.device)
         lap("localise_and_segment")
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         shape = sitk.GetArrayViewFromImage(image).shape
         attention, gradcam = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
         files = {"label_map": "labels.nii.gz"}
@@ -158,7 +178,7 @@ class Analyzer:
         lap("report")
         result["timings_s"].update(report=timings["report"], total=round(time.perf_counter() - start, 3))
         validate(result)
-        atomic_write_text(out / "analysis.json", json.dumps(result, indent=2) + "\n")  # last: marks the folder complete
+        atomic_write_text(out / "analysis.json", json.dumps(result, indent=2) + "\n")
         self.reporter.progress("analyze", 1.0, message="done")
         return result
 
