@@ -3,6 +3,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from ONFHAssistLib.devices import describe_device, resolve_device, summary_line
 from ONFHAssistLib.cli import main
@@ -95,3 +96,26 @@ def test_training_arguments_are_accepted_by_the_cli(tmp_path, capsys):
     assert args[args.index("--epochs") + 1] == "3" and "--progress" in args
     assert main(args) == 2 and "no such dataset folder" in capsys.readouterr().err
     assert "--epochs" not in training_args("train", "staging", tmp_path, run)
+
+
+def test_a_real_onfh_child_streams_progress_in_order_and_cancel_leaves_no_process(tmp_path):
+    """`python -m ONFHAssistLib phantom` on tiny scans: the panel sees each patient's progress in order,
+    then the result; a second, longer run cancelled half-way leaves no process of its tree behind."""
+    small = ["--shape", "48", "40", "32", "--spacing", "4", "--progress", "jsonl"]
+    job = Job(onfh_command(["phantom", "--out", str(tmp_path / "a"), "--patients", "3", *small]), env=child_env()).start()
+    assert job.wait(timeout=300) == 0, job.error_message
+    events = job.drain()
+    fractions = [e["fraction"] for e in events if e["event"] == "progress"]
+    assert fractions == pytest.approx([1 / 3, 2 / 3, 1.0], abs=1e-4)  # rounded to 4 places on the wire
+    assert events[-1]["event"] == "result" and events[-1]["dataset"] == str(tmp_path / "a")
+
+    job = Job(onfh_command(["phantom", "--out", str(tmp_path / "b"), "--patients", "500", *small]),
+              env=child_env()).start()
+    deadline = time.time() + 120
+    while not any(e["event"] == "progress" for e in job.drain()) and time.time() < deadline:
+        time.sleep(0.1)
+    tree = [job.process.pid] + [p.pid for p in psutil.Process(job.process.pid).children(recursive=True)]
+    job.cancel(grace_seconds=5)
+    assert job.poll() is not None
+    alive = [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert alive == []

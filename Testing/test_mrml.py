@@ -8,6 +8,7 @@ import SimpleITK as sitk
 slicer = pytest.importorskip("slicer")
 
 from ONFHAssistLib import dataset, demo_case, io, mrml  # noqa: E402
+from ONFHAssistLib.errors import InputError  # noqa: E402
 from ONFHAssistLib.pipeline import Analyzer  # noqa: E402
 
 
@@ -105,10 +106,18 @@ def test_load_analysis_builds_every_node_with_provenance(tmp_path):
         assert node.GetAttribute("ONFH.segmentation.version") == "1.0.0"
 
 
-def test_analyze_output_of_the_demo_loads_into_the_scene(tmp_path):
-    Analyzer("cpu").analyze(demo_case.image_path(), tmp_path)
+@pytest.fixture(scope="module")
+def demo_analysis(tmp_path_factory):
+    """The shipped models' analysis of the demo scan (computed once for the tests that load it)."""
+    out = tmp_path_factory.mktemp("demo-analysis")
+    Analyzer("cpu").analyze(demo_case.image_path(), out)
+    return out
+
+
+def test_analyze_output_of_the_demo_loads_into_the_scene(demo_analysis, tmp_path):
+    out = demo_analysis
     scene = mrml.new_scene()
-    nodes = mrml.load_analysis(scene, tmp_path)  # reads the input path recorded in analysis.json
+    nodes = mrml.load_analysis(scene, out)  # reads the input path recorded in analysis.json
     segments = nodes["segmentation"].GetSegmentation()
     assert [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())] == [
         "Pelvis", "Femur", "Necrosis"]
@@ -118,7 +127,7 @@ def test_analyze_output_of_the_demo_loads_into_the_scene(tmp_path):
 
     # The annotator's "Add to training dataset": volume + current segmentation + typed outcome per hip.
     data = tmp_path / "dataset"
-    scan = mrml.add_to_dataset(scene, nodes["segmentation"], nodes["input"], tmp_path, data, "P007",
+    scan = mrml.add_to_dataset(scene, nodes["segmentation"], nodes["input"], out, data, "P007",
                                {"R": "time_months=30, event=1, arco=2", "L": "time_months=30,event=0"})
     assert dataset.validate(data).ok
     hips = dataset.read_hips(data).set_index("side")
@@ -129,10 +138,92 @@ def test_analyze_output_of_the_demo_loads_into_the_scene(tmp_path):
         assert np.linalg.norm(np.array(centre) - [expected[c] for c in ("head_x", "head_y", "head_z")]) < 2.0
     written = io.read_image(dataset.find_volume(data / "labels", scan))
     assert np.array_equal(sitk.GetArrayViewFromImage(written),
-                          sitk.GetArrayViewFromImage(io.read_image(tmp_path / "labels.nii.gz")))
+                          sitk.GetArrayViewFromImage(io.read_image(out / "labels.nii.gz")))
     truth = {row["side"]: row for row in demo_case.truth()}
     for roi, side in zip(nodes["rois"], ("R", "L")):
         centre_lps = np.array(roi.GetCenter()) * [-1, -1, 1]
         expected = [truth[side][c] for c in ("head_x", "head_y", "head_z")]
         assert np.linalg.norm(centre_lps - expected) < 2.0
     assert nodes["segmentation"].GetAttribute("ONFH.segmentation.name") == "onfh-segmentation"
+
+
+def _voxels(node) -> np.ndarray:
+    return sitk.GetArrayFromImage(mrml.volume_to_sitk(node))
+
+
+def _table_values(node) -> list[list[str]]:
+    table = node.GetTable()
+    return [[table.GetValue(r, c).ToString() for c in range(table.GetNumberOfColumns())]
+            for r in range(table.GetNumberOfRows())]
+
+
+CLASSES = ("vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode", "vtkMRMLMarkupsROINode", "vtkMRMLTableNode",
+           "vtkMRMLPlotChartNode", "vtkMRMLPlotSeriesNode")
+
+
+def _names(scene, cls) -> list[str]:
+    return sorted(scene.GetNthNodeByClass(i, cls).GetName() for i in range(scene.GetNumberOfNodesByClass(cls)))
+
+
+@pytest.mark.parametrize("kind", ["mrb", "folder"])
+def test_demo_scene_saves_and_reloads_with_every_node_and_voxel(demo_analysis, tmp_path, kind):
+    scene = mrml.new_scene()
+    nodes = mrml.load_analysis(scene, demo_analysis)
+    mrml.set_layer_visibility(scene, nodes["segmentation"], True, 0.4)
+    path = mrml.save_scene(scene, tmp_path / ("case.mrb" if kind == "mrb" else "case"))
+    with pytest.raises(InputError, match="already exists"):
+        mrml.save_scene(scene, path)  # a second save never overwrites the first
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary folder left beside it
+
+    again = mrml.open_scene(path)
+    for cls in CLASSES:
+        assert _names(again, cls) == _names(scene, cls), cls
+    seg = again.GetFirstNodeByName(nodes["segmentation"].GetName())
+    volume = again.GetFirstNodeByName(nodes["input"].GetName())
+    label_file = sitk.GetArrayFromImage(io.read_image(demo_analysis / "labels.nii.gz"))
+    assert np.array_equal(sitk.GetArrayFromImage(mrml.segmentation_to_label(again, seg, volume)), label_file)
+    segments = seg.GetSegmentation()
+    terms = mrml.label_terms()
+    for i in range(segments.GetNumberOfSegments()):
+        segment = segments.GetNthSegment(i)
+        assert np.allclose(segment.GetColor(), terms[segment.GetLabelValue()][1], atol=1e-6)
+    assert seg.GetDisplayNode().GetOpacity() == pytest.approx(0.4)
+    for before in [nodes["input"], *nodes["maps"]]:
+        after = again.GetFirstNodeByName(before.GetName())
+        assert np.array_equal(_voxels(after), _voxels(before))
+        assert np.allclose(mrml.volume_to_sitk(after).GetOrigin(), mrml.volume_to_sitk(before).GetOrigin(), atol=1e-6)
+    for before in nodes["rois"]:
+        after = again.GetFirstNodeByName(before.GetName())
+        assert np.allclose(after.GetCenter(), before.GetCenter()) and np.allclose(after.GetSize(), before.GetSize())
+    table = again.GetFirstNodeByName(nodes["table"].GetName())
+    assert _table_values(table) == _table_values(nodes["table"])
+    assert table.GetAttribute("ONFH.segmentation.sha256") == nodes["table"].GetAttribute("ONFH.segmentation.sha256")
+    assert seg.GetAttribute("ONFH.segmentation.name") == "onfh-segmentation"
+
+
+def test_maps_get_their_colour_maps_and_layers_show_hide_and_fade(tmp_path):
+    image = _oblique_image(np.zeros((6, 7, 8), np.int16))
+    _analysis_folder(tmp_path, image)
+    scene = mrml.new_scene()
+    views = [scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode") for _ in range(3)]
+    nodes = mrml.load_analysis(scene, tmp_path, mrml.add_volume(scene, image, "patient"))
+    (attention,) = nodes["maps"]
+    assert attention.GetDisplayNode().GetColorNodeID() == mrml.MAP_COLOURS["attention"]
+    other = mrml.add_volume(scene, image, "other map")
+
+    mrml.set_layer_visibility(scene, attention, True, 0.6)
+    assert [v.GetForegroundVolumeID() for v in views] == [attention.GetID()] * 3
+    assert [v.GetForegroundOpacity() for v in views] == pytest.approx([0.6] * 3)
+    mrml.set_layer_visibility(scene, other, True)  # only one foreground: the other map replaces it
+    mrml.set_layer_visibility(scene, attention, False)  # hiding a map that is not shown changes nothing
+    assert [v.GetForegroundVolumeID() for v in views] == [other.GetID()] * 3
+    mrml.set_layer_visibility(scene, other, False)
+    assert [v.GetForegroundVolumeID() for v in views] == [None] * 3
+
+    seg = nodes["segmentation"]
+    mrml.set_layer_visibility(scene, seg, False, 0.25)
+    assert not seg.GetDisplayNode().GetVisibility() and seg.GetDisplayNode().GetOpacity() == pytest.approx(0.25)
+    mrml.set_layer_visibility(scene, seg, True)
+    assert seg.GetDisplayNode().GetVisibility() and seg.GetDisplayNode().GetOpacity() == pytest.approx(0.25)
+    with pytest.raises(InputError, match="between 0 and 1"):
+        mrml.set_layer_visibility(scene, seg, True, 1.5)

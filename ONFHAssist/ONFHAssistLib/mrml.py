@@ -16,19 +16,88 @@ import vtk
 from vtk.util import numpy_support
 
 from . import io
+from .errors import InputError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 TERMS_FILE = Path(__file__).resolve().parents[1] / "Resources" / "ONFH.term.json"
 LABELS = {1: ("Pelvis", (0.95, 0.80, 0.20)), 2: ("Femur", (0.20, 0.60, 1.00)), 3: ("Necrosis", (0.95, 0.15, 0.15))}
 PROVENANCE_KEYS = ("name", "version", "sha256")
+# Colour maps of the two heat maps (IDs of Slicer's default colour nodes): hot for attention, rainbow for Grad-CAM.
+MAP_COLOURS = {"attention": "vtkMRMLPETProceduralColorNodePET-Heat", "gradcam": "vtkMRMLColorTableNodeRainbow"}
 
 
 def new_scene() -> "slicer.vtkMRMLScene":
-    """A scene with the segmentations logic registered (what Slicer's app does at start-up)."""
+    """A scene prepared like Slicer's app does at start-up: segmentations and markups logics registered
+    (their storage nodes are what lets a saved scene be read back) and the selection singleton they expect."""
     scene = slicer.vtkMRMLScene()
-    logic = slicer.vtkSlicerSegmentationsModuleLogic()
-    logic.SetMRMLScene(scene)
-    scene._onfh_segmentation_logic = logic  # keep the logic alive as long as the scene
+    selection = slicer.vtkMRMLSelectionNode()
+    selection.SetSingletonTag("Singleton")
+    scene.AddNode(selection)
+    logics = [slicer.vtkSlicerSegmentationsModuleLogic(), slicer.vtkSlicerMarkupsLogic(), slicer.vtkMRMLColorLogic()]
+    for logic in logics:
+        logic.SetMRMLScene(scene)
+    scene._onfh_segmentation_logic = logics[0]  # keep the logics alive as long as the scene
+    scene._onfh_logics = logics
+    return scene
+
+
+def _application_logic(scene):
+    """Slicer's own application logic for its scene; a private one for a slicer-core scene."""
+    app = getattr(slicer, "app", None)
+    if app is not None and scene is getattr(slicer, "mrmlScene", None):
+        return app.applicationLogic()
+    logic = getattr(scene, "_onfh_app_logic", None)
+    if logic is None:
+        logic = slicer.vtkMRMLApplicationLogic()
+        logic.SetMRMLScene(scene)
+        scene._onfh_app_logic = logic
+    return logic
+
+
+def save_scene(scene, path: str | Path) -> Path:
+    """Save the whole scene with its data: `X.mrb` (one zip, what File → Save writes) or a folder holding
+    `<folder>.mrml` and `Data/`. A bundle is packed in a temporary folder and renamed into place, so a
+    failed save never leaves half a scene."""
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    if path.exists():
+        raise InputError(f"{path} already exists; choose a new name.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".onfh-scene-", dir=path.parent) as tmp:
+        bundle = Path(tmp) / (path.stem if path.suffix == ".mrb" else path.name)
+        bundle.mkdir()
+        logic = _application_logic(scene)
+        if not logic.SaveSceneToSlicerDataBundleDirectory(str(bundle)):
+            raise RuntimeError(f"{path}: Slicer could not save the scene.")
+        if path.suffix == ".mrb":
+            packed = Path(tmp) / path.name
+            if not logic.Zip(str(packed), str(bundle)):
+                raise RuntimeError(f"{path}: Slicer could not pack the scene bundle.")
+            bundle = packed
+        shutil.move(str(bundle), str(path))
+    return path
+
+
+def open_scene(path: str | Path) -> "slicer.vtkMRMLScene":
+    """A new scene read from a `.mrb` or a saved scene folder (the reverse of `save_scene`)."""
+    import tempfile
+
+    path = Path(path)
+    scene = new_scene()
+    logic = _application_logic(scene)
+    if path.suffix == ".mrb":
+        scene._onfh_unpacked = tempfile.TemporaryDirectory(prefix="onfh-mrb-")  # data files are read lazily
+        ok = logic.OpenSlicerDataBundle(str(path), scene._onfh_unpacked.name)
+    else:
+        mrml_files = sorted(path.glob("*.mrml"))
+        if not mrml_files:
+            raise FileNotFoundError(f"{path}: no .mrml scene file in this folder.")
+        scene.SetURL(str(mrml_files[0]))
+        ok = scene.Connect()
+    if not ok:
+        raise RuntimeError(f"{path}: Slicer could not read the scene.")
     return scene
 
 
@@ -225,6 +294,8 @@ def load_analysis(scene, out_dir: str | Path, input_node=None) -> dict:
         node = add_volume(scene, image, f"{base} {title}")
         display = node.GetDisplayNode()
         if display is not None:
+            if scene.GetNodeByID(MAP_COLOURS[kind]) is not None:
+                display.SetAndObserveColorNodeID(MAP_COLOURS[kind])
             display.AutoWindowLevelOff()
             display.SetWindowLevelMinMax(0.0, max(float(sitk.GetArrayViewFromImage(image).max()), 1e-6))
         nodes["maps"].append(node)
@@ -238,6 +309,30 @@ def load_analysis(scene, out_dir: str | Path, input_node=None) -> dict:
             set_provenance(node, analysis.get("models", []))
     _place_under_study(scene, input_node, nodes)
     return nodes
+
+
+def set_layer_visibility(scene, node, visible: bool, opacity: float | None = None) -> None:
+    """Show or hide one result layer in the slice views, optionally with an opacity (0–1).
+
+    A segmentation draws itself through its display node. A heat map (attention, Grad-CAM) is shown as
+    the foreground of every slice view over the input; only one map can be the foreground, so showing
+    one replaces the other, and hiding a map clears it only where it is the one shown."""
+    if opacity is not None and not 0.0 <= opacity <= 1.0:
+        raise InputError(f"opacity {opacity} must lie between 0 and 1.")
+    if node.IsA("vtkMRMLSegmentationNode"):
+        display = node.GetDisplayNode()
+        display.SetVisibility(bool(visible))
+        if opacity is not None:
+            display.SetOpacity(float(opacity))
+        return
+    for index in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
+        composite = scene.GetNthNodeByClass(index, "vtkMRMLSliceCompositeNode")
+        if visible:
+            composite.SetForegroundVolumeID(node.GetID())
+        elif composite.GetForegroundVolumeID() == node.GetID():
+            composite.SetForegroundVolumeID(None)
+        if opacity is not None and composite.GetForegroundVolumeID() == node.GetID():
+            composite.SetForegroundOpacity(float(opacity))
 
 
 def _place_under_study(scene, input_node, nodes: dict) -> None:
