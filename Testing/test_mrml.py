@@ -227,3 +227,42 @@ def test_maps_get_their_colour_maps_and_layers_show_hide_and_fade(tmp_path):
     assert seg.GetDisplayNode().GetVisibility() and seg.GetDisplayNode().GetOpacity() == pytest.approx(0.25)
     with pytest.raises(InputError, match="between 0 and 1"):
         mrml.set_layer_visibility(scene, seg, True, 1.5)
+
+
+def test_a_corrected_segmentation_is_the_final_label_and_the_models_own_is_kept_as_original(demo_analysis, tmp_path):
+    """Like MONAI Label's datastore: labels/<scan> is the annotator's final label map (what training reads),
+    labels/original/<scan> the model's output as it came."""
+    from ONFHAssistLib.training.scans import list_scans
+
+    scene = mrml.new_scene()
+    nodes = mrml.load_analysis(scene, demo_analysis)
+    segmentation = nodes["segmentation"].GetSegmentation()
+    segmentation.RemoveSegment(segmentation.GetSegmentIdBySegmentName("Necrosis"))  # the annotator's correction
+    data = tmp_path / "dataset"
+    scan = mrml.add_to_dataset(scene, nodes["segmentation"], nodes["input"], demo_analysis, data, "P008",
+                               {"R": "time_months=12,event=1", "L": "time_months=12,event=0"})
+    assert dataset.validate(data).ok
+
+    model_output = sitk.GetArrayFromImage(io.read_image(demo_analysis / "labels.nii.gz"))
+    assert (model_output == 3).sum() > 0  # the demo's lesion is segmented, so the correction changes voxels
+    corrected = np.where(model_output == 3, 0, model_output)
+    final = sitk.GetArrayFromImage(io.read_image(data / "labels" / f"{scan}.nii.gz"))
+    original = sitk.GetArrayFromImage(io.read_image(data / dataset.ORIGINAL_LABELS / f"{scan}.nii.gz"))
+    assert np.array_equal(final, corrected) and np.array_equal(original, model_output)
+    (listed,) = list_scans(data)
+    assert listed.label_path == data / "labels" / f"{scan}.nii.gz"  # training reads the final label
+
+
+def test_add_case_refuses_an_original_label_on_another_grid(tmp_path):
+    image = _oblique_image(np.zeros((6, 7, 8), np.int16))
+    io.write_image(image, tmp_path / "image.nrrd")
+    label = sitk.Image(image.GetSize(), sitk.sitkUInt8)
+    label.CopyInformation(image)
+    io.write_image(label, tmp_path / "label.nrrd")
+    shifted = sitk.Image(label)
+    shifted.SetOrigin([v + 1.0 for v in label.GetOrigin()])
+    io.write_image(shifted, tmp_path / "original.nrrd")
+    with pytest.raises(InputError, match="original.nrrd: the label map's grid"):
+        dataset.add_case(tmp_path / "data", tmp_path / "image.nrrd", tmp_path / "label.nrrd", "P1",
+                         [{"side": "R"}], original_label_path=tmp_path / "original.nrrd")
+    assert not (tmp_path / "data").exists()  # nothing written

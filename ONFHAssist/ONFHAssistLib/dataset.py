@@ -31,6 +31,7 @@ GRADE_CODES = {
     "ficat": {"0", "1", "2", "3", "4"},
 }
 LABEL_NAMES = {"0": "background", "1": "pelvis", "2": "femur", "3": "necrosis"}
+ORIGINAL_LABELS = "labels/original"  # the model's own label maps; labels/<scan> holds the final, corrected ones
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -269,9 +270,13 @@ def rows_from_analysis(analysis: dict, entries: dict[str, str]) -> list[dict]:
 
 
 def add_case(root: str | Path, image_path: str | Path, label_path: str | Path | None, patient_id: str,
-             sides: Iterable[dict], scan_id: str | None = None) -> str:
+             sides: Iterable[dict], scan_id: str | None = None, original_label_path: str | Path | None = None) -> str:
     """Add one scan and its hip rows; files are written first, hips.csv last, each atomically.
 
+    `label_path` is the final (annotator-corrected) label map, `labels/<scan>`, which training reads;
+    `original_label_path`, when given, is the label map the model produced, kept apart in
+    `labels/original/<scan>` (as MONAI Label's datastore keeps original and final) so corrections can
+    be measured and the model's own output is never mistaken for ground truth.
     A crash before the final rename leaves the old hips.csv, which never references the new files,
     so the dataset stays valid.
     """
@@ -282,6 +287,9 @@ def add_case(root: str | Path, image_path: str | Path, label_path: str | Path | 
     label = io.read_image(label_path) if label_path else None
     if label is not None:
         check_label(label, image, str(label_path))
+    original = io.read_image(original_label_path) if original_label_path else None
+    if original is not None:
+        check_label(original, image, str(original_label_path))
     table = read_hips(root) if (root / "hips.csv").exists() else pd.DataFrame(columns=list(REQUIRED_COLUMNS))
     if scan_id is None:
         existing = set(table.scan_id)
@@ -299,6 +307,8 @@ def add_case(root: str | Path, image_path: str | Path, label_path: str | Path | 
     io.write_image(image, root / "images" / f"{scan_id}.nii.gz")
     if label is not None:
         io.write_image(sitk.Cast(label, sitk.sitkUInt8), root / "labels" / f"{scan_id}.nii.gz")
+    if original is not None:
+        io.write_image(sitk.Cast(original, sitk.sitkUInt8), root / ORIGINAL_LABELS / f"{scan_id}.nii.gz")
     if not (root / "dataset.json").exists():
         write_dataset_json(root, root.name, "unknown")
     write_table(pd.concat([table, rows], ignore_index=True).fillna(""), root / "hips.csv")

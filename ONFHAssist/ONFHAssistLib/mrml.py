@@ -372,9 +372,10 @@ def segmentation_to_label(scene, seg_node, reference_node) -> sitk.Image:
 
 def add_to_dataset(scene, seg_node, volume_node, analysis_dir: str | Path, dataset_dir: str | Path,
                    patient_id: str, entries: dict[str, str]) -> str:
-    """The panel's "Add to training dataset": the volume, the current (possibly corrected) segmentation and
-    one row per found hip (head centre from the analysis, outcome and grades as typed) into a dataset
-    folder, through `dataset.add_case` (files first, hips.csv last, each atomically). Returns the scan id."""
+    """The panel's "Add to training dataset": the volume, the current (possibly corrected) segmentation as the
+    final label map, the analysis's own label map as the original (`labels/original`), and one row per found
+    hip (head centre from the analysis, outcome and grades as typed) into a dataset folder, through
+    `dataset.add_case` (files first, hips.csv last, each atomically). Returns the scan id."""
     import tempfile
 
     from . import dataset
@@ -385,7 +386,9 @@ def add_to_dataset(scene, seg_node, volume_node, analysis_dir: str | Path, datas
         image_path, label_path = Path(tmp) / "image.nrrd", Path(tmp) / "label.nrrd"
         io.write_image(volume_to_sitk(volume_node), image_path)
         io.write_image(segmentation_to_label(scene, seg_node, volume_node), label_path)
-        return dataset.add_case(dataset_dir, image_path, label_path, patient_id, rows)
+        original = analysis.get("files", {}).get("label_map")
+        return dataset.add_case(dataset_dir, image_path, label_path, patient_id, rows,
+                                original_label_path=Path(analysis_dir) / original if original else None)
 
 
 def _label_value(segment) -> int:
