@@ -9,6 +9,10 @@ from ONFHAssistLib.devices import describe_device, resolve_device, summary_line
 from ONFHAssistLib.cli import main
 from ONFHAssistLib.jobs import Job, analysis_folder, analyze_args, child_env, onfh_command
 
+from ONFHAssistLib import demo_case
+
+ROOT_DEMO = demo_case.image_path()
+
 REPORTER = """
 import json, sys, time
 for i in range(3):
@@ -119,3 +123,41 @@ def test_a_real_onfh_child_streams_progress_in_order_and_cancel_leaves_no_proces
     assert job.poll() is not None
     alive = [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert alive == []
+
+
+def test_model_sets_offer_each_alternative_and_reach_analyze_as_models_picks(tmp_path, capsys):
+    from ONFHAssistLib.jobs import DEFAULT_MODEL_SET, effective_device, model_sets
+
+    installed = [{"task": "localizer", "name": "onfh-localizer", "version": "1.0.0"},
+                 {"task": "staging", "name": "onfh-staging", "version": "1.0.0"},
+                 {"task": "staging", "name": "my-staging", "version": "2.1.0"}]
+    sets = model_sets(installed)
+    assert sets == {DEFAULT_MODEL_SET: [], "staging: my-staging 2.1.0": ["staging=my-staging@2.1.0"],
+                    "staging: onfh-staging 1.0.0": ["staging=onfh-staging@1.0.0"]}
+    args = analyze_args(tmp_path / "in.nrrd", tmp_path / "out", models=sets["staging: my-staging 2.1.0"])
+    assert args[args.index("--models") + 1] == "staging=my-staging@2.1.0"
+    assert "--models" not in analyze_args(tmp_path / "in.nrrd", tmp_path / "out", models=sets[DEFAULT_MODEL_SET])
+    # The CLI takes the pick and answers an unknown model in one line (nothing is analysed).
+    io_free = [a if a != str(tmp_path / "in.nrrd") else str(ROOT_DEMO) for a in args]
+    assert main(io_free) == 2 and "my-staging" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+    assert effective_device("cuda", {"device": "cpu"}) == (
+        "cpu", "CUDA was asked for but no CUDA GPU is available here; running on the CPU instead.")
+    assert effective_device("cuda", {"device": "cuda"}) == ("cuda", "")
+    assert effective_device("cuda", None) == ("cuda", "")  # device check not back yet: the child decides
+    assert effective_device("auto", {"device": "cpu"}) == ("auto", "")
+
+
+def test_learning_rate_batch_size_and_preset_reach_the_training_cli(tmp_path, monkeypatch):
+    from ONFHAssistLib import cli
+    from ONFHAssistLib.jobs import training_args
+
+    args = training_args("train", "survival", tmp_path, tmp_path / "run", epochs=1, lr=3e-4, batch_size=16,
+                         preset="cpu")
+    seen = {}
+    monkeypatch.setitem(cli.COMMANDS, "train", lambda parsed: seen.update(vars(parsed)) or 0)
+    assert main(args) == 0
+    assert (seen["lr"], seen["batch_size"], seen["preset"], seen["epochs"]) == (3e-4, 16, "cpu", 1)
+    bare = training_args("train", "survival", tmp_path, tmp_path / "run", preset="default")
+    assert not {"--lr", "--batch-size", "--preset", "--epochs"} & set(bare)

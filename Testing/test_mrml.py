@@ -266,3 +266,26 @@ def test_add_case_refuses_an_original_label_on_another_grid(tmp_path):
         dataset.add_case(tmp_path / "data", tmp_path / "image.nrrd", tmp_path / "label.nrrd", "P1",
                          [{"side": "R"}], original_label_path=tmp_path / "original.nrrd")
     assert not (tmp_path / "data").exists()  # nothing written
+
+
+def test_save_analysis_copies_the_folder_and_the_scene_with_the_correction(demo_analysis, tmp_path):
+    scene = mrml.new_scene()
+    nodes = mrml.load_analysis(scene, demo_analysis)
+    segmentation = nodes["segmentation"].GetSegmentation()
+    segmentation.RemoveSegment(segmentation.GetSegmentIdBySegmentName("Necrosis"))
+    dest = mrml.save_analysis(scene, demo_analysis, tmp_path / "saved" / "case 1")
+    assert sorted(p.name for p in dest.iterdir()) == ["analysis", "scene.mrb"]
+    assert [p.name for p in (tmp_path / "saved").iterdir()] == ["case 1"]  # no partial folder left
+    for source in demo_analysis.iterdir():
+        if source.is_file():
+            assert (dest / "analysis" / source.name).read_bytes() == source.read_bytes(), source.name
+    again = mrml.open_scene(dest / "scene.mrb")
+    seg = again.GetFirstNodeByName(nodes["segmentation"].GetName())
+    names = [seg.GetSegmentation().GetNthSegment(i).GetName() for i in range(seg.GetSegmentation().GetNumberOfSegments())]
+    assert names == ["Pelvis", "Femur"]  # the scene as corrected, not as analysed
+
+    with pytest.raises(InputError, match="not empty"):
+        mrml.save_analysis(scene, demo_analysis, dest)
+    with pytest.raises(InputError, match="no analysis.json"):
+        mrml.save_analysis(scene, tmp_path, tmp_path / "elsewhere")
+    assert not (tmp_path / "elsewhere").exists()

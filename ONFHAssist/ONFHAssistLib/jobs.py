@@ -101,15 +101,45 @@ def onfh_command(args: list[str], python: str | None = None) -> list[str]:
 
 
 def analyze_args(image: Path, out: Path, modality: str = "auto", device: str = "auto",
-                 grades: dict[str, str] | None = None) -> list[str]:
-    """`onfh analyze` arguments for a panel run; grades per side as typed ('jic_stage=2,arco=2'), blanks skipped.
+                 grades: dict[str, str] | None = None, models: list[str] | None = None) -> list[str]:
+    """`onfh analyze` arguments for a panel run; grades per side as typed ('jic_stage=2,arco=2'), blanks skipped;
+    `models` the chosen model set as TASK=NAME@VERSION picks (empty: the newest of each task).
     The child validates them and answers a bad entry with one readable line."""
     args = ["analyze", str(image), "--out", str(out), "--modality", modality, "--device", device,
             "--progress", "jsonl"]
+    for pick in models or []:
+        args += ["--models", pick]
     for side, text in (grades or {}).items():
         if text.strip():
             args += ["--grades", f"{side}:{text.strip().replace(' ', '')}"]
     return args
+
+
+DEFAULT_MODEL_SET = "Newest model of each task"
+
+
+def model_sets(models: list[dict]) -> dict[str, list[str]]:
+    """The panel's model-set choices from `onfh info`'s model list: the default (newest of each task, no
+    picks), then every installed model of a task that has more than one, as a TASK=NAME@VERSION pick —
+    so a model published from ONFH Training appears as soon as the list is refreshed."""
+    choices = {DEFAULT_MODEL_SET: []}
+    by_task: dict[str, list[dict]] = {}
+    for model in models:
+        by_task.setdefault(model["task"], []).append(model)
+    for task in sorted(by_task):
+        if len(by_task[task]) < 2:
+            continue
+        for model in sorted(by_task[task], key=lambda m: (m["name"], str(m["version"]))):
+            choices[f"{task}: {model['name']} {model['version']}"] = [f"{task}={model['name']}@{model['version']}"]
+    return choices
+
+
+def effective_device(choice: str, device_info: dict | None) -> tuple[str, str]:
+    """The device to pass to the child and the message to show: CUDA asked for on a machine where the
+    child found no GPU falls back to the CPU, saying so, instead of failing the run."""
+    if choice == "cuda" and device_info is not None and device_info.get("device") != "cuda":
+        return "cpu", "CUDA was asked for but no CUDA GPU is available here; running on the CPU instead."
+    return choice, ""
 
 
 def analysis_folder(volume_name: str, root: Path | None = None) -> Path:
@@ -125,11 +155,18 @@ def run_folder(label: str, root: Path | None = None) -> Path:
 
 
 def training_args(verb: str, task: str, data: Path, out: Path, epochs: int = 0, device: str = "auto",
-                  folds: int = 5) -> list[str]:
-    """`onfh train|cv TASK` arguments for a panel run (epochs 0 = the recipe's default)."""
+                  folds: int = 5, lr: float = 0.0, batch_size: int = 0, preset: str = "") -> list[str]:
+    """`onfh train|cv TASK` arguments for a panel run; 0 or blank (epochs, learning rate, batch size,
+    preset) means the recipe's default, so the panel never overrides what it was not asked to."""
     args = [verb, task, "--data", str(data), "--out", str(out), "--device", device, "--progress", "jsonl"]
     if epochs:
         args += ["--epochs", str(epochs)]
+    if lr:
+        args += ["--lr", repr(float(lr))]
+    if batch_size:
+        args += ["--batch-size", str(batch_size)]
+    if preset.strip() and preset.strip() != "default":
+        args += ["--preset", preset.strip()]
     if verb == "cv":
         args += ["--folds", str(folds)]
     return args

@@ -80,6 +80,32 @@ def save_scene(scene, path: str | Path) -> Path:
     return path
 
 
+def save_analysis(scene, analysis_dir: str | Path, dest: str | Path) -> Path:
+    """The panel's "Save analysis": a new folder holding a copy of the analysis folder (`analysis/`: report,
+    maps, analysis.json) and the scene as it is now (`scene.mrb`: input, segmentation with any corrections,
+    maps, ROIs, table, chart). Built in a hidden sibling folder and renamed into place, so a failure leaves
+    nothing; an existing non-empty folder is never written into."""
+    import shutil
+    import tempfile
+
+    analysis_dir, dest = Path(analysis_dir), Path(dest)
+    if not (analysis_dir / "analysis.json").is_file():
+        raise InputError(f"{analysis_dir}: no analysis.json here; run an analysis first.")
+    if dest.exists() and any(dest.iterdir()):
+        raise InputError(f"{dest}: the folder is not empty; choose a new or empty folder.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        shutil.copytree(analysis_dir, staging / "analysis")
+        save_scene(scene, staging / "scene.mrb")
+        if dest.exists():
+            dest.rmdir()  # empty, checked above
+        staging.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
 def open_scene(path: str | Path) -> "slicer.vtkMRMLScene":
     """A new scene read from a `.mrb` or a saved scene folder (the reverse of `save_scene`)."""
     import tempfile
