@@ -289,3 +289,72 @@ def test_save_analysis_copies_the_folder_and_the_scene_with_the_correction(demo_
     with pytest.raises(InputError, match="no analysis.json"):
         mrml.save_analysis(scene, tmp_path, tmp_path / "elsewhere")
     assert not (tmp_path / "elsewhere").exists()
+
+
+def _column(table_node, name) -> np.ndarray:
+    table = table_node.GetTable()
+    column = table.GetColumnByName(name)
+    return np.array([column.GetValue(i) for i in range(column.GetNumberOfTuples())], float)
+
+
+def test_metric_plot_grows_with_each_batch_of_streamed_events():
+    from ONFHAssistLib.progress import parse_line
+
+    lines = ['{"event":"metric","stage":"train seg","epoch":0,"train_loss":0.9}',
+             '{"event":"progress","stage":"train seg","fraction":0.5}',
+             '{"event":"metric","stage":"train seg","epoch":1,"train_loss":0.7,"val_dice":0.41}']
+    scene = mrml.new_scene()
+    chart = mrml.update_metric_plot(scene, [parse_line(line) for line in lines])
+    chart = mrml.update_metric_plot(scene, [
+        {"event": "metric", "stage": "cv", "epoch": 0, "train_loss": 0.8, "val_dice": 0.5, "lr": 1e-3},
+        {"event": "metric", "stage": "cv survival", "fold": 0, "model": "CoxPH", "harrell_c": 0.7},  # a CV row
+        {"event": "log", "stage": "cv", "message": "fold 1"}], chart)
+    table = scene.GetNodeByID(chart.GetAttribute(mrml.METRICS_TABLE))
+    assert np.array_equal(_column(table, "step"), [1, 2, 3])
+    assert np.array_equal(_column(table, "epoch"), [1, 2, 1])  # restarts with the next fold
+    assert np.array_equal(_column(table, "train_loss"), [0.9, 0.7, 0.8])
+    assert np.array_equal(_column(table, "val_dice"), [np.nan, 0.41, 0.5], equal_nan=True)
+    assert np.array_equal(_column(table, "lr"), [np.nan, np.nan, 1e-3], equal_nan=True)
+    series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
+    assert [(s.GetName(), s.GetXColumnName(), s.GetYColumnName()) for s in series] == [
+        ("train_loss", "step", "train_loss"), ("val_dice", "step", "val_dice"), ("lr", "step", "lr")]
+    assert scene.GetNumberOfNodesByClass("vtkMRMLPlotChartNode") == 1
+
+
+def test_cv_results_give_mean_sd_per_model_and_step_shaped_km_curves(tmp_path):
+    import pandas as pd
+
+    from ONFHAssistLib.training.survival_recipe import training_km, write_table
+
+    rng = np.random.default_rng(5)
+    per_fold = pd.DataFrame([{"fold": f, "model": m, "harrell_c": rng.uniform(0.5, 0.9), "ibs": rng.uniform(0.1, 0.3)}
+                             for f in range(4) for m in ("CoxPH (grades)", "tri-stream + SLE")])
+    write_table(per_fold, tmp_path, 40, 18, 30)
+    time, event = rng.uniform(1, 120, 40).round(), rng.integers(0, 2, 40)
+    high = rng.random(40) > 0.5
+    km = {"CoxPH (grades)": training_km(time, event, high)}
+    (tmp_path / "km.json").write_text(json.dumps(km))
+
+    scene = mrml.new_scene()
+    nodes = mrml.load_cv_results(scene, tmp_path)
+    table = nodes["table"].GetTable()
+    columns = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
+    assert columns == ["model", "harrell_c", "ibs"]
+    for r in range(table.GetNumberOfRows()):
+        model = table.GetValue(r, 0).ToString()
+        for c, metric in enumerate(columns[1:], start=1):
+            values = per_fold.loc[per_fold.model == model, metric].to_numpy()
+            expected = f"{values.mean():.3f} ± {values.std(ddof=1):.3f}"
+            assert table.GetValue(r, c).ToString() == expected
+    chart = nodes["chart"]
+    assert chart.GetNumberOfPlotSeriesNodes() == 2
+    low = chart.GetNthPlotSeriesNode(0)
+    assert low.GetName() == f"CoxPH (grades): low risk (n={int((~high).sum())})"
+    data = low.GetTableNode()
+    xs, ys = _column(data, "months"), _column(data, "survival")
+    curve = km["CoxPH (grades)"]["low"]
+    assert np.all(np.diff(xs) >= 0) and np.all(np.diff(ys) <= 1e-12)  # a non-increasing step function
+    for t, s in zip(curve["months"], curve["survival"]):  # every KM point is a corner of the drawn steps
+        assert np.any((xs == t) & np.isclose(ys, s))
+    with pytest.raises(InputError, match="no table.json"):
+        mrml.load_cv_results(scene, tmp_path / "nothing")

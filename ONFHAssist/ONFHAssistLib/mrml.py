@@ -285,20 +285,116 @@ def add_survival_chart(scene, analysis: dict, name: str):
         curve = ((hip.get("risk") or {}).get("survival")) or None
         if not curve:
             continue
-        table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"{name} {hip['side']} data")
-        for col, values in (("months", curve["months"]), ("survival", curve["probability"])):
-            array = vtk.vtkDoubleArray()
-            array.SetName(col)
-            for v in values:
-                array.InsertNextValue(float(v))
-            table.AddColumn(array)
-        series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", f"{hip['side']} hip")
-        series.SetAndObserveTableNodeID(table.GetID())
-        series.SetXColumnName("months")
-        series.SetYColumnName("survival")
-        series.SetPlotType(series.PlotTypeScatter)
-        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+        table = _double_table(scene, f"{name} {hip['side']} data",
+                              {"months": curve["months"], "survival": curve["probability"]})
+        _add_series(scene, chart, table, f"{hip['side']} hip", "months", "survival", "Scatter")
     return chart
+
+
+def _double_table(scene, name: str, columns: dict[str, list[float]]):
+    """A table node of double columns (what plot series read)."""
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    for col, values in columns.items():
+        array = vtk.vtkDoubleArray()
+        array.SetName(col)
+        for v in values:
+            array.InsertNextValue(float(v))
+        table.AddColumn(array)
+    return table
+
+
+def _add_series(scene, chart, table, name: str, x: str, y: str, plot_type: str = "Line"):
+    series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", name)
+    series.SetAndObserveTableNodeID(table.GetID())
+    series.SetXColumnName(x)
+    series.SetYColumnName(y)
+    series.SetPlotType(getattr(series, f"PlotType{plot_type}"))
+    chart.AddAndObservePlotSeriesNodeID(series.GetID())
+    return series
+
+
+METRICS_TABLE = "ONFH.metricsTable"
+
+
+def update_metric_plot(scene, events: list[dict], chart=None):
+    """Append a run's streamed metric events (one per epoch: `epoch`, `train_loss`, validation metrics) to
+    a table node and keep a plot chart with one series per metric against the running epoch count
+    (`step`: epochs of every fold and stage in order, since `epoch` restarts). Metrics that appear later
+    (validation every k epochs) get a column filled with NaN before their first value. Returns the chart,
+    to pass back in with the next batch of events."""
+    if chart is None:
+        chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", "ONFH training metrics")
+        chart.SetTitle("Training loss and validation metrics")
+        chart.SetXAxisTitle("epoch (all folds and stages in order)")
+        table = _double_table(scene, "ONFH training metrics data", {"step": [], "epoch": []})
+        chart.SetAttribute(METRICS_TABLE, table.GetID())
+    table_node = scene.GetNodeByID(chart.GetAttribute(METRICS_TABLE))
+    table = table_node.GetTable()
+    for event in events:
+        if event.get("event") != "metric" or "epoch" not in event:
+            continue
+        values = {k: float(v) for k, v in event.items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "epoch"}
+        values.update(step=table.GetNumberOfRows() + 1, epoch=float(event["epoch"]) + 1)
+        for name in values:
+            if table.GetColumnByName(name) is None:
+                array = vtk.vtkDoubleArray()
+                array.SetName(name)
+                for _ in range(table.GetNumberOfRows()):
+                    array.InsertNextValue(float("nan"))
+                table.AddColumn(array)
+                if name not in ("step", "epoch"):
+                    _add_series(scene, chart, table_node, name, "step", name)
+        for c in range(table.GetNumberOfColumns()):
+            column = table.GetColumn(c)
+            column.InsertNextValue(values.get(column.GetName(), float("nan")))
+        table.SetNumberOfRows(table.GetColumn(0).GetNumberOfTuples())
+    table_node.Modified()
+    return chart
+
+
+def _steps(months: list[float], survival: list[float]) -> tuple[list[float], list[float]]:
+    """A Kaplan–Meier curve as the corner points of its step function (drawn with straight lines)."""
+    xs, ys = [months[0]], [survival[0]]
+    for t, s in zip(months[1:], survival[1:]):
+        xs += [t, t]
+        ys += [ys[-1], s]
+    return xs, ys
+
+
+def load_cv_results(scene, cv_dir: str | Path) -> dict:
+    """An `onfh cv survival` output folder into the scene: a table node with mean ± sd per metric and model
+    (from table.json, as in table.md) and, when km.json is there, a plot chart of each model's
+    out-of-fold Kaplan–Meier curves of its low- and high-risk groups."""
+    cv_dir = Path(cv_dir)
+    path = cv_dir / "table.json"
+    if not path.is_file():
+        raise InputError(f"{cv_dir}: no table.json here; is this a finished cross-validation folder?")
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    metrics = list(dict.fromkeys(m for row in summary.values() for m in row))
+    table = scene.AddNewNodeByClass("vtkMRMLTableNode", f"ONFH CV results ({cv_dir.name})")
+    for col in ["model", *metrics]:
+        array = vtk.vtkStringArray()
+        array.SetName(col)
+        for model, row in summary.items():
+            cell = row.get(col)
+            array.InsertNextValue(model if col == "model" else
+                                  f"{cell['mean']:.3f} ± {cell['sd']:.3f}" if cell else "")
+        table.AddColumn(array)
+    nodes = {"table": table}
+    km_path = cv_dir / "km.json"
+    if km_path.is_file():
+        chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", f"ONFH CV Kaplan-Meier ({cv_dir.name})")
+        chart.SetTitle("Out-of-fold Kaplan-Meier curves by risk group")
+        chart.SetXAxisTitle("months")
+        chart.SetYAxisTitle("free of collapse")
+        for model, groups in json.loads(km_path.read_text(encoding="utf-8")).items():
+            for group, curve in groups.items():
+                xs, ys = _steps(curve["months"], curve["survival"])
+                data = _double_table(scene, f"{model} {group} risk KM", {"months": xs, "survival": ys})
+                _add_series(scene, chart, data, f"{model}: {group} risk (n={curve['n']})", "months", "survival")
+        nodes["chart"] = chart
+    return nodes
 
 
 def load_analysis(scene, out_dir: str | Path, input_node=None) -> dict:
