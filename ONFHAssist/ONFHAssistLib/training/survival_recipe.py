@@ -221,11 +221,14 @@ def cv(settings, reporter):
                         horizon.setdefault((name, h), []).append((test_idx, np.asarray(result[f"p{h}"])))
             if reporter is not None:
                 reporter.metric("cv survival", **rows[-1])
+    km_curves = {}  # the same curves as data (km.json), for the Slicer panel's plot view
     for name, parts in pooled.items():
         index = np.concatenate([i for i, _ in parts])
         high = np.concatenate([h for _, h in parts])
         km_by_risk_group(hips.time[index], hips.event[index], high, f"{name}: out-of-fold risk groups",
                          out / "plots" / f"km_{_slug(name)}.png")
+        km_curves[name] = training_km(hips.time[index], hips.event[index], high)
+    atomic_write_text(out / "km.json", json.dumps(km_curves) + "\n")
     write_horizon_outputs(hips, horizon, out)
     return write_table(pd.DataFrame(rows), out, len(hips.time), int(hips.event.sum()), len(np.unique(hips.patients)))
 
