@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -332,9 +333,19 @@ def cmd_task(args) -> int:
     if not hasattr(module, args.command):
         raise InputError(f"'{args.command}' is not available for {args.task}.")
     from .progress import make_reporter
+    from .training import distributed
 
-    reporter = make_reporter(args.progress)
-    result = getattr(module, args.command)(settings, reporter)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "train":
+        raise InputError(f"only 'onfh train' runs under torchrun; run '{args.command}' as one process"
+                         + (" (--parallel-folds N runs folds side by side)." if args.command == "cv" else "."))
+    job = distributed.init_from_env(args.device)
+    if not job.primary:  # rank 0 alone reports; the others only train
+        logging.getLogger().setLevel(logging.WARNING)
+    reporter = make_reporter(args.progress if job.primary else "none")
+    try:
+        result = getattr(module, args.command)(settings, reporter)
+    finally:
+        distributed.shutdown()
     reporter.result(args.command, task=args.task, **(result if isinstance(result, dict) else {}))
     return 0
 

@@ -75,8 +75,17 @@ class ModelEntry:
 
 
 def save_model(folder: str | Path, model: torch.nn.Module, card: dict) -> ModelEntry:
-    """Write weights then card, each atomically; the card records the weights' sha256 and size."""
-    folder = Path(folder)
+    """Write weights then card, each atomically; the card records the weights' sha256 and size.
+    In a torchrun job only rank 0 writes; the other ranks wait for it and read the finished folder."""
+    from .training import distributed
+
+    job = distributed.context()
+    entry = _write_model(Path(folder), model, card) if job.primary else None
+    distributed.barrier(job)
+    return entry or read_entry(folder)
+
+
+def _write_model(folder: Path, model: torch.nn.Module, card: dict) -> ModelEntry:
     folder.mkdir(parents=True, exist_ok=True)
     for key in ("name", "task", "version"):
         if key not in card:

@@ -5,6 +5,9 @@ yielding the batches of an epoch, and a validation function returning metrics. T
 everything that must be the same for all tasks: checkpointing after every epoch (weights as
 safetensors, optimiser state via torch.save read back with weights_only=True), resuming after a
 crash with at most one epoch lost, keeping the best epoch by a monitored metric, and progress.
+Under torchrun the same loop is data-parallel (`distributed.py`): every rank trains on its slice of each
+batch through DistributedDataParallel, rank 0 alone validates, reports and writes checkpoints, and the
+other ranks wait at a barrier until each checkpoint is on disk.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import torch
 
 from .. import weights as weight_files
 from ..atomic import atomic_path
+from . import distributed
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,9 @@ class Trainer:
         self.monitor, self.sign = monitor, (1.0 if mode == "max" else -1.0)
         self.dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.patience, self.reporter, self.stage = patience, reporter, stage
+        self.dist = distributed.context()
+        self.net = distributed.wrap(model, self.dist)  # what the training step calls (DDP in a job)
+        self.device = next(model.parameters()).device
 
     def fit(self, epochs: int, batches: Callable[[int], Iterable], resume: bool = True) -> FitResult:
         state = self._resume() if (resume and self.dir) else None
@@ -60,12 +67,13 @@ class Trainer:
         for epoch in range(start, epochs):
             train_loss = self._train_epoch(batches(epoch))
             metrics = {"epoch": epoch, "train_loss": train_loss}
-            if self.validate is not None:
+            if self.validate is not None and self.dist.primary:
                 self.model.eval()
                 with torch.no_grad():
                     metrics.update(self.validate(self.model))
             value = metrics.get(self.monitor, train_loss if self.monitor == "loss" else None)
             score = self.sign * float(value) if value is not None and math.isfinite(float(value)) else -math.inf
+            score = distributed.broadcast([score], self.dist, self.device)[0]  # every rank takes rank 0's view
             improved = score > best[0]
             if improved:
                 best, stale = (score, epoch), 0
@@ -81,18 +89,20 @@ class Trainer:
         return FitResult(len(history), best[1], self.sign * best[0], history, resumed_from=start)
 
     def _train_epoch(self, batches: Iterable) -> float:
+        """Mean batch loss; in a job each rank's loss is weighted by its share, so DDP's gradient average and
+        the summed epoch loss are those of the whole batch."""
         self.model.train()
         total, count = 0.0, 0
-        for batch in batches:
+        for part, share in distributed.shards(batches, self.dist):
             self.optimizer.zero_grad(set_to_none=True)
-            loss = self.batch_loss(self.model, batch)
-            loss.backward()
+            loss = self.batch_loss(self.net, part)
+            (loss * (share * self.dist.world) if self.dist.active else loss).backward()
             self.optimizer.step()
-            total, count = total + float(loss.detach()), count + 1
-        return total / max(count, 1)
+            total, count = total + share * float(loss.detach()), count + 1
+        return distributed.all_sum([total], self.dist, self.device)[0] / max(count, 1)
 
     def _report(self, epoch: int, epochs: int, metrics: dict) -> None:
-        if self.reporter is None:
+        if self.reporter is None or not self.dist.primary:
             return
         shown = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}
         self.reporter.metric(self.stage, **shown)
@@ -101,6 +111,11 @@ class Trainer:
     def _checkpoint(self, epoch, history, best, stale, improved) -> None:
         if self.dir is None:
             return
+        if self.dist.primary:
+            self._write_checkpoint(epoch, history, best, stale, improved)
+        distributed.barrier(self.dist)  # no rank runs ahead of a checkpoint it might resume from
+
+    def _write_checkpoint(self, epoch, history, best, stale, improved) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         if improved:
             _atomic(self.dir / "best.safetensors", lambda p: weight_files.save(self.model, p))
