@@ -1,14 +1,21 @@
 """ONFH Training: dataset curation, training and cross-validation from the UI. Thin Slicer shell."""
-import shutil
-import sys
+import os
+import tempfile
+import time
 from pathlib import Path
+from typing import Annotated
 
 import qt
 import slicer
+import vtk
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
 
-from ONFHAssist import CITATIONS
+from ONFHAssist import CITATIONS, pythonSlicer, reloadLib
+
+TASKS = ["segmentation", "localizer", "staging", "sranet", "survival"]
 
 
 class ONFHTraining(ScriptedLoadableModule):
@@ -24,7 +31,29 @@ class ONFHTraining(ScriptedLoadableModule):
         self.parent.acknowledgementText = CITATIONS
 
 
-class ONFHTrainingWidget(ScriptedLoadableModuleWidget):
+@parameterNodeWrapper
+class ONFHTrainingParameterNode:
+    """The training panel's settings (0 or 'default' = the recipe's own value), saved with the scene."""
+
+    datasetFolder: Path = Path()
+    task: Annotated[str, Choice(TASKS)] = "segmentation"
+    mode: Annotated[str, Choice(["train", "cv"])] = "train"
+    epochs: Annotated[int, WithinRange(0, 1000)] = 0
+    folds: Annotated[int, WithinRange(2, 20)] = 5
+    learningRate: Annotated[float, WithinRange(0.0, 1.0)] = 0.0
+    batchSize: Annotated[int, WithinRange(0, 512)] = 0
+    preset: Annotated[str, Choice(["default", "cpu", "paper"])] = "default"
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+
+
+class ONFHTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None):
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
         panel = slicer.util.loadUI(self.resourcePath("UI/ONFHTraining.ui"))
@@ -32,22 +61,61 @@ class ONFHTrainingWidget(ScriptedLoadableModuleWidget):
         self.ui = slicer.util.childWidgetVariables(panel)
         panel.setMRMLScene(slicer.mrmlScene)
         self.logic = ONFHTrainingLogic()
-        self.ui.datasetPathLineEdit.currentPathChanged.connect(self.onDatasetChanged)
         self.ui.validateButton.clicked.connect(self.onValidate)
         self.ui.startButton.clicked.connect(self.onStartStop)
         self.ui.publishButton.clicked.connect(self.onPublish)
+        self.ui.showMetricsButton.clicked.connect(self.onShowMetrics)
+        self.ui.loadResultsButton.clicked.connect(self.onLoadResults)
         self.timer = qt.QTimer()
         self.timer.setInterval(250)
         self.timer.timeout.connect(self.onTick)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.initializeParameterNode()
         self.ui.statusLabel.text = "Ready. Choose a dataset folder."
 
+    # Parameter node -----------------------------------------------------------------------------------------
     def cleanup(self):
         if self.logic.running:
             self.logic.stop()
+        self.removeObservers()
 
-    def onDatasetChanged(self, path):
-        self.ui.validateButton.enabled = self.ui.startButton.enabled = bool(path)
+    def enter(self):
+        self.initializeParameterNode()
 
+    def exit(self):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParametersChanged)
+
+    def onSceneStartClose(self, caller, event):
+        self.logic.chart = None  # its nodes go with the scene
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, parameterNode):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParametersChanged)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParametersChanged)
+            self.onParametersChanged()
+
+    def onParametersChanged(self, caller=None, event=None):
+        folder = self.ui.datasetPathLineEdit.currentPath
+        self.ui.validateButton.enabled = bool(folder)
+        self.ui.startButton.enabled = bool(folder) or self.logic.running
+
+    # Runs ---------------------------------------------------------------------------------------------------
     def onStartStop(self):
         if self.logic.running:
             self.logic.stop()
@@ -55,9 +123,7 @@ class ONFHTrainingWidget(ScriptedLoadableModuleWidget):
             self._idle()
             return
         with slicer.util.tryWithErrorDisplay("Could not start the run.", waitCursor=True):
-            self.logic.start(self.ui.modeComboBox.currentText, self.ui.taskComboBox.currentText,
-                             self.ui.datasetPathLineEdit.currentPath, self.ui.epochsSpinBox.value,
-                             self.ui.trainDeviceComboBox.currentText, self.ui.foldsSpinBox.value)
+            self.logic.start(self._parameterNode, self.ui.datasetPathLineEdit.currentPath)
             self.ui.logTextEdit.clear()
             self.ui.trainingProgressBar.value = 0
             self.ui.startButton.text, self.ui.publishButton.enabled = "Stop", False
@@ -74,6 +140,24 @@ class ONFHTrainingWidget(ScriptedLoadableModuleWidget):
             self.ui.statusLabel.text = finished
             self._idle()
             self.ui.publishButton.enabled = self.logic.model_folder() is not None
+            if self.logic.cv_finished():
+                self._showResults(self.logic.loadResults(self.logic.out))
+
+    def onShowMetrics(self):
+        if self.logic.chart is not None:
+            slicer.modules.plots.logic().ShowChartInLayout(self.logic.chart)
+
+    def onLoadResults(self):
+        folder = qt.QFileDialog.getExistingDirectory(self.parent, "Cross-validation output folder",
+                                                     str(self.logic.out or Path.home()))
+        if folder:
+            with slicer.util.tryWithErrorDisplay("Could not load the results.", waitCursor=True):
+                self._showResults(self.logic.loadResults(folder))
+
+    def _showResults(self, nodes):
+        self.ui.resultsTableView.setMRMLTableNode(nodes["table"])
+        if "chart" in nodes:
+            slicer.modules.plots.logic().ShowChartInLayout(nodes["chart"])
 
     def onPublish(self):
         with slicer.util.tryWithErrorDisplay("Could not publish the model.", waitCursor=True):
@@ -87,38 +171,55 @@ class ONFHTrainingWidget(ScriptedLoadableModuleWidget):
         with slicer.util.tryWithErrorDisplay("Dataset validation failed.", waitCursor=True):
             self.ui.statusLabel.text = self.logic.validationSummary(self.ui.datasetPathLineEdit.currentPath)
 
+    def onReload(self):
+        reloadLib()
+        ScriptedLoadableModuleWidget.onReload(self)
+
 
 class ONFHTrainingLogic(ScriptedLoadableModuleLogic):
     """Facade the panel calls; every step is delegated to ONFHAssistLib. Training runs in a child process."""
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self.job, self.out, self.stopped_key, self.current_key = None, None, None, None
+        self.job, self.out, self.stopped_key, self.current_key, self.chart = None, None, None, None, None
+        self.verb = None
+
+    def getParameterNode(self):
+        return ONFHTrainingParameterNode(super().getParameterNode())
 
     @property
     def running(self) -> bool:
         return self.job is not None and self.job.poll() is None
 
-    def start(self, verb: str, task: str, data: str, epochs: int, device: str, folds: int):
+    def start(self, params, data: str):
+        """Start `onfh train|cv` with the panel's settings; the same settings after Stop resume in the same folder."""
         from ONFHAssistLib import jobs
-        key = (verb, task, data, epochs, folds)
-        if key != self.stopped_key:  # the same settings after Stop continue in the same folder (resume)
-            self.out = jobs.run_folder(f"{verb}-{task}")
-        self.stopped_key, self.current_key = None, key
-        python = shutil.which("PythonSlicer") or sys.executable
-        argv = jobs.onfh_command(jobs.training_args(verb, task, Path(data), self.out, epochs, device, folds), python)
-        self.job = jobs.Job(argv, env=jobs.child_env()).start()
+        if not data:
+            raise ValueError("Choose a dataset folder first.")
+        key = (params.mode, params.task, data, params.epochs, params.folds, params.learningRate, params.batchSize,
+               params.preset)
+        if key != self.stopped_key:
+            self.out = jobs.run_folder(f"{params.mode}-{params.task}")
+        self.stopped_key, self.current_key, self.verb = None, key, params.mode
+        args = jobs.training_args(params.mode, params.task, Path(data), self.out, params.epochs, params.device,
+                                  params.folds, params.learningRate, params.batchSize, params.preset)
+        self.job = jobs.Job(jobs.onfh_command(args, pythonSlicer()), env=jobs.child_env()).start()
 
     def poll(self):
-        """(new log lines, latest progress fraction or None, final status or None while running)."""
+        """(new log lines, latest progress fraction or None, final status or None while running); metric
+        events also go to the live plot as they arrive."""
+        from ONFHAssistLib import mrml
         lines, fraction = [], None
-        for event in self.job.drain():
+        events = self.job.drain()
+        for event in events:
             if event.get("event") == "metric":
                 lines.append(", ".join(f"{k} {v}" for k, v in event.items() if k not in ("event", "stage")))
             elif event.get("event") == "progress":
                 fraction = event.get("fraction")
             elif event.get("message"):
                 lines.append(event["message"])
+        if any(e.get("event") == "metric" and "epoch" in e for e in events):
+            self.chart = mrml.update_metric_plot(slicer.mrmlScene, events, self.chart)
         code = self.job.poll()
         if code is None:
             return lines, fraction, None
@@ -131,6 +232,13 @@ class ONFHTrainingLogic(ScriptedLoadableModuleLogic):
         self.job.cancel()
         self.stopped_key = self.current_key
 
+    def cv_finished(self) -> bool:
+        return self.verb == "cv" and self.out is not None and (self.out / "table.json").is_file()
+
+    def loadResults(self, folder):
+        from ONFHAssistLib import mrml
+        return mrml.load_cv_results(slicer.mrmlScene, folder)
+
     def model_folder(self):
         folder = self.out / "model" if self.out is not None else None
         return folder if folder is not None and (folder / "model.json").exists() else None
@@ -138,18 +246,75 @@ class ONFHTrainingLogic(ScriptedLoadableModuleLogic):
     def publish(self) -> str:
         from ONFHAssistLib import modelstore
         entry = modelstore.publish_folder(self.model_folder())
-        return f"Published {entry.name} {entry.version} to {entry.folder}; ONFH Assist can use it now."
+        return (f"Published {entry.name} {entry.version} to {entry.folder}; ONFH Assist offers it after "
+                "Refresh (no restart).")
 
     def validationSummary(self, folder: str) -> str:
         from ONFHAssistLib import dataset
         return dataset.validate(folder).headline()
 
 
+def waitForRun(logic, timeout_s: float = 1800.0) -> str:
+    """Drive a running training job to its end inside Slicer (the self-test has no timer loop of its own)."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        slicer.app.processEvents()
+        _, _, finished = logic.poll()
+        if finished is not None:
+            return finished
+        time.sleep(0.5)
+    logic.stop()
+    raise TimeoutError(f"the run did not finish within {timeout_s:.0f} s")
+
+
 class ONFHTrainingTest(ScriptedLoadableModuleTest):
+    """Dataset → 1-epoch training in a child process → live metric plot → publish, inside Slicer
+    (Reload and Test, or ctest in an extension build)."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
     def runTest(self):
+        self.setUp()
         self.test_missing_folder_is_reported()
+        self.setUp()
+        self.test_one_epoch_training_run_and_publish()
 
     def test_missing_folder_is_reported(self):
         message = ONFHTrainingLogic().validationSummary("/nonexistent/onfh-dataset")
         self.assertIn("no such dataset folder", message)
         self.delayDisplay("A missing dataset folder is reported in one sentence")
+
+    def test_one_epoch_training_run_and_publish(self):
+        from ONFHAssistLib import dataset, demo_case, jobs, modelstore
+
+        work = Path(tempfile.mkdtemp(prefix="onfh-training-selftest-"))
+        data = work / "dataset"
+        phantom = jobs.Job(jobs.onfh_command(["phantom", "--out", str(data), "--patients", "3", "--seed", "7",
+                                              "--progress", "jsonl"], pythonSlicer()), env=jobs.child_env()).start()
+        self.assertEqual(phantom.wait(timeout=600), 0, phantom.error_message)
+        truth = demo_case.truth()
+        rows = [{"side": r["side"], "time_months": "24", "event": "0",
+                 **{c: f"{r[c]:.2f}" for c in ("head_x", "head_y", "head_z")}} for r in truth]
+        dataset.add_case(data, demo_case.image_path(), demo_case.label_path(), "DEMO", rows)  # the demo case joins
+        self.assertTrue(dataset.validate(data).ok)
+        self.delayDisplay("Dataset: 3 phantom patients + the demo case")
+
+        logic = ONFHTrainingLogic()
+        params = logic.getParameterNode()
+        params.task, params.mode, params.epochs, params.device = "segmentation", "train", 1, "cpu"
+        logic.start(params, str(data))
+        status = waitForRun(logic)
+        self.assertIsNotNone(logic.model_folder(), status)
+        table = slicer.mrmlScene.GetNodeByID(logic.chart.GetAttribute("ONFH.metricsTable"))
+        self.assertEqual(table.GetTable().GetNumberOfRows(), 1)  # one epoch, one row in the live plot
+        self.delayDisplay("One epoch trained in a child process; the metric plot has its row")
+
+        os.environ["ONFH_MODELS"] = str(work / "models")
+        try:
+            message = logic.publish()
+            published = modelstore.list_models("segmentation")
+            self.assertTrue(any(str(e.folder).startswith(str(work / "models")) for e in published), message)
+        finally:
+            del os.environ["ONFH_MODELS"]
+        self.delayDisplay("Model published to a user store")

@@ -63,3 +63,46 @@ def test_icons_are_128_pixel_pngs():
                  ROOT / "ONFHTraining/Resources/Icons/ONFHTraining.png"):
         with Image.open(path) as icon:
             assert icon.format == "PNG" and icon.size == (128, 128)
+
+
+def _parameter_fields(module: str) -> dict[str, ast.AnnAssign]:
+    """Fields of the module's @parameterNodeWrapper class, by name."""
+    tree = ast.parse((ROOT / module / f"{module}.py").read_text(encoding="utf-8"))
+    (wrapper,) = [node for node in tree.body if isinstance(node, ast.ClassDef)
+                  and any(getattr(d, "id", "") == "parameterNodeWrapper" for d in node.decorator_list)]
+    return {f.target.id: f for f in wrapper.body if isinstance(f, ast.AnnAssign)}
+
+
+def _choices(field: ast.AnnAssign, module: str) -> list[str] | None:
+    for call in ast.walk(field.annotation):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "Choice":
+            arg = call.args[0]
+            if isinstance(arg, ast.Name):  # a module-level constant such as TASKS
+                tree = ast.parse((ROOT / module / f"{module}.py").read_text(encoding="utf-8"))
+                arg = next(n.value for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == arg.id)
+            return [ast.literal_eval(e) for e in arg.elts]
+    return None
+
+
+def test_every_bound_widget_names_a_parameter_of_a_type_it_can_hold():
+    """connectGui binds widgets by their SlicerParameterName: each must name a field, a combo box needs a
+    Choice listing its items (the wrapper refills it from the Choice), and every field is shown somewhere."""
+    kinds = {"QComboBox": "str", "QLineEdit": "str", "QCheckBox": "bool", "QSpinBox": "int", "QDoubleSpinBox": "float",
+             "ctkSliderWidget": "float", "ctkPathLineEdit": "Path", "qMRMLNodeComboBox": "vtkMRML"}
+    for module in MODULES:
+        fields = _parameter_fields(module)
+        tree = ET.parse(ROOT / module / "Resources" / "UI" / f"{module}.ui")
+        bound = {}
+        for widget in tree.iter("widget"):
+            prop = widget.find("property[@name='SlicerParameterName']")
+            if prop is None:
+                continue
+            name = prop.find("string").text
+            assert name in fields, (module, name)
+            bound[name] = widget
+            annotation = ast.unparse(fields[name].annotation)
+            assert kinds[widget.get("class")] in annotation, (module, name, annotation)
+            if widget.get("class") == "QComboBox":
+                items = [i.find("property/string").text for i in widget.findall("item")]
+                assert _choices(fields[name], module) == items, (module, name)
+        assert set(bound) == set(fields), (module, set(fields) - set(bound))
