@@ -96,6 +96,7 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.timer = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._shownInput = False  # no volume named in the status line yet
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -168,7 +169,9 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         node = self._parameterNode.inputVolume if self._parameterNode else None
         if not self.logic.running:
             self.ui.segmentButton.enabled = node is not None
-            self.ui.statusLabel.text = self.logic.status(node)
+            if node is not self._shownInput:  # keep the last result message while only display settings change
+                self._shownInput = node
+                self.ui.statusLabel.text = self.logic.status(node)
         if self._parameterNode:
             self.logic.applyDisplay(self._parameterNode)
 

@@ -198,8 +198,8 @@ class ONFHTrainingLogic(ScriptedLoadableModuleLogic):
             raise ValueError("Choose a dataset folder first.")
         key = (params.mode, params.task, data, params.epochs, params.folds, params.learningRate, params.batchSize,
                params.preset)
-        if key != self.stopped_key:
-            self.out = jobs.run_folder(f"{params.mode}-{params.task}")
+        if key != self.stopped_key:  # a new run: new folder and a new metric plot; a resumed one continues both
+            self.out, self.chart = jobs.run_folder(f"{params.mode}-{params.task}"), None
         self.stopped_key, self.current_key, self.verb = None, key, params.mode
         args = jobs.training_args(params.mode, params.task, Path(data), self.out, params.epochs, params.device,
                                   params.folds, params.learningRate, params.batchSize, params.preset)
