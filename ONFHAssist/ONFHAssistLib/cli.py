@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", help="model folder, name or name@version (evaluate)")
         p.add_argument("--models", default="all", help="comma-separated model rows for cv, or all")
         p.add_argument("--no-resume", dest="resume", action="store_false")
+        p.add_argument("--parallel-folds", type=int, default=1, metavar="N", help="cv: run N folds at once as child processes")
+        p.add_argument("--fold", type=int, help=argparse.SUPPRESS)  # cv: one fold only (a --parallel-folds child)
         _add_progress(p)
 
     models = sub.add_parser("models", help="list, verify, import or export model folders")
@@ -324,11 +326,16 @@ def cmd_task(args) -> int:
         raise InputError("--epochs must be at least 1.")
     if not args.data.is_dir():
         raise InputError(f"{args.data}: no such dataset folder.")
+    if args.parallel_folds < 1 or not 0 <= (args.fold or 0) < args.folds:
+        raise InputError("--parallel-folds must be at least 1 and --fold between 0 and --folds - 1.")
+    if (args.parallel_folds > 1 or args.fold is not None) and args.command != "cv":
+        raise InputError(f"--parallel-folds is for 'onfh cv', not '{args.command}'.")
     resolve_device(args.device)
     settings = TrainSettings(task=args.task, data=args.data, out=args.out or Path("out") / args.command / args.task,
                              epochs=args.epochs, device=args.device, seed=args.seed, system=args.system,
                              preset=args.preset, batch_size=args.batch_size, lr=args.lr, alpha=args.alpha, folds=args.folds,
-                             model=args.model, models=args.models, resume=args.resume)
+                             model=args.model, models=args.models, resume=args.resume,
+                             parallel_folds=args.parallel_folds, fold=args.fold)
     module = recipe(args.task)
     if not hasattr(module, args.command):
         raise InputError(f"'{args.command}' is not available for {args.task}.")

@@ -40,6 +40,8 @@ class TrainSettings:
     model: str | None = None
     models: str = "all"
     resume: bool = True
+    parallel_folds: int = 1  # cv: folds run side by side as child processes
+    fold: int | None = None  # cv: run this fold only (what a --parallel-folds child is told)
 
 
 def recipe(task: str) -> ModuleType:

@@ -27,6 +27,7 @@ from ..figures import calibration_png, decision_curve_png, km_by_risk_group
 from ..losses import cox_nll, survrnc_loss
 from ..models.survival import SurvivalConfig, TriStreamSurvival
 from ..survival_curves import BreslowBaseline
+from . import parallel_folds
 from . import survival_baselines as base
 from .engine import Trainer
 from .survival_data import HipSet, load_hips
@@ -86,6 +87,10 @@ def fit_network(hips: HipSet, variant: str, preset: dict, seed: int, device, che
     train_idx, val_idx = _selection_split(hips, seed)
     train, val = hips.subset(train_idx), hips.subset(val_idx)
     model = TriStreamSurvival(replace(preset["config"], variant=variant)).to(device)
+    if hasattr(model, "grade_linear"):  # the wide term starts where Cox on the training fold's grades ends
+        with torch.no_grad():
+            beta = base.cox_coefficients(train.grades.astype(float), train) * model.grade_scale.cpu().numpy()
+            model.grade_linear.weight.copy_(torch.as_tensor(beta, dtype=torch.float32)[None])
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset["lr"], weight_decay=preset["weight_decay"])
     rng = np.random.default_rng(seed)
     time_t, event_t = torch.tensor(train.time, device=device), torch.tensor(train.event, device=device)
@@ -202,8 +207,12 @@ def cv(settings, reporter):
         wanted = [m for m in wanted if m in settings.models.split(",")]
     needs_radiomics = any(m in wanted for m in (base.RADIOMICS_LASSO, base.RADIOMICS_SVM, base.DLRC))
     radiomics = base.radiomics_features(Path(settings.data), hips, out, reporter) if needs_radiomics else None
+    if settings.parallel_folds > 1 and settings.fold is None:  # children write every fold result first
+        parallel_folds.run(settings, reporter, settings.parallel_folds)
     rows, pooled, horizon = [], {}, {}
     for fold in range(settings.folds):
+        if settings.fold is not None and fold != settings.fold:  # a --parallel-folds child: its fold only
+            continue
         train_idx, test_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
         for name in wanted:
             def compute(name=name):
@@ -221,6 +230,8 @@ def cv(settings, reporter):
                         horizon.setdefault((name, h), []).append((test_idx, np.asarray(result[f"p{h}"])))
             if reporter is not None:
                 reporter.metric("cv survival", **rows[-1])
+    if settings.fold is not None:
+        return {"fold": settings.fold, "results": len(rows)}
     km_curves = {}  # the same curves as data (km.json), for the Slicer panel's plot view
     for name, parts in pooled.items():
         index = np.concatenate([i for i, _ in parts])
