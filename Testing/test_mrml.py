@@ -117,13 +117,26 @@ def demo_analysis(tmp_path_factory):
 def test_analyze_output_of_the_demo_loads_into_the_scene(demo_analysis, tmp_path):
     out = demo_analysis
     scene = mrml.new_scene()
-    nodes = mrml.load_analysis(scene, out)  # reads the input path recorded in analysis.json
+    volume = mrml.add_volume(scene, io.read_image(demo_case.image_path()), "ONFH input")
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    study = sh.CreateStudyItem(sh.CreateSubjectItem(sh.GetSceneItemID(), "P007"), "hip MRI")
+    sh.CreateItem(study, volume)  # as a DICOM import places a series under its study
+    nodes = mrml.load_analysis(scene, out, volume)
     segments = nodes["segmentation"].GetSegmentation()
     assert [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())] == [
         "Pelvis", "Femur", "Necrosis"]
     assert len(nodes["rois"]) == 2 and nodes["table"].GetTable().GetNumberOfRows() == 2
     assert [m.GetName() for m in nodes["maps"]] == ["ONFH input Grad-CAM"]  # no SRANet ships yet
     assert nodes["chart"].GetNumberOfPlotSeriesNodes() == 1  # only the hip with ONFH has a risk curve
+    source = io.read_image(demo_case.image_path())
+    for node in (nodes["input"], *nodes["maps"]):  # every volume on the scan's own grid
+        image = mrml.volume_to_sitk(node)
+        assert image.GetSize() == source.GetSize()
+        assert np.allclose(image.GetOrigin(), source.GetOrigin(), atol=1e-6)
+        assert np.allclose(image.GetDirection(), source.GetDirection(), atol=1e-9)
+        assert np.allclose(image.GetSpacing(), source.GetSpacing(), atol=1e-9)
+    for node in (nodes["segmentation"], nodes["table"], nodes["chart"], *nodes["maps"], *nodes["rois"]):
+        assert sh.GetItemParent(sh.GetItemByDataNode(node)) == study, node.GetName()  # under the input's study
 
     # The annotator's "Add to training dataset": volume + current segmentation + typed outcome per hip.
     data = tmp_path / "dataset"

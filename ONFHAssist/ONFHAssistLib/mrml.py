@@ -462,10 +462,16 @@ def _place_under_study(scene, input_node, nodes: dict) -> None:
     sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
     if sh is None:
         return
-    parent = sh.GetItemParent(sh.GetItemByDataNode(input_node))
+    input_item = sh.GetItemByDataNode(input_node) or sh.CreateItem(sh.GetSceneItemID(), input_node)
+    parent = sh.GetItemParent(input_item)
     for node in [nodes.get("segmentation"), nodes["table"], nodes["chart"], *nodes["maps"], *nodes["rois"]]:
-        if node is not None:
-            sh.SetItemParent(sh.GetItemByDataNode(node), parent)
+        if node is None:
+            continue
+        item = sh.GetItemByDataNode(node)
+        if item:
+            sh.SetItemParent(item, parent)
+        else:  # outside the app no subject hierarchy plugin makes items for new nodes: make one in place
+            sh.CreateItem(parent, node)
 
 
 def segmentation_to_label(scene, seg_node, reference_node) -> sitk.Image:
