@@ -34,6 +34,8 @@ class SurvivalConfig:
     sle_heads: int = 4
     sle_layers: int = 2
     crop_size: int = 64
+    grade_skip: bool = False  # wide path: a linear Cox term on the ordinal grade codes, added to the deep risk
+
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -99,6 +101,11 @@ class TriStreamSurvival(nn.Module):
             width += cfg.d_grade
         self.fusion = nn.Sequential(nn.Linear(width, cfg.d_fusion), nn.GELU(), nn.Linear(cfg.d_fusion, cfg.d_fusion))
         self.risk = nn.Linear(cfg.d_fusion, 1)
+        if cfg.grade_skip and cfg.variant != "image":
+            self.register_buffer("grade_scale", torch.tensor([n - 1 for n in GRADE_SYSTEMS.values()], dtype=torch.float32),
+                                 persistent=False)
+            self.grade_linear = nn.Linear(len(GRADE_SYSTEMS), 1, bias=False)
+            nn.init.zeros_(self.grade_linear.weight)
 
     def forward(self, image: torch.Tensor, labels: torch.Tensor, grades: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(risk u of shape (B,), embedding z_out of shape (B, d_fusion))."""
@@ -113,4 +120,7 @@ class TriStreamSurvival(nn.Module):
         if self.cfg.variant != "image":
             parts.append(self.grades(grades))
         z = self.fusion(torch.cat(parts, 1))
-        return self.risk(z).squeeze(1), z
+        risk = self.risk(z).squeeze(1)
+        if hasattr(self, "grade_linear"):
+            risk = risk + self.grade_linear(grades.to(z.dtype) / self.grade_scale).squeeze(1)
+        return risk, z

@@ -25,13 +25,19 @@ RADIOMICS_LASSO, RADIOMICS_SVM, DLRC = "radiomics signature (LASSO-Cox)", "survi
 MODELS = (GRADES_COX, ORACLE_COX, RADIOMICS_LASSO, RADIOMICS_SVM, DLRC)
 
 
-def cox_risk(x_train: np.ndarray, train: HipSet, x_test: np.ndarray) -> np.ndarray:
-    """Risk scores of a lightly penalised lifelines Cox model (constant columns dropped)."""
+def cox_coefficients(x_train: np.ndarray, train: HipSet) -> np.ndarray:
+    """Coefficients of a lightly penalised lifelines Cox model; 0 for a column that is constant in training."""
     varying = np.flatnonzero(x_train.std(0) > 0)
     columns = [f"x{i}" for i in varying]
     frame = pd.DataFrame(x_train[:, varying], columns=columns).assign(time=train.time, event=train.event)
-    fitter = stats.fit_cox(frame, "time", "event", penalizer=COX_PENALIZER)
-    return (pd.DataFrame(x_test[:, varying], columns=columns) @ fitter.params_[columns]).to_numpy()
+    beta = np.zeros(x_train.shape[1])
+    beta[varying] = stats.fit_cox(frame, "time", "event", penalizer=COX_PENALIZER).params_[columns].to_numpy()
+    return beta
+
+
+def cox_risk(x_train: np.ndarray, train: HipSet, x_test: np.ndarray) -> np.ndarray:
+    """Risk scores (linear predictor) of `cox_coefficients` on the test rows."""
+    return x_test @ cox_coefficients(x_train, train)
 
 
 def radiomics_features(data_dir: Path, hips: HipSet, out: Path, reporter=None) -> pd.DataFrame:
