@@ -36,3 +36,37 @@ def test_each_variant_listens_to_its_inputs_only():
         assert changed == label_matters, variant
     net = TriStreamSurvival(SurvivalConfig(variant="grades", **SMALL)).eval()
     assert torch.allclose(net(image, labels, grades)[0], net(image * 0, labels * 0, grades)[0])
+
+
+def test_wide_term_starts_at_the_lifelines_cox_fit_on_the_grades():
+    """With the deep head silenced, the warm-started network's risk is lifelines' Cox linear predictor."""
+    import numpy as np
+    import pandas as pd
+    from lifelines import CoxPHFitter
+
+    from ONFHAssistLib.training.survival_baselines import COX_PENALIZER
+    from ONFHAssistLib.training.survival_data import HipSet
+    from ONFHAssistLib.training.survival_recipe import warm_start_grade_term
+
+    rng = np.random.default_rng(3)
+    n = 40
+    grades = np.stack([rng.integers(1, k, n) for k in GRADE_SYSTEMS.values()], 1)
+    time = rng.exponential(60 / np.exp(0.5 * grades[:, 0])) + 1
+    event = (rng.random(n) < 0.7).astype(int)
+    hips = HipSet(pd.DataFrame({"patient_id": range(n)}), np.zeros((n, 1, 32, 32, 32), np.float32),
+                  np.zeros((n, 32, 32, 32), np.uint8), grades.astype(np.int64), time, event)
+    net = TriStreamSurvival(SurvivalConfig(variant="full", grade_skip=True, **SMALL)).eval()
+    torch.nn.init.zeros_(net.risk.weight), torch.nn.init.zeros_(net.risk.bias)
+    warm_start_grade_term(net, hips)
+    image, labels, _ = _batch(n)
+    risk = net(image, labels, torch.from_numpy(hips.grades))[0].detach().numpy()
+    frame = pd.DataFrame(grades, columns=list(GRADE_SYSTEMS)).assign(time=time, event=event)
+    cox = CoxPHFitter(penalizer=COX_PENALIZER).fit(frame, "time", "event")
+    expected = grades @ cox.params_[list(GRADE_SYSTEMS)].to_numpy()
+    np.testing.assert_allclose(risk - risk.mean(), expected - expected.mean(), atol=1e-4)
+
+
+def test_wide_term_is_off_by_default_so_older_model_cards_still_load():
+    net = TriStreamSurvival(SurvivalConfig(variant="full", **SMALL))
+    assert not hasattr(net, "grade_linear")
+    assert not any(name.startswith("grade_linear") for name in net.state_dict())

@@ -36,7 +36,6 @@ class SurvivalConfig:
     crop_size: int = 64
     grade_skip: bool = False  # wide path: a linear Cox term on the ordinal grade codes, added to the deep risk
 
-
     def to_json(self) -> dict:
         return asdict(self)
 
