@@ -160,6 +160,10 @@ def build(root: Path) -> list[Case]:
     escaped = root.parent / "escaped"
     for name, argv in _model_cases(mod_dir).items():
         cases.append(Case(name, argv, escaped if "slip" in name else None))
+    wrong_task_out = root / "out" / "wrong-task"  # a segmentation model offered as the staging model
+    cases.append(Case("model: wrong task", ["analyze", str(vol_dir / "good.nii.gz"), "--out", str(wrong_task_out),
+                                            "--models", f"staging={mod_dir / 'good'}", "--progress", "none"],
+                      wrong_task_out))
     misuse = {
         "cli: unknown command": ["frobnicate"],
         "cli: missing required option": ["phantom"],

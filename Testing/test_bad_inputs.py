@@ -16,6 +16,14 @@ def corpus(tmp_path_factory):
 def test_corpus_is_large_enough(corpus):
     assert len(corpus) >= 30
     assert {c.name.split(":")[0] for c in corpus} == {"volume", "label", "table", "model", "cli"}
+    classes = {c.name.removesuffix(" (segment)").removesuffix(" (analyze)") for c in corpus}
+    assert len(classes) >= 30
+    for wanted in ("truncated gzip", "wrong magic", "2D", "4D", "vector", "nan", "inf", "zero spacing",
+                   "singular direction", "1 voxel", "huge header size", "values outside 0-3", "grid mismatch",
+                   "missing columns", "negative time", "non-numeric time", "event not 0/1", "duplicate hip rows",
+                   "unknown grade code", "under two patient IDs", "missing weights file", "wrong checksum",
+                   "wrong task", "pickle instead of safetensors", "zip slip", "cli: "):
+        assert any(wanted in name for name in classes), wanted
 
 
 def test_each_bad_input_gives_one_line_and_exit_2(corpus, capsys):
