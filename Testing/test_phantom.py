@@ -1,11 +1,14 @@
 """The phantom's truth checked against its own label maps and against lifelines on a large cohort."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
 from lifelines import CoxPHFitter
+from scipy import ndimage
 
 from ONFHAssistLib import io, phantom
 from ONFHAssistLib.phantom_hips import HAZARD, sample_patient_hips
@@ -58,8 +61,6 @@ def test_head_centre_matches_sphere_fit_of_head_surface(fine_scans):
     for anat, _, label in fine_scans:
         arr = sitk.GetArrayFromImage(label)
         bone = np.isin(arr, (2, 3))
-        from scipy import ndimage
-
         surface = bone & ~ndimage.binary_erosion(bone)
         idx = np.argwhere(surface)[:, ::-1]
         pts = np.array([label.TransformIndexToPhysicalPoint([int(v) for v in i]) for i in idx])
@@ -123,3 +124,108 @@ def test_cox_recovers_generator_hazard_coefficients():
     for name, beta in zip(HAZARD.names, HAZARD.beta):
         lo, hi = ci.loc[name].to_numpy()
         assert lo <= beta <= hi, (name, beta, lo, hi)
+
+
+STAGES = (1, 2, 3)
+
+
+def _one_hip_at_stages(modality: str):
+    """One lesion hip re-rendered at stages I, II and III: same geometry, signs, grid and noise."""
+    rng = phantom.patient_rng(11, 2)
+    anat = phantom.sample_anatomy(rng, sample_patient_hips(rng, bilateral_prob=1.0))
+    hip = anat.hips[0]
+    scans = {}
+    for stage in STAGES:
+        staged = replace(hip, jic_stage=stage, collapse_mm=2.0 if stage >= 3 else 0.0)
+        one = replace(anat, hips=[staged])
+        image, label = phantom.render(one, phantom.head_scan_spec(one, staged, size=72), modality,
+                                      np.random.default_rng(7))
+        scans[stage] = (sitk.GetArrayFromImage(image).astype(float), sitk.GetArrayFromImage(label), image)
+    return anat, hip, scans
+
+
+@pytest.fixture(scope="module")
+def staged_hips():
+    return {modality: _one_hip_at_stages(modality) for modality in phantom.MODALITIES}
+
+
+def _voxels_within(image: sitk.Image, centre, radius) -> np.ndarray:
+    """Mask of voxels whose centres lie within `radius` mm of the LPS point `centre`."""
+    idx = np.argwhere(np.ones(image.GetSize()[::-1], bool))[:, ::-1]
+    pts = np.asarray(image.GetOrigin()) + idx @ (
+        np.array(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing())).T
+    return (np.linalg.norm(pts - centre, axis=1) <= radius).reshape(image.GetSize()[::-1])
+
+
+def _regions(label: np.ndarray) -> dict[str, np.ndarray]:
+    """From the label map alone: the lesion away from the cortex, its edge against normal femur (where
+    the band or rim runs), its core 3 voxels in, and normal marrow 3 voxels away from both."""
+    lesion, femur = label == 3, label == 2
+    deep = ndimage.binary_erosion(lesion | femur, iterations=3)  # off the (subchondral) cortex
+    return {"lesion": lesion & deep, "edge": lesion & deep & ndimage.binary_dilation(femur),
+            "core": ndimage.binary_erosion(lesion, iterations=3),
+            "marrow": femur & deep & ~ndimage.binary_dilation(lesion, iterations=3)}
+
+
+def test_ct_shows_stage_two_signs_and_barely_shows_stage_one(staged_hips):
+    anat, hip, scans = staged_hips["ct"]
+    (arr1, lab1, image), (arr2, lab2, _) = scans[1], scans[2]
+    np.testing.assert_array_equal(lab1, lab2)  # the stage changes the look, never the lesion
+    r = _regions(lab1)
+    head = _voxels_within(image, anat.head_center_lps(hip), hip.head_radius_mm)
+    marrow = arr1[r["marrow"] & head].mean()
+    assert r["core"].sum() > 50
+    # Stage I: CT is (nearly) normal, a faint density change only.
+    assert abs(arr1[r["lesion"]].mean() - marrow) < 40
+    assert arr1[r["edge"]].mean() - marrow < 120
+    assert np.mean(arr1[r["lesion"]] > 450) < 0.01
+    # Stage II: sclerosis raises the lesion's density, in patches, with a dense rim at its edge.
+    assert arr2[r["lesion"]].mean() > arr1[r["lesion"]].mean() + 80
+    assert np.mean(arr2[r["core"]] > 450) > 0.10
+    assert arr2[r["edge"]].mean() > marrow + 300
+
+
+def test_mr_band_marks_stage_one_and_stage_two_interior_is_mottled(staged_hips):
+    _, _, scans = staged_hips["mr_t1"]
+    (arr1, lab1, _), (arr2, _, _) = scans[1], scans[2]
+    r = _regions(lab1)
+    assert r["core"].sum() > 50
+    # Stage I on T1: a low-signal band around a homogeneous interior.
+    assert arr1[r["edge"]].mean() < arr1[r["core"]].mean() - 200
+    # Stage II: darker, heterogeneous interior (sclerosis and cysts are low on T1).
+    assert arr2[r["core"]].mean() < arr1[r["core"]].mean() - 60
+    assert arr2[r["core"]].std() > 2.0 * arr1[r["core"]].std()
+
+
+@pytest.mark.parametrize("modality", phantom.MODALITIES)
+def test_cysts_are_fluid_foci_inside_the_lesion_from_stage_two_on(staged_hips, modality):
+    anat, hip, scans = staged_hips[modality]
+    signs = anat.signs[hip.side]
+    assert len(signs.cyst_radii) >= 1
+    _, lab1, image = scans[1]
+    rot, centre = anat.rotation(), anat.head_center_anatomy(hip)
+    inside = np.zeros(lab1.shape, bool)
+    for c, r in zip(signs.cyst_centres, signs.cyst_radii):
+        lps = rot @ (centre + c) + np.asarray(anat.translation_mm)
+        inside |= _voxels_within(image, lps, r - 0.8)
+    assert inside.sum() >= 3 and (lab1[inside] == 3).all()
+    fluid_below = {"ct": 100.0, "mr_t1": 350.0}[modality]  # water-like HU; T1 fluid below muscle (~300)
+    early = scans[1][0][inside].mean()
+    for stage in (2, 3):
+        arr, lab, _ = scans[stage]
+        cyst = arr[inside].mean()
+        assert cyst < fluid_below, (stage, cyst)
+        assert cyst < early - 150, (stage, cyst, early)
+        if modality == "ct":  # on T1 cysts and sclerosis are both low, so only CT sets cysts apart
+            assert cyst < arr[_regions(lab)["lesion"] & ~inside].mean() - 100, stage
+
+
+def test_stage_signs_do_not_use_the_patient_stream(monkeypatch):
+    """Signs come from a spawned stream: grades, outcomes, grids and noise draws stay as they were."""
+    with_signs = phantom.patient_rng(5, 1)
+    anat = phantom.sample_anatomy(with_signs)
+    assert set(anat.signs) == {h.side for h in anat.hips if h.has_lesion} != set()
+    monkeypatch.setattr(phantom, "sample_signs", lambda hip, rng: None)
+    without = phantom.patient_rng(5, 1)
+    phantom.sample_anatomy(without)
+    assert with_signs.bit_generator.state == without.bit_generator.state

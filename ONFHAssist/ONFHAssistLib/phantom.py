@@ -3,7 +3,8 @@
 A scan is drawn in three steps: patient anatomy and per-hip truth (`phantom_hips`), a scanner grid
 (spacing, field of view, storage orientation, a small patient rotation), and rendering: signed
 distance fields of pelvis and femora (`phantom_anatomy`) become a label map and tissue classes,
-tissue classes become intensities, then partial-volume blur, bias field and noise.
+tissue classes become intensities, then partial-volume blur, bias field and noise. How a lesion
+looks at its stage (band, sclerosis, cysts) comes from `phantom_signs`.
 """
 from __future__ import annotations
 
@@ -21,20 +22,21 @@ from . import io
 from .dataset import write_dataset_json, write_table
 from .phantom_anatomy import FAR, Grid, Primitive, capsule, cup, ellipsoid, rotation_matrix, sphere, union_into, unit
 from .phantom_hips import HipTruth, head_surface_radius, lesion_masks, sample_patient_hips
+from .phantom_signs import LesionSigns, lesion_intensity, sample_signs
 
 log = logging.getLogger(__name__)
 
 MODALITIES = ("mr_t1", "ct")
 LABELS = {0: "background", 1: "pelvis", 2: "femur", 3: "necrosis"}
 
-# Tissue intensities: MR-T1 in arbitrary units (fat bright, cortex and fluid dark), CT in HU.
+# Tissue intensities: MR-T1 in arbitrary units (fat bright, cortex and fluid dark), CT in HU. The
+# lesion's own intensities depend on its stage (phantom_signs.APPEARANCE).
 TISSUE = {
-    "mr_t1": dict(air=5, fat=900, muscle=300, cortex=60, marrow=760, joint=220, lesion=520, rim=110,
-                  crescent=140, bme=420, cyst=200),
-    "ct": dict(air=-1000, fat=-100, muscle=45, cortex=1250, marrow=230, joint=20, lesion=170, rim=700,
-               crescent=-150, bme=230, cyst=30),
+    "mr_t1": dict(air=5, fat=900, muscle=300, cortex=60, marrow=760, joint=220, crescent=140, bme=420),
+    "ct": dict(air=-1000, fat=-100, muscle=45, cortex=1250, marrow=230, joint=20, crescent=-150, bme=230),
 }
 NOISE_SD = {"mr_t1": 18.0, "ct": 18.0}
+FOV_CENTRE_ANATOMY = np.array([0.0, 10.0, 15.0])  # where a scan's field of view is centred, before its offset
 
 
 @dataclass
@@ -60,6 +62,7 @@ class PatientAnatomy:
     rotation_deg: tuple
     translation_mm: tuple
     hips: list = field(default_factory=list)
+    signs: dict = field(default_factory=dict)  # side -> LesionSigns, for every hip with a lesion
 
     def rotation(self) -> np.ndarray:
         return rotation_matrix(self.rotation_deg)
@@ -72,8 +75,12 @@ class PatientAnatomy:
 
 
 def sample_anatomy(rng: np.random.Generator, hips: list[HipTruth] | None = None) -> PatientAnatomy:
-    """Patient shape and pose; a small rotation and shift model positioning on the table."""
-    return PatientAnatomy(
+    """Patient shape and pose; a small rotation and shift model positioning on the table.
+
+    The lesions' stage signs are drawn from a spawned child stream, which leaves `rng`'s own sequence
+    untouched: grades, collapse times, scan grids and noise stay what they were before the signs existed.
+    """
+    anat = PatientAnatomy(
         head_separation_mm=float(rng.uniform(170, 200)),
         neck_shaft_deg=float(rng.uniform(120, 140)),
         anteversion_deg=float(rng.uniform(5, 20)),
@@ -84,6 +91,9 @@ def sample_anatomy(rng: np.random.Generator, hips: list[HipTruth] | None = None)
         translation_mm=tuple(float(v) for v in rng.uniform(-15, 15, 3)),
         hips=hips if hips is not None else sample_patient_hips(rng),
     )
+    signs_rng = rng.spawn(1)[0]
+    anat.signs = {hip.side: sample_signs(hip, signs_rng) for hip in anat.hips if hip.has_lesion}
+    return anat
 
 
 def sample_scan_spec(rng: np.random.Generator, shape: Sequence[int] | None = None,
@@ -100,6 +110,12 @@ def sample_scan_spec(rng: np.random.Generator, shape: Sequence[int] | None = Non
     direction = tuple(float(v) for v in np.diag(flips).ravel())
     offset = tuple(float(v) for v in rng.uniform(-10, 10, 3))
     return ScanSpec(tuple(int(s) for s in shape), spacing, direction, offset)
+
+
+def head_scan_spec(anat: PatientAnatomy, hip: HipTruth, size: int = 80, spacing: float = 1.0) -> ScanSpec:
+    """A small LPS-aligned cube centred on one femoral head: for looking at, and testing, one lesion."""
+    centre = anat.rotation() @ (anat.head_center_anatomy(hip) - FOV_CENTRE_ANATOMY)
+    return ScanSpec((size,) * 3, (spacing,) * 3, center_offset_mm=tuple(float(v) for v in centre))
 
 
 def _femur(anat: PatientAnatomy, hip: HipTruth) -> tuple[list[Primitive], float]:
@@ -159,7 +175,7 @@ def render(anat: PatientAnatomy, spec: ScanSpec, modality: str, rng: np.random.G
     size, spacing = np.array(spec.size), np.array(spec.spacing)
     direction = np.array(spec.direction, float).reshape(3, 3)
     rot, trans = anat.rotation(), np.asarray(anat.translation_mm)
-    fov_center = rot @ np.array([0.0, 10.0, 15.0]) + trans + np.asarray(spec.center_offset_mm)
+    fov_center = rot @ FOV_CENTRE_ANATOMY + trans + np.asarray(spec.center_offset_mm)
     origin = fov_center - direction @ ((size - 1) * spacing / 2.0)
     grid = Grid(size, spacing, origin, direction, rot, trans)
 
@@ -189,7 +205,7 @@ def render(anat: PatientAnatomy, spec: ScanSpec, modality: str, rng: np.random.G
     _paint_bone(image, pelvis, 1.6, t)
     _paint_bone(image, femur, femur_cortex, t)
     for hip in anat.hips:
-        _paint_hip(grid, anat, hip, image, label, t)
+        _paint_hip(grid, anat, hip, image, label, modality)
     image = _acquire(image, spacing, modality, grid, rng)
     return _to_sitk(image, spec, origin, np.int16), _to_sitk(label, spec, origin, np.uint8)
 
@@ -214,8 +230,8 @@ def _paint_bone(image: np.ndarray, sdf: np.ndarray, cortex_mm, t: dict) -> None:
     image[cortex] = t["cortex"]
 
 
-def _paint_hip(grid: Grid, anat: PatientAnatomy, hip: HipTruth, image, label, t: dict) -> None:
-    """Joint space, necrotic lesion with its rim and crescent, and bone-marrow oedema of one hip."""
+def _paint_hip(grid: Grid, anat: PatientAnatomy, hip: HipTruth, image, label, modality: str) -> None:
+    """Joint space, necrotic lesion with its stage's signs and crescent, and bone-marrow oedema of one hip."""
     c = anat.head_center_anatomy(hip)
     reach = 1.5 * hip.head_radius_mm + anat.joint_gap_mm
     found = grid.block(c - reach, c + reach)
@@ -225,7 +241,11 @@ def _paint_hip(grid: Grid, anat: PatientAnatomy, hip: HipTruth, image, label, t:
     rel = np.stack([x - c[0], y - c[1], z - c[2]], axis=-1)
     d = np.linalg.norm(rel, axis=-1)
     sub_label, sub_image = label[sl], image[sl]
-    masks = lesion_masks(hip, rel)
+    t = TISSUE[modality]
+    signs: LesionSigns | None = anat.signs.get(hip.side)
+    if hip.has_lesion and signs is None:
+        raise ValueError(f"{hip.side} hip has a lesion but no signs; build anatomies with sample_anatomy")
+    masks = lesion_masks(hip, rel, rim_mm=signs.rim_mm(hip.jic_stage)) if signs else lesion_masks(hip, rel)
     joint = (d < hip.head_radius_mm + anat.joint_gap_mm) & ~masks["head"] & (sub_label != 2)
     sub_image[joint & (sub_label == 0)] = t["joint"]
     if hip.bme:
@@ -234,8 +254,9 @@ def _paint_hip(grid: Grid, anat: PatientAnatomy, hip: HipTruth, image, label, t:
         marrow = (sub_label == 2) & (sub_image == t["marrow"]) & ~masks["lesion"]
         sub_image[marrow] += (t["bme"] - t["marrow"]) * weight[marrow]
     lesion = masks["lesion"] & (sub_label == 2)
-    sub_image[lesion & (sub_image != t["cortex"])] = t["lesion"]
-    sub_image[masks["rim"] & lesion & (sub_image != t["cortex"])] = t["rim"]
+    paint = lesion & (sub_image != t["cortex"])
+    if paint.any():
+        sub_image[paint] = lesion_intensity(hip, signs, modality, rel[paint], masks["rim"][paint])
     sub_image[masks["crescent"] & lesion] = t["crescent"]
     sub_label[lesion] = 3
 

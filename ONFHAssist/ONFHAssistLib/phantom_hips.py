@@ -136,8 +136,10 @@ def surface_half_angle(hip: HipTruth) -> float:
     return float(gamma[np.searchsorted(seen_from_apex, theta)])
 
 
-def lesion_masks(hip: HipTruth, rel: np.ndarray) -> dict[str, np.ndarray]:
-    """Head, lesion, rim (outer 2 mm of the lesion inside the head) and crescent masks at points rel."""
+def lesion_masks(hip: HipTruth, rel: np.ndarray, rim_mm: float = 2.0) -> dict[str, np.ndarray]:
+    """Head, lesion, rim (outer `rim_mm` of the lesion inside the head) and crescent masks at points rel.
+
+    The rim width is the stage's demarcating band or sclerotic rim (`phantom_signs.LesionSigns`)."""
     d, ang = _angle_to_axis(rel, hip.lesion_axis())
     r_eff = head_radius_at(hip, ang)
     head = d < r_eff
@@ -151,7 +153,7 @@ def lesion_masks(hip: HipTruth, rel: np.ndarray) -> dict[str, np.ndarray]:
     cone_dist = d_apex * np.sin(np.clip(ang_apex - theta, -np.pi / 2, np.pi / 2))  # signed distance to the cone wall
     lesion_sdf = np.maximum(cone_dist, hip.floor_ratio * r - rel @ axis)
     lesion = head & (lesion_sdf < 0)
-    rim = lesion & (lesion_sdf > -2.0)
+    rim = lesion & (lesion_sdf > -rim_mm)
     crescent = np.zeros_like(lesion)
     if hip.jic_stage >= 3:
         under_plate = (d > r_eff - 3.0) & (d < r_eff - 1.5)
