@@ -15,3 +15,20 @@ def test_peak_memory_is_the_commands_own():
     assert idle_mb < 50 and out.strip() == "ok" and wall > 0
     assert 190 <= hungry_mb - idle_mb <= 260
     assert ballast.sum() > 0
+
+
+def test_training_and_cv_benches_are_grouped_and_parsed(tmp_path):
+    from ONFHAssistLib.bench import default_benches, epoch_details, merge_rows
+
+    names = [b.name for b in default_benches()]
+    assert sum(n.startswith("train ") for n in names) == 5 and not any(n.startswith("cv ") for n in names)
+    assert [b.name for b in default_benches(("cv",))][0].startswith("cv survival")
+    stream = "\n".join(['{"event":"metric","stage":"t","epoch":0,"train_loss":0.5}',
+                        '{"event":"progress","stage":"t","fraction":1.0,"epoch_s":2.5}', "plain text"])
+    assert epoch_details(stream) == {"epoch_s": 2.5, "train_loss": 0.5}
+    here = {"cpus": 2}
+    (tmp_path / "results.json").write_text('{"machine": {"cpus": 2}, "benchmarks": [{"name": "a", "v": 1}, '
+                                           '{"name": "b", "v": 1}]}', encoding="utf-8")
+    merged = merge_rows(tmp_path / "results.json", [{"name": "b", "v": 2}, {"name": "c", "v": 2}], here)
+    assert merged == [{"name": "a", "v": 1}, {"name": "b", "v": 2}, {"name": "c", "v": 2}]
+    assert merge_rows(tmp_path / "results.json", [{"name": "c"}], {"cpus": 64}) == [{"name": "c"}]

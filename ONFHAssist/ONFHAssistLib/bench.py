@@ -5,6 +5,12 @@ memory are counted as a user would feel them. Peak memory is the command's max R
 which the kernel records exactly (no polling), taken through a small launcher (see `_LAUNCHER`). Micro-benchmarks that compare two implementations
 (batched vs per-patch SRANet, vectorised vs per-anchor SurvRNC) are functions in
 `Testing/bench/*.py` returning their own numbers; they run in a child process too.
+
+Training benches run `onfh train TASK --epochs 1` on a small phantom cohort and read the epoch's own
+time from the progress stream (the whole-process wall also holds caching the crops). The CV of a
+seed-000-sized cohort takes ≈ 13 min on 2 cores, so it is a group of its own (`onfh bench --cv`,
+`make bench-cv`). With CUDA present, the analyze and training benches run once more on the GPU.
+Results merge by name into results.json, so a partial run (`--only`, `--cv`) keeps the other rows.
 """
 from __future__ import annotations
 
@@ -38,6 +44,8 @@ class Bench:
     argv: Callable[[Path], list[str]]
     repeats: int = 3
     parse_stdout: bool = False
+    details: Callable[[str], dict] | None = None  # numbers read from the command's stdout
+    group: str = "default"
     results: list = field(default_factory=list)
 
 
@@ -80,7 +88,21 @@ def python_function(path: str, func: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def default_benches() -> list[Bench]:
+TRAIN_COHORT = dict(patients=8, seed=4243, modality="mr_t1")  # 16 hips, 10 with ONFH, 3 collapses
+TRAIN_TASKS = ("localizer", "segmentation", "staging", "sranet", "survival")
+CV_COHORT = dict(patients=70, seed=0, modality="mr_t1")  # the seed-000-shaped cohort of the README's CV table
+
+
+def default_benches(groups: tuple[str, ...] = ("default",)) -> list[Bench]:
+    """Every bench of the chosen groups: 'default' (`make bench`) and 'cv' (`make bench-cv`)."""
+    import torch
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    benches = _default_group(devices) + _training_group(devices) + _cv_group()
+    return [b for b in benches if b.group in groups]
+
+
+def _default_group(devices: list[str]) -> list[Bench]:
     onfh = [sys.executable, "-m", "ONFHAssistLib"]
     shape = [str(s) for s in BENCH_VOLUME_SHAPE]
     benches = [
@@ -91,9 +113,11 @@ def default_benches() -> list[Bench]:
     benches.append(Bench("segment both hips 256x256x160 (localise + segment + measure)", "≤ 15 s, ≤ 3 GB",
                          lambda w: onfh + ["segment", str(_bench_volume(w)), "--out", str(w / "seg"), "--no-png",
                                            "--device", "cpu"]))
-    benches.append(Bench("analyze both hips 256x256x160 (every installed model, maps, report)", "≤ 20 s, ≤ 3 GB",
-                         lambda w: onfh + ["analyze", str(_bench_volume(w)), "--out", str(w / "an"),
-                                           "--device", "cpu", "--progress", "none"]))
+    for device in devices:
+        benches.append(Bench("analyze both hips 256x256x160 (every installed model, maps, report)"
+                             + ("" if device == "cpu" else f" [{device}]"), "≤ 20 s, ≤ 3 GB",
+                             lambda w, d=device: onfh + ["analyze", str(_bench_volume(w)), "--out", str(w / "an"),
+                                                         "--device", d, "--progress", "none"]))
     for path, func, goal in (("Testing/bench/survrnc_bench.py", "bench", "vectorised faster than loop"),
                              ("Testing/bench/sranet_bench.py", "bench", "per-hip ≤ 2 s; batched faster"),
                              ("Testing/bench/staging_bench.py", "bench", "per-hip ≤ 2 s")):
@@ -101,6 +125,51 @@ def default_benches() -> list[Bench]:
             benches.append(Bench(Path(path).stem, goal, lambda w, p=path, f=func: python_function(str(REPO / p), f),
                                  repeats=1, parse_stdout=True))
     return benches
+
+
+def _training_group(devices: list[str]) -> list[Bench]:
+    onfh = [sys.executable, "-m", "ONFHAssistLib"]
+    benches = []
+    for device in devices:
+        for task in TRAIN_TASKS:
+            name = f"train {task}: 1 epoch, 8-patient phantom" + ("" if device == "cpu" else f" [{device}]")
+            benches.append(Bench(name, "—", lambda w, t=task, d=device: onfh + [
+                "train", t, "--data", str(_cohort(w, "bench-train-cohort", TRAIN_COHORT)), "--out", str(w / "train"),
+                "--epochs", "1", "--device", d, "--progress", "jsonl"], repeats=1, details=epoch_details))
+    return benches
+
+
+def _cv_group() -> list[Bench]:
+    onfh = [sys.executable, "-m", "ONFHAssistLib"]
+    return [Bench("cv survival, 70-patient seed-000-sized cohort, 5 folds, cpu preset (every model row)",
+                  "well under 1 h on 2 cores", lambda w: onfh + [
+                      "cv", "survival", "--data", str(_cohort(w, "bench-cv-cohort", CV_COHORT)), "--out", str(w / "cv"),
+                      "--folds", "5", "--preset", "cpu", "--device", "cpu", "--progress", "none"],
+                  repeats=1, group="cv")]
+
+
+def epoch_details(stdout: str) -> dict:
+    """The last epoch's own wall time and training loss from an `onfh train --progress jsonl` stream."""
+    from .progress import parse_line
+
+    events = [e for e in map(parse_line, stdout.splitlines()) if e]
+    out = {}
+    for e in events:
+        if e.get("event") == "progress" and "epoch_s" in e:
+            out["epoch_s"] = e["epoch_s"]
+        if e.get("event") == "metric" and "train_loss" in e:
+            out["train_loss"] = e["train_loss"]
+    return out
+
+
+def _cohort(work: Path, name: str, spec: dict) -> Path:
+    """A phantom cohort made once per bench session (not timed), beside the per-run work folders."""
+    from .phantom import write_cohort
+
+    cached = work.parent / name
+    if not (cached / "hips.csv").exists():
+        write_cohort(cached, spec["patients"], seed=spec["seed"], modality=spec["modality"])
+    return cached
 
 
 def _bench_volume(work: Path) -> Path:
@@ -127,17 +196,32 @@ def run(benches: list[Bench], out_dir: Path, reporter=None) -> dict:
                 peaks.append(peak)
                 if bench.parse_stdout:
                     extra = json.loads(out.strip().splitlines()[-1])
+                elif bench.details is not None:
+                    extra = bench.details(out)
             rows.append({"name": bench.name, "goal": bench.goal, "runs": bench.repeats,
                          "wall_s_median": round(statistics.median(walls), 3),
-                         "peak_mb_median": round(statistics.median(peaks), 1), "details": extra})
+                         "peak_mb_median": round(statistics.median(peaks), 1), "details": extra,
+                         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")})
             if reporter is not None:
                 reporter.progress("bench", (i + 1) / len(benches), message=bench.name)
-    result = {"machine": machine(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "benchmarks": rows}
+    here = machine()
+    result = {"machine": here, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "benchmarks": merge_rows(out_dir / "results.json", rows, here)}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "results.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out_dir / "results.md", markdown(result))
     return result
+
+
+def merge_rows(previous: Path, rows: list[dict], here: dict) -> list[dict]:
+    """This run's rows replace same-named rows of the last results; rows not re-run are kept, in order,
+    when the last results come from the same machine (never a table mixing two machines)."""
+    last = json.loads(previous.read_text(encoding="utf-8")) if previous.exists() else {}
+    same = ("cpus", "python", "torch", "cuda", "gpu")  # not the kernel build: a rebooted VM is the same machine
+    old = last.get("benchmarks", []) if all(last.get("machine", {}).get(k) == here.get(k) for k in same) else []
+    fresh = {r["name"]: r for r in rows}
+    merged = [fresh.pop(r["name"], r) for r in old]
+    return merged + list(fresh.values())
 
 
 def machine() -> dict:

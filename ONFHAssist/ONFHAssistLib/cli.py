@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="wall time and peak memory of whole runs (medians)")
     bench.add_argument("--out", type=Path, default=Path("bench"))
     bench.add_argument("--only", nargs="*", help="names (substrings) of benchmarks to run")
+    bench.add_argument("--cv", action="store_true", help="also the ≈ 13 min CV of a seed-000-sized cohort")
     _add_progress(bench)
 
     seg = sub.add_parser("segment", help="find both femoral heads and segment pelvis, femur and necrosis")
@@ -120,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pick a model per task (folder, name or name@version), e.g. staging=onfh-staging-arco")
     an.add_argument("--grades", action="append", metavar="SIDE:key=value,...|FILE.json",
                     help="known grades (override predicted ones as risk inputs), e.g. L:jic_stage=2,arco=2")
+    an.add_argument("--sides", nargs="+", choices=["R", "L"], default=["R", "L"],
+                    help="hips to analyse (default both); the other side is neither segmented nor reported")
     an.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     _add_progress(an)
 
@@ -222,10 +225,13 @@ def cmd_analyze(args) -> int:
     from .progress import make_reporter
 
     grades = parse_grade_args(args.grades)
+    left_out = sorted(set(grades) - set(args.sides))
+    if left_out:
+        raise InputError(f"--grades names the {'/'.join(left_out)} hip, which --sides {' '.join(args.sides)} leaves out.")
     scans = expand_inputs(args.inputs)
     reporter = make_reporter(args.progress)
     human = args.progress != "jsonl"  # stdout belongs to the JSON lines then
-    analyzer = Analyzer(args.device, _model_choices(args.models), reporter)
+    analyzer = Analyzer(args.device, _model_choices(args.models), reporter, tuple(dict.fromkeys(args.sides)))
     if len(scans) == 1:
         analysis = analyzer.analyze(scans[0], args.out, args.modality, grades)
         reporter.result("analyze", out=str(args.out), report=str(args.out / analysis["files"]["report"]))
@@ -312,7 +318,8 @@ def cmd_bench(args) -> int:
     from . import bench
     from .progress import make_reporter
 
-    chosen = [b for b in bench.default_benches() if not args.only or any(o in b.name for o in args.only)]
+    groups = ("default", "cv") if args.cv else ("default",)
+    chosen = [b for b in bench.default_benches(groups) if not args.only or any(o in b.name for o in args.only)]
     if not chosen:
         raise InputError("--only matched no benchmark.")
     result = bench.run(chosen, args.out, make_reporter(args.progress))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -65,6 +66,7 @@ class Trainer:
         best = (state["best_metric"], state["best_epoch"]) if state else (-math.inf, -1)
         stale = state["stale"] if state else 0
         for epoch in range(start, epochs):
+            started = time.perf_counter()
             train_loss = self._train_epoch(batches(epoch))
             metrics = {"epoch": epoch, "train_loss": train_loss}
             if self.validate is not None and self.dist.primary:
@@ -81,7 +83,7 @@ class Trainer:
                 stale += 1
             history.append(metrics)
             self._checkpoint(epoch, history, best, stale, improved)
-            self._report(epoch, epochs, metrics)
+            self._report(epoch, epochs, metrics, time.perf_counter() - started)
             if self.patience and stale >= self.patience:
                 log.info("early stop at epoch %d (no improvement in %d epochs)", epoch, self.patience)
                 break
@@ -101,12 +103,14 @@ class Trainer:
             total, count = total + share * float(loss.detach()), count + 1
         return distributed.all_sum([total], self.dist, self.device)[0] / max(count, 1)
 
-    def _report(self, epoch: int, epochs: int, metrics: dict) -> None:
+    def _report(self, epoch: int, epochs: int, metrics: dict, seconds: float) -> None:
+        """Metrics, then progress carrying the epoch's wall time (training + validation; `onfh bench` reads it)."""
         if self.reporter is None or not self.dist.primary:
             return
         shown = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}
         self.reporter.metric(self.stage, **shown)
-        self.reporter.progress(self.stage, (epoch + 1) / epochs, message=f"epoch {epoch + 1}/{epochs}")
+        self.reporter.progress(self.stage, (epoch + 1) / epochs, message=f"epoch {epoch + 1}/{epochs}",
+                               epoch_s=round(seconds, 3))
 
     def _checkpoint(self, epoch, history, best, stale, improved) -> None:
         if self.dir is None:
