@@ -60,6 +60,7 @@ class ONFHAssistParameterNode:
 
     inputVolume: vtkMRMLScalarVolumeNode
     modality: Annotated[str, Choice(["auto", "mr_t1", "ct"])] = "auto"
+    sides: Annotated[str, Choice(["both", "right", "left"])] = "both"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     rightGrades: str = ""
     leftGrades: str = ""
@@ -203,7 +204,7 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             params = self._parameterNode
             grades = {"R": params.rightGrades, "L": params.leftGrades}
             note = self.logic.startSegmentation(params.inputVolume, params.modality, params.device, grades,
-                                                self.ui.modelSetComboBox.currentText)
+                                                self.ui.modelSetComboBox.currentText, params.sides)
             self.ui.segmentButton.enabled, self.ui.cancelButton.enabled = False, True
             self.ui.analysisProgressBar.value = 0
             self.ui.logTextEdit.clear()
@@ -354,7 +355,8 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
         return None
 
     # Analysis -----------------------------------------------------------------------------------------------
-    def startSegmentation(self, volume_node, modality="auto", device="auto", grades=None, model_set=None) -> str:
+    def startSegmentation(self, volume_node, modality="auto", device="auto", grades=None, model_set=None,
+                          sides="both") -> str:
         """Write the volume to a temporary file and run `onfh analyze` on it in the background; the output
         folder (report, maps, analysis.json) is kept under ~/.onfh/analyses. Returns a note for the user
         (the CPU fallback when CUDA was asked for on a machine without a GPU), else ''."""
@@ -366,7 +368,7 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
         self.out = jobs.analysis_folder(volume_node.GetName())
         io.write_image(mrml.volume_to_sitk(volume_node), self.work / "input.nrrd")
         models = self.modelSets.get(model_set, [])
-        args = jobs.analyze_args(self.work / "input.nrrd", self.out, modality, device, grades, models)
+        args = jobs.analyze_args(self.work / "input.nrrd", self.out, modality, device, grades, models, sides)
         self.job = jobs.Job(jobs.onfh_command(args, pythonSlicer()), env=jobs.child_env()).start()
         return note
 

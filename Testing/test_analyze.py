@@ -235,3 +235,20 @@ def test_a_run_that_fails_half_way_leaves_nothing_behind(analyzer, tmp_path, mon
         analyzer.analyze(demo_case.image_path(), tmp_path / "old")
     assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["analysis.json"]
     assert (tmp_path / "old" / "analysis.json").read_text(encoding="utf-8") == "{}"
+
+
+def test_one_side_only_is_segmented_and_reported(tmp_path, demo):
+    analysis, out = demo
+    right = Analyzer("cpu", sides=("R",)).analyze(demo_case.image_path(), tmp_path)
+    assert [h["side"] for h in right["hips"]] == ["R"]
+    validate(right)
+    assert _hips(right)["R"]["center_lps"] == _hips(analysis)["R"]["center_lps"]
+    assert _hips(right)["R"]["risk"] == _hips(analysis)["R"]["risk"]
+    both = sitk.ReadImage(str(out / analysis["files"]["label_map"]))
+    one = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / right["files"]["label_map"])))
+    idx = np.argwhere(np.ones(one.shape, bool))[:, ::-1]
+    points = np.asarray(both.GetOrigin()) + idx @ (np.reshape(both.GetDirection(), (3, 3)) @ np.diag(both.GetSpacing())).T
+    near_right = (np.linalg.norm(points - _hips(analysis)["R"]["center_lps"], axis=1)
+                  < np.linalg.norm(points - _hips(analysis)["L"]["center_lps"], axis=1)).reshape(one.shape)
+    expected = np.where(near_right, sitk.GetArrayFromImage(both), 0)
+    assert (one > 0).sum() > 1000 and np.array_equal(one, expected)  # the right hip's labels, nothing on the left

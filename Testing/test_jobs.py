@@ -89,6 +89,13 @@ def test_panel_settings_become_analyze_arguments_the_cli_accepts(tmp_path, capsy
     assert args.count("--grades") == 1 and args[args.index("--grades") + 1] == "R:arco=2,ficat=2"
     bad = analyze_args(tmp_path / "in.nrrd", tmp_path / "out", grades={"L": "arco=9"})
     assert main(bad) == 2 and "arco='9'" in capsys.readouterr().err  # the child's one readable line
+    left = analyze_args(tmp_path / "in.nrrd", tmp_path / "out", grades={"R": "arco=2", "L": "arco=1"}, sides="left")
+    assert left[left.index("--sides") + 1:left.index("--sides") + 3] == ["L", "--progress"]
+    assert left.count("--grades") == 1 and left[left.index("--grades") + 1] == "L:arco=1"  # R grades not sent
+    both = analyze_args(tmp_path / "in.nrrd", tmp_path / "out")
+    assert both[both.index("--sides") + 1:both.index("--sides") + 3] == ["R", "L"]
+    typed = ["analyze", str(tmp_path / "in.nrrd"), "--out", str(tmp_path / "o"), "--sides", "R", "--grades", "L:arco=2"]
+    assert main(typed) == 2 and "names the L hip, which --sides R leaves out" in capsys.readouterr().err
 
 
 def test_training_arguments_are_accepted_by_the_cli(tmp_path, capsys):

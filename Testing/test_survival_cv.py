@@ -48,7 +48,7 @@ def test_cv_writes_every_row_and_resumes(cohort, tmp_path, capsys):
         assert (tmp_path / "plots" / f"decision_curve_{months}m.png").stat().st_size > 5_000
     fold = json.loads(next((tmp_path / "folds").glob("fold0-CoxPH*.json")).read_text(encoding="utf-8"))
     assert len(fold["p36"]) == len(fold["risk"]) and all(0 <= a <= b <= 1 for a, b in zip(fold["p36"], fold["p60"]))
-    assert all(0.0 <= row["ibs"]["mean"] <= 0.5 for row in table.values() if "ibs" in row)
+    assert all(0.0 <= row["ibs"]["mean"] <= 1.0 for row in table.values() if "ibs" in row)  # Brier scores; NaN fails
     assert "nri_idi_tri_stream_vs_grades_cox" in json.loads((tmp_path / "horizon.json").read_text(encoding="utf-8"))
 
 

@@ -24,10 +24,18 @@ class HipFinding:
     coarse_center_lps: list[float] | None
 
 
-def find_and_segment(localizer, segmenter, image: sitk.Image, modality: str, device) -> tuple[list[HipFinding], sitk.Image]:
-    """Per side a finding, and the label map on the input grid (background where no hip was found)."""
+SIDES = ("R", "L")
+
+
+def find_and_segment(localizer, segmenter, image: sitk.Image, modality: str, device,
+                     sides: tuple[str, ...] = SIDES) -> tuple[list[HipFinding], sitk.Image]:
+    """Per requested side a finding, and the label map on the input grid (background where no hip was
+    found or asked for). The localiser always looks at both sides (its heatmap is symmetric); only the
+    requested hips are segmented."""
     findings = []
     for estimate in run_localizer(localizer, image, modality, device):
+        if estimate.side not in sides:
+            continue
         coarse = estimate.center_lps
         if not estimate.found:
             findings.append(HipFinding(estimate, None, coarse))

@@ -100,17 +100,23 @@ def onfh_command(args: list[str], python: str | None = None) -> list[str]:
     return [python or sys.executable, "-m", "ONFHAssistLib", *args]
 
 
+SIDE_CHOICES = {"both": ("R", "L"), "right": ("R",), "left": ("L",)}  # the panel's Hips choice -> --sides
+
+
 def analyze_args(image: Path, out: Path, modality: str = "auto", device: str = "auto",
-                 grades: dict[str, str] | None = None, models: list[str] | None = None) -> list[str]:
-    """`onfh analyze` arguments for a panel run; grades per side as typed ('jic_stage=2,arco=2'), blanks skipped;
-    `models` the chosen model set as TASK=NAME@VERSION picks (empty: the newest of each task).
-    The child validates them and answers a bad entry with one readable line."""
+                 grades: dict[str, str] | None = None, models: list[str] | None = None,
+                 sides: str = "both") -> list[str]:
+    """`onfh analyze` arguments for a panel run; grades per side as typed ('jic_stage=2,arco=2'), blanks and
+    sides left out skipped; `models` the chosen model set as TASK=NAME@VERSION picks (empty: the newest of
+    each task); `sides` one of SIDE_CHOICES. The child validates them and answers a bad entry with one
+    readable line."""
+    chosen = SIDE_CHOICES[sides]
     args = ["analyze", str(image), "--out", str(out), "--modality", modality, "--device", device,
-            "--progress", "jsonl"]
+            "--sides", *chosen, "--progress", "jsonl"]
     for pick in models or []:
         args += ["--models", pick]
     for side, text in (grades or {}).items():
-        if text.strip():
+        if text.strip() and side in chosen:
             args += ["--grades", f"{side}:{text.strip().replace(' ', '')}"]
     return args
 

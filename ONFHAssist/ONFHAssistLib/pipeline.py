@@ -31,7 +31,7 @@ from .crops import CropSpec, crop_arrays, guess_modality
 from .devices import describe_device, resolve_device
 from .errors import InputError
 from .grading import grade_codes, lateral_reach_deg, predicted_grades
-from .hipfinder import HipFinding, find_and_segment
+from .hipfinder import SIDES, HipFinding, find_and_segment
 from .maps import crop_map, on_grid, paste
 from .models.sranet import patch_map_to_volume
 from .networks import build
@@ -87,8 +87,9 @@ def _autocast(device: torch.device):
 
 class Analyzer:
     def __init__(self, device: str = "auto", model_names: dict[str, str | None] | None = None,
-                 reporter: Reporter | None = None):
+                 reporter: Reporter | None = None, sides: tuple[str, ...] = SIDES):
         self.device = resolve_device(device)
+        self.sides = tuple(sides)  # the hips asked for; the other side is neither segmented nor reported
         self.reporter = reporter or Reporter()
         self.model_warnings: list[str] = []
         self.models = load_models(model_names or {}, self.device, self.model_warnings)
@@ -134,7 +135,7 @@ class Analyzer:
         self.reporter.progress("analyze", 0.1, message="finding both femoral heads")
         with _autocast(self.device):
             findings, label = find_and_segment(self.models["localizer"].network, self.models["segmentation"].network,
-                                               image, modality, self.device)
+                                               image, modality, self.device, self.sides)
         lap("localise_and_segment")
         shape = sitk.GetArrayViewFromImage(image).shape
         attention, gradcam = np.zeros(shape, np.float32), np.zeros(shape, np.float32)
