@@ -18,7 +18,7 @@ def test_peak_memory_is_the_commands_own():
 
 
 def test_training_and_cv_benches_are_grouped_and_parsed(tmp_path):
-    from ONFHAssistLib.bench import default_benches, epoch_details, merge_rows
+    from ONFHAssistLib.bench import cv_c_index, default_benches, epoch_details, merge_rows
 
     names = [b.name for b in default_benches()]
     assert sum(n.startswith("train ") for n in names) == 5 and not any(n.startswith("cv ") for n in names)
@@ -26,6 +26,8 @@ def test_training_and_cv_benches_are_grouped_and_parsed(tmp_path):
     stream = "\n".join(['{"event":"metric","stage":"t","epoch":0,"train_loss":0.5}',
                         '{"event":"progress","stage":"t","fraction":1.0,"epoch_s":2.5}', "plain text"])
     assert epoch_details(stream) == {"epoch_s": 2.5, "train_loss": 0.5}
+    table = "CV: 9 hips.\n\n| model | harrell_c | ibs |\n|---|---|---|\n| CoxPH (grades) | 0.70 ± 0.01 | 0.2 ± 0.1 |\n"
+    assert cv_c_index(table) == {"harrell_c": {"CoxPH (grades)": "0.70 ± 0.01"}} and cv_c_index("no table") == {}
     here = {"cpus": 2}
     (tmp_path / "results.json").write_text('{"machine": {"cpus": 2}, "benchmarks": [{"name": "a", "v": 1}, '
                                            '{"name": "b", "v": 1}]}', encoding="utf-8")

@@ -60,3 +60,23 @@ def test_staging_and_sranet_training_loss_falls(cohort, tmp_path, task, options)
     recipe(task).train(settings, reporter=None)
     losses = [epoch["train_loss"] for epoch in _history(tmp_path / "model")]
     assert min(losses[-2:]) < 0.8 * losses[0], losses
+
+
+def test_init_starts_training_from_a_given_model(cohort, tmp_path, capsys):
+    """Fine-tuning: with a vanishing learning rate the result keeps the shipped weights; a mismatched
+    network or a task without --init is refused with one line."""
+    from ONFHAssistLib.cli import main
+
+    shipped, entry = networks.load("staging", None, torch.device("cpu"))
+    settings = TrainSettings(task="staging", data=cohort, out=tmp_path / "tuned", device="cpu", epochs=1, lr=1e-12,
+                             batch_size=2, system=entry.card["system"], init=entry.name)
+    result = recipe("staging").train(settings, reporter=None)
+    tuned, tuned_entry = networks.load("staging", result["model"], torch.device("cpu"))
+    assert tuned_entry.card["initialised_from"]["sha256"] == entry.card["sha256"]
+    for (name, got), want in zip(tuned.named_parameters(), shipped.parameters()):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0, msg=name)
+    base = ["train", "staging", "--data", str(cohort), "--out", str(tmp_path / "bad"), "--init", entry.name]
+    assert main(base + ["--system", "binary", "--epochs", "1"]) == 2
+    assert "--init onfh-staging" in capsys.readouterr().err
+    assert main(["train", "survival", "--data", str(cohort), "--init", entry.name]) == 2
+    assert "--init works with" in capsys.readouterr().err

@@ -145,7 +145,22 @@ def _cv_group() -> list[Bench]:
                   "well under 1 h on 2 cores", lambda w: onfh + [
                       "cv", "survival", "--data", str(_cohort(w, "bench-cv-cohort", CV_COHORT)), "--out", str(w / "cv"),
                       "--folds", "5", "--preset", "cpu", "--device", "cpu", "--progress", "none"],
-                  repeats=1, group="cv")]
+                  repeats=1, group="cv", details=cv_c_index)]
+
+
+def cv_c_index(stdout: str) -> dict:
+    """Harrell's C (mean ± sd over folds) per model row from the Markdown table `onfh cv` prints, so the
+    timed run also records what it found."""
+    header, found = None, {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("|") or set(cells[0]) <= {"-"}:
+            continue
+        if header is None:
+            header = cells
+        elif "harrell_c" in header:
+            found[cells[0]] = cells[header.index("harrell_c")]
+    return {"harrell_c": found} if found else {}
 
 
 def epoch_details(stdout: str) -> dict:

@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--alpha", type=float, help="SRANet: weight of the classification loss (1 = no structure term)")
         p.add_argument("--folds", type=int, default=5)
         p.add_argument("--model", help="model folder, name or name@version (evaluate)")
+        p.add_argument("--init", metavar="MODEL", help="train segmentation|staging starting from this model's weights")
         p.add_argument("--models", default="all", help="comma-separated model rows for cv, or all")
         p.add_argument("--no-resume", dest="resume", action="store_false")
         p.add_argument("--parallel-folds", type=int, default=1, metavar="N", help="cv: run N folds at once as child processes")
@@ -327,6 +328,9 @@ def cmd_bench(args) -> int:
     return 0
 
 
+INIT_TASKS = ("segmentation", "staging")  # recipes that read TrainSettings.init
+
+
 def cmd_task(args) -> int:
     """`onfh train|evaluate|cv TASK`: hand the shared settings to the task's recipe."""
     if args.epochs is not None and args.epochs < 1:
@@ -341,11 +345,13 @@ def cmd_task(args) -> int:
     settings = TrainSettings(task=args.task, data=args.data, out=args.out or Path("out") / args.command / args.task,
                              epochs=args.epochs, device=args.device, seed=args.seed, system=args.system,
                              preset=args.preset, batch_size=args.batch_size, lr=args.lr, alpha=args.alpha, folds=args.folds,
-                             model=args.model, models=args.models, resume=args.resume,
+                             model=args.model, init=args.init, models=args.models, resume=args.resume,
                              parallel_folds=args.parallel_folds, fold=args.fold)
     module = recipe(args.task)
     if not hasattr(module, args.command):
         raise InputError(f"'{args.command}' is not available for {args.task}.")
+    if args.init and (args.command != "train" or args.task not in INIT_TASKS):
+        raise InputError(f"--init works with `train {' or train '.join(INIT_TASKS)}` only.")
     from .progress import make_reporter
     from .training import distributed
 

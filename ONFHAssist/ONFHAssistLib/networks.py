@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from . import modelstore
+from .errors import InputError
 from .models.localizer import build_localizer
 from .models.segmentation import build_segmenter
 from .models.sranet import SRANet
@@ -29,3 +30,16 @@ def load(task: str, name: str | None, device: torch.device) -> tuple[torch.nn.Mo
     entry = modelstore.find_model(task, name)
     network = modelstore.load_weights(entry, build(task, entry.card), task=task)
     return network.to(device), entry
+
+
+def initialise_from(network: torch.nn.Module, task: str, name: str) -> dict:
+    """Copy a verified model's weights into `network` before training (fine-tuning, e.g. the shipped model
+    on an annotator's corrected cases); returns its provenance for the new card."""
+    entry = modelstore.find_model(task, name)
+    source = modelstore.load_weights(entry, build(task, entry.card), task=task)
+    try:
+        network.load_state_dict(source.state_dict())
+    except RuntimeError:
+        raise InputError(f"--init {name}: its network differs from the one being trained "
+                         "(other architecture or number of classes); start from scratch or pick a matching model.") from None
+    return entry.provenance()

@@ -38,6 +38,7 @@ class TrainSettings:
     alpha: float | None = None  # SRANet: CE weight; 1 drops the structure regulariser
     folds: int = 5
     model: str | None = None
+    init: str | None = None  # train: start from this model's weights (segmentation, staging)
     models: str = "all"
     resume: bool = True
     parallel_folds: int = 1  # cv: folds run side by side as child processes

@@ -17,6 +17,7 @@ from .. import modelstore
 from ..crops import CropSpec
 from ..devices import resolve_device, seed_everything
 from ..models.segmentation import CLASSES, build_segmenter
+from ..networks import initialise_from
 from ..segment import INFER_SPEC, PATCH, predict_crop
 from . import crop_cache
 from .engine import Trainer
@@ -66,7 +67,9 @@ def train(settings, reporter):
     train_scans, val_scans = split_scans(list_scans(settings.data), Path(settings.data), settings.seed)
     train_data = [dict(zip(("image", "label"), crop_cache.load(p))) for p in _hips(table, train_scans)]
     val_data = [crop_cache.load(p) for p in _hips(table, val_scans)]
-    network = build_segmenter(FEATURES).to(device)
+    network = build_segmenter(FEATURES)
+    initialised = initialise_from(network, "segmentation", settings.init) if settings.init else None
+    network = network.to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=settings.lr or 2e-3, weight_decay=1e-4)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, weight=torch.tensor(CLASS_WEIGHTS, device=device))
     augment = augmentation(settings.seed)
@@ -99,7 +102,7 @@ def train(settings, reporter):
     card = {"name": "onfh-segmentation", "task": "segmentation", "version": "1.0.0", "features": list(FEATURES),
             "classes": list(CLASSES), "crop": INFER_SPEC.to_json(), "patch": PATCH, "seed": settings.seed,
             "trained_on": {"data": str(settings.data), "train_hips": len(train_data), "val_hips": len(val_data)},
-            "best_epoch": fit.best_epoch, "validation": best, "history": fit.history}
+            "best_epoch": fit.best_epoch, "validation": best, "history": fit.history, "initialised_from": initialised}
     entry = modelstore.save_model(out / "model", network, card)
     return {"model": str(entry.folder), "best_epoch": fit.best_epoch, "val_dice_mean": fit.best_metric}
 

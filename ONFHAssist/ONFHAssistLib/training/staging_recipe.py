@@ -21,7 +21,7 @@ from ..devices import resolve_device, seed_everything
 from ..errors import InputError
 from ..figures import confusion_png, roc_png
 from ..models.staging import SYSTEMS, MulPoolDenseNet
-from ..networks import load
+from ..networks import initialise_from, load
 from . import crop_cache
 from .crop_cache import centre_crop
 from .engine import Trainer
@@ -96,7 +96,9 @@ def train(settings, reporter):
     n_classes = SYSTEMS[system]
     counts = np.bincount(y_train, minlength=n_classes).astype(float)
     weights = torch.tensor(counts.sum() / np.maximum(counts, 1) / n_classes, dtype=torch.float32, device=device)
-    model = MulPoolDenseNet(n_classes, **ARCHITECTURE).to(device)
+    model = MulPoolDenseNet(n_classes, **ARCHITECTURE)
+    initialised = initialise_from(model, "staging", settings.init) if settings.init else None
+    model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr or 1e-3, weight_decay=1e-4)
     loss_fn = FocalLoss(to_onehot_y=True, use_softmax=True, gamma=2.0, weight=weights)
     rng = np.random.default_rng(settings.seed)
@@ -125,7 +127,7 @@ def train(settings, reporter):
             "classes": n_classes, "architecture": ARCHITECTURE, "input": INPUT,
             "crop": CropSpec(96.0, 1.5).to_json(), "seed": settings.seed,
             "trained_on": {"data": str(settings.data), "train_hips": int(len(y_train)), "val_hips": int(len(y_val))},
-            "best_epoch": fit.best_epoch, "history": fit.history}
+            "best_epoch": fit.best_epoch, "history": fit.history, "initialised_from": initialised}
     entry = modelstore.save_model(out / "model", model, card)
     return {"model": str(entry.folder), "val_macro_auc": fit.best_metric}
 

@@ -36,7 +36,8 @@ SURVRNC_WEIGHT, SURVRNC_TAU = 0.5, 2.0
 PRESETS = {
     "cpu": dict(spec=CropSpec(96.0, 3.0), epochs=40, batch=16, lr=1e-3, weight_decay=1e-4, patience=12,
                 config=SurvivalConfig(crop_size=32, resnet_planes=(8, 16, 32, 64), d_img=64, d_lbl=64, d_grade=32,
-                                      d_fusion=64, sle_channels=8, sle_patch=8, sle_heads=4, sle_layers=1)),
+                                      d_fusion=64, sle_channels=8, sle_patch=8, sle_heads=4, sle_layers=1,
+                                      grade_skip=True)),  # ≈ 70 hips: start from Cox on grades (README)
     "paper": dict(spec=CropSpec(96.0, 1.5), epochs=310, batch=16, lr=4e-5, weight_decay=1e-4, patience=60,
                   config=SurvivalConfig(crop_size=64)),
 }
