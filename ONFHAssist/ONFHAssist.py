@@ -89,7 +89,35 @@ def pythonSlicer() -> str:
     return shutil.which("PythonSlicer") or sys.executable
 
 
-class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class ParameterNodeGuiMixin:
+    """The Slicer 5 parameter-node pattern both ONFH panels share: bind the widgets on enter, unbind on
+    exit, observe the node, rebind after a scene close. The widget provides `ui`, `initializeParameterNode` and `onParametersChanged`."""
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParametersChanged)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def setParameterNode(self, parameterNode):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParametersChanged)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParametersChanged)
+            self.onParametersChanged()
+
+
+class ONFHAssistWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -133,38 +161,15 @@ class ONFHAssistWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onCancel()
         self.removeObservers()
 
-    def enter(self):
-        self.initializeParameterNode()
-
-    def exit(self):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParametersChanged)
-
     def onSceneStartClose(self, caller, event):
         self.onCancel()
         self.logic.forgetResults()
         self.setParameterNode(None)
 
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
             self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-
-    def setParameterNode(self, parameterNode):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParametersChanged)
-        self._parameterNode = parameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParametersChanged)
-            self.onParametersChanged()
 
     def onParametersChanged(self, caller=None, event=None):
         node = self._parameterNode.inputVolume if self._parameterNode else None
@@ -463,17 +468,18 @@ def _pipEnsure():
     return None
 
 
-def waitForJob(logic, timeout_s: float = 900.0):
-    """Drive a running analysis to its end inside Slicer (the self-test has no timer loop of its own)."""
+def waitUntilFinished(poll, stop, timeout_s: float, what: str) -> str:
+    """Drive a running child job to its end inside Slicer (a self-test has no timer loop of its own);
+    `poll` is the logic's (messages, fraction, final status) call, `stop` kills the job on time-out."""
     deadline = time.time() + timeout_s
     while time.time() < deadline:
         slicer.app.processEvents()
-        _, _, finished = logic.poll()
+        _, _, finished = poll()
         if finished is not None:
             return finished
         time.sleep(0.2)
-    logic.cancel()
-    raise TimeoutError(f"the analysis did not finish within {timeout_s:.0f} s")
+    stop()
+    raise TimeoutError(f"{what} did not finish within {timeout_s:.0f} s")
 
 
 class ONFHAssistTest(ScriptedLoadableModuleTest):
@@ -504,7 +510,7 @@ class ONFHAssistTest(ScriptedLoadableModuleTest):
         self.assertTrue(logic.ensureDependencies())
         volume = logic.loadDemoCase()
         logic.startSegmentation(volume, "auto", "cpu", {"R": "", "L": ""})
-        status = waitForJob(logic)
+        status = waitUntilFinished(logic.poll, logic.cancel, 900.0, "the analysis")
         self.assertIsNotNone(logic.nodes, status)
         self.delayDisplay("Demo analysed in a child process")
 

@@ -1,19 +1,17 @@
 """ONFH Training: dataset curation, training and cross-validation from the UI. Thin Slicer shell."""
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Annotated
 
 import qt
 import slicer
-import vtk
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from ONFHAssist import CITATIONS, pythonSlicer, reloadLib
+from ONFHAssist import CITATIONS, ParameterNodeGuiMixin, pythonSlicer, reloadLib, waitUntilFinished
 
 TASKS = ["segmentation", "localizer", "staging", "sranet", "survival"]
 
@@ -46,7 +44,7 @@ class ONFHTrainingParameterNode:
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
 
 
-class ONFHTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class ONFHTrainingWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
@@ -80,35 +78,12 @@ class ONFHTrainingWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.stop()
         self.removeObservers()
 
-    def enter(self):
-        self.initializeParameterNode()
-
-    def exit(self):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParametersChanged)
-
     def onSceneStartClose(self, caller, event):
         self.logic.chart = None  # its nodes go with the scene
         self.setParameterNode(None)
 
-    def onSceneEndClose(self, caller, event):
-        if self.parent.isEntered:
-            self.initializeParameterNode()
-
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
-
-    def setParameterNode(self, parameterNode):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParametersChanged)
-        self._parameterNode = parameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParametersChanged)
-            self.onParametersChanged()
 
     def onParametersChanged(self, caller=None, event=None):
         folder = self.ui.datasetPathLineEdit.currentPath
@@ -254,19 +229,6 @@ class ONFHTrainingLogic(ScriptedLoadableModuleLogic):
         return dataset.validate(folder).headline()
 
 
-def waitForRun(logic, timeout_s: float = 1800.0) -> str:
-    """Drive a running training job to its end inside Slicer (the self-test has no timer loop of its own)."""
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        slicer.app.processEvents()
-        _, _, finished = logic.poll()
-        if finished is not None:
-            return finished
-        time.sleep(0.5)
-    logic.stop()
-    raise TimeoutError(f"the run did not finish within {timeout_s:.0f} s")
-
-
 class ONFHTrainingTest(ScriptedLoadableModuleTest):
     """Dataset → 1-epoch training in a child process → live metric plot → publish, inside Slicer
     (Reload and Test, or ctest in an extension build)."""
@@ -304,7 +266,7 @@ class ONFHTrainingTest(ScriptedLoadableModuleTest):
         params = logic.getParameterNode()
         params.task, params.mode, params.epochs, params.device = "segmentation", "train", 1, "cpu"
         logic.start(params, str(data))
-        status = waitForRun(logic)
+        status = waitUntilFinished(logic.poll, logic.stop, 1800.0, "the run")
         self.assertIsNotNone(logic.model_folder(), status)
         table = slicer.mrmlScene.GetNodeByID(logic.chart.GetAttribute("ONFH.metricsTable"))
         self.assertEqual(table.GetTable().GetNumberOfRows(), 1)  # one epoch, one row in the live plot

@@ -46,11 +46,16 @@ def _application_logic(scene):
     app = getattr(slicer, "app", None)
     if app is not None and scene is getattr(slicer, "mrmlScene", None):
         return app.applicationLogic()
-    logic = getattr(scene, "_onfh_app_logic", None)
+    return _scene_logic(scene, "_onfh_app_logic", slicer.vtkMRMLApplicationLogic)
+
+
+def _scene_logic(scene, attribute: str, factory):
+    """A logic object set on `scene` once and kept alive on it (slicer-core has no app to own it)."""
+    logic = getattr(scene, attribute, None)
     if logic is None:
-        logic = slicer.vtkMRMLApplicationLogic()
+        logic = factory()
         logic.SetMRMLScene(scene)
-        scene._onfh_app_logic = logic
+        setattr(scene, attribute, logic)
     return logic
 
 
@@ -128,12 +133,7 @@ def open_scene(path: str | Path) -> "slicer.vtkMRMLScene":
 
 
 def _segmentation_logic(scene):
-    logic = getattr(scene, "_onfh_segmentation_logic", None)
-    if logic is None:
-        logic = slicer.vtkSlicerSegmentationsModuleLogic()
-        logic.SetMRMLScene(scene)
-        scene._onfh_segmentation_logic = logic
-    return logic
+    return _scene_logic(scene, "_onfh_segmentation_logic", slicer.vtkSlicerSegmentationsModuleLogic)
 
 
 def label_terms() -> dict[int, tuple[str, tuple[float, float, float]]]:
