@@ -208,17 +208,14 @@ def test_stage_text_flags_a_stage_no_class_is_sure_of():
 
 
 
-def test_a_lesion_staged_arco_0_is_flagged_not_silently_dropped():
-    from ONFHAssistLib.pipeline import _lesion_but_stage_zero
-    from ONFHAssistLib.results import HipResult, RiskResult, StageResult
+def test_a_lesion_that_overrules_stage_0_is_reported():
+    from ONFHAssistLib.pipeline import _stage_zero_ruled_out
+    from ONFHAssistLib.results import HipResult, StageResult
 
-    zero = StageResult("0", 0, {"0": 0.6, "I": 0.4}, "staging")
-    hip = HipResult("R", True, volumes_ml={"head": 60.0, "necrosis": 0.7}, stage={"arco": zero})
-    assert _lesion_but_stage_zero(hip)
-    assert not _lesion_but_stage_zero(HipResult("R", True, volumes_ml={"head": 60.0, "necrosis": 0.0},
-                                                stage={"arco": zero}))
-    hip.risk = RiskResult(0.1, "low", {}, {}, {}, "user")  # grades given by the user settle it
-    assert not _lesion_but_stage_zero(hip)
+    probs = {"0": 0.6, "I": 0.1, "II": 0.3}
+    overruled = HipResult("R", True, stage={"arco": StageResult("II", 2, probs, "staging")})
+    assert _stage_zero_ruled_out(overruled) == 0.6
+    assert _stage_zero_ruled_out(HipResult("R", True, stage={"arco": StageResult("0", 0, probs, "staging")})) is None
 
 
 def test_a_run_that_fails_half_way_leaves_nothing_behind(analyzer, tmp_path, monkeypatch):

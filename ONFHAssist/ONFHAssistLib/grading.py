@@ -36,6 +36,18 @@ def lateral_reach_deg(labels: np.ndarray, origin_xyz, spacing_xyz, centre_xyz, r
     return float(np.percentile(np.degrees(np.arctan2(-offset[shell, 0], offset[shell, 2])), 95))
 
 
+def decide_stage(probabilities, lesion_ml: float) -> int:
+    """Class index of a hip's stage: detection, then staging (as in 3D-ONFHNet). The segmentation is the
+    detector — it finds lesions far more reliably than the staging network separates stage 0 from I–II —
+    so a segmented lesion rules out class 0 (no necrosis in every system) and the most probable ONFH class
+    is taken; without a segmented lesion the staging network's own choice stands."""
+    probs = np.asarray(probabilities, float)
+    index = int(probs.argmax())
+    if index == 0 and lesion_ml > 0 and len(probs) > 1:
+        return 1 + int(probs[1:].argmax())
+    return index
+
+
 def jic_type(reach_deg: float | None) -> str:
     if reach_deg is None:
         return "none"

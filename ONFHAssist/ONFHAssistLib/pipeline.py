@@ -30,7 +30,7 @@ from .bone_mask import lesion_patches
 from .crops import CropSpec, crop_arrays, guess_modality
 from .devices import describe_device, resolve_device
 from .errors import InputError
-from .grading import grade_codes, lateral_reach_deg, predicted_grades
+from .grading import decide_stage, grade_codes, lateral_reach_deg, predicted_grades
 from .hipfinder import SIDES, HipFinding, find_and_segment
 from .maps import crop_map, on_grid, paste
 from .models.sranet import patch_map_to_volume
@@ -151,10 +151,11 @@ class Analyzer:
                             attention, gradcam, lap)
             if not hip.found:
                 warnings.append(f"{hip.side} hip not analysed: {hip.reason}.")
-            elif _lesion_but_stage_zero(hip):
-                warnings.append(f"{hip.side} hip: the segmentation marks a {hip.volumes_ml['necrosis']:.1f} ml lesion but "
-                                "staging says ARCO 0; no collapse risk was computed. Review the images, or give the "
-                                "grades (--grades) to get one.")
+            elif (zero := _stage_zero_ruled_out(hip)) is not None:
+                warnings.append(f"{hip.side} hip: staging gave stage 0 the highest probability ({zero:.2f}), but the "
+                                f"segmentation marks a {hip.volumes_ml['necrosis']:.1f} ml lesion, so the most probable "
+                                "ONFH stage is shown and used for the risk. Review the images, or give the grades "
+                                "(--grades).")
             hips.append(hip)
         self.reporter.progress("analyze", 0.85, message="writing maps and report")
         maps = {"labels": label}
@@ -225,15 +226,17 @@ class Analyzer:
         x = torch.from_numpy(crop_arrays(image, centre, side, spec, modality)[0])[None, None].to(self.device)
         with torch.no_grad(), _autocast(self.device):
             probs = torch.softmax(model.network(x).float(), 1)[0].cpu().numpy()
-        index = int(probs.argmax())
+        index = decide_stage(probs, hip.volumes_ml["necrosis"])
         system = model.card["system"]
         names = STAGE_NAMES[system]
         by_name = {names[k]: round(float(p), 5) for k, p in enumerate(probs)}
-        hip.stage[system] = StageResult(names[index], index, by_name, model.entry.name)
+        source = model.entry.name if index == int(probs.argmax()) else \
+            f"{model.entry.name}; stage {names[0]} ruled out by the segmented lesion"
+        hip.stage[system] = StageResult(names[index], index, by_name, source)
         for derived in DERIVED_SYSTEMS.get(system, ()):
             dnames = STAGE_NAMES[derived]
             hip.stage[derived] = StageResult(dnames[index], index, {dnames[k]: v for k, v in enumerate(by_name.values())},
-                                             f"{model.entry.name} (same stage number as {system})")
+                                             f"{source} (same stage number as {system})")
         heat = self.gradcam(x, class_idx=index)[0, 0].detach().float().cpu().numpy()
         paste(gradcam, crop_map(heat, io.grid_reference(centre, spec.box_mm, spec.spacing_mm)), side, centre, image)
         return index
@@ -277,7 +280,10 @@ class Analyzer:
                               {k: round(v, 5) for k, v in baseline.collapse_probability(score).items()}, used, source)
 
 
-def _lesion_but_stage_zero(hip: HipResult) -> bool:
-    """Segmentation and staging disagree about whether the hip has ONFH (and no user grades settled it)."""
-    arco = hip.stage.get("arco")
-    return bool(arco and arco.index == 0 and hip.volumes_ml["necrosis"] > 0 and hip.risk is None)
+def _stage_zero_ruled_out(hip: HipResult) -> float | None:
+    """The staging network's probability of stage 0 when the segmented lesion overruled it (`decide_stage`), else None."""
+    for stage in hip.stage.values():
+        probs = list(stage.probabilities.values())
+        if stage.index != int(np.argmax(probs)):
+            return float(probs[0])
+    return None
