@@ -26,7 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/onfh bench
 
-bench-cv: $(STAMP)  # adds the ≈ 13 min survival CV of a seed-000-sized cohort to bench/results.*
+bench-cv: $(STAMP)  # adds the ≈ 11 min survival CV of a seed-000-sized cohort to bench/results.*
 	$(VENV)/bin/onfh bench --cv --only cv
 
 models: $(STAMP)

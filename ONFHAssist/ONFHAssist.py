@@ -91,7 +91,8 @@ def pythonSlicer() -> str:
 
 class ParameterNodeGuiMixin:
     """The Slicer 5 parameter-node pattern both ONFH panels share: bind the widgets on enter, unbind on
-    exit, observe the node, rebind after a scene close. The widget provides `ui`, `initializeParameterNode` and `onParametersChanged`."""
+    exit, observe the node, rebind after a scene close. The widget provides `ui`,
+    `initializeParameterNode` and `onParametersChanged`."""
 
     def enter(self):
         self.initializeParameterNode()

@@ -8,7 +8,7 @@ which the kernel records exactly (no polling), taken through a small launcher (s
 
 Training benches run `onfh train TASK --epochs 1` on a small phantom cohort and read the epoch's own
 time from the progress stream (the whole-process wall also holds caching the crops). The CV of a
-seed-000-sized cohort takes ≈ 13 min on 2 cores, so it is a group of its own (`onfh bench --cv`,
+seed-000-sized cohort takes ≈ 11 min on 2 cores, so it is a group of its own (`onfh bench --cv`,
 `make bench-cv`). With CUDA present, the analyze and training benches run once more on the GPU.
 Results merge by name into results.json, so a partial run (`--only`, `--cv`) keeps the other rows.
 """

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="wall time and peak memory of whole runs (medians)")
     bench.add_argument("--out", type=Path, default=Path("bench"))
     bench.add_argument("--only", nargs="*", help="names (substrings) of benchmarks to run")
-    bench.add_argument("--cv", action="store_true", help="also the ≈ 13 min CV of a seed-000-sized cohort")
+    bench.add_argument("--cv", action="store_true", help="also the ≈ 11 min CV of a seed-000-sized cohort")
     _add_progress(bench)
 
     seg = sub.add_parser("segment", help="find both femoral heads and segment pelvis, femur and necrosis")
