@@ -41,6 +41,7 @@ class ONFHTrainingParameterNode:
     learningRate: Annotated[float, WithinRange(0.0, 1.0)] = 0.0
     batchSize: Annotated[int, WithinRange(0, 512)] = 0
     preset: Annotated[str, Choice(["default", "cpu", "paper"])] = "default"
+    initModel: str = ""  # train segmentation/staging from this installed model (fine-tuning); blank = scratch
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
 
 
@@ -172,12 +173,12 @@ class ONFHTrainingLogic(ScriptedLoadableModuleLogic):
         if not data:
             raise ValueError("Choose a dataset folder first.")
         key = (params.mode, params.task, data, params.epochs, params.folds, params.learningRate, params.batchSize,
-               params.preset)
+               params.preset, params.initModel)
         if key != self.stopped_key:  # a new run: new folder and a new metric plot; a resumed one continues both
             self.out, self.chart = jobs.run_folder(f"{params.mode}-{params.task}"), None
         self.stopped_key, self.current_key, self.verb = None, key, params.mode
         args = jobs.training_args(params.mode, params.task, Path(data), self.out, params.epochs, params.device,
-                                  params.folds, params.learningRate, params.batchSize, params.preset)
+                                  params.folds, params.learningRate, params.batchSize, params.preset, params.initModel)
         self.job = jobs.Job(jobs.onfh_command(args, pythonSlicer()), env=jobs.child_env()).start()
 
     def poll(self):

@@ -107,6 +107,12 @@ def test_training_arguments_are_accepted_by_the_cli(tmp_path, capsys):
     assert args[args.index("--epochs") + 1] == "3" and "--progress" in args
     assert main(args) == 2 and "no such dataset folder" in capsys.readouterr().err
     assert "--epochs" not in training_args("train", "staging", tmp_path, run)
+    tune = training_args("train", "segmentation", tmp_path / "missing-data", run, init=" onfh-segmentation ")
+    assert tune[tune.index("--init") + 1] == "onfh-segmentation" and "--init" not in training_args(
+        "cv", "segmentation", tmp_path, run, init="onfh-segmentation")  # CV folds always start from scratch
+    assert main(tune) == 2 and "no such dataset folder" in capsys.readouterr().err  # --init itself accepted
+    refused = training_args("train", "survival", tmp_path / "missing-data", run, init="onfh-survival")
+    assert main(refused) == 2 and "--init works with" in capsys.readouterr().err
 
 
 def test_a_real_onfh_child_streams_progress_in_order_and_cancel_leaves_no_process(tmp_path):

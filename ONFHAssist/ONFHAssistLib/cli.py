@@ -335,6 +335,8 @@ def cmd_task(args) -> int:
     """`onfh train|evaluate|cv TASK`: hand the shared settings to the task's recipe."""
     if args.epochs is not None and args.epochs < 1:
         raise InputError("--epochs must be at least 1.")
+    if args.init and (args.command != "train" or args.task not in INIT_TASKS):
+        raise InputError(f"--init works with `train {' or train '.join(INIT_TASKS)}` only.")
     if not args.data.is_dir():
         raise InputError(f"{args.data}: no such dataset folder.")
     if args.parallel_folds < 1 or not 0 <= (args.fold or 0) < args.folds:
@@ -350,8 +352,6 @@ def cmd_task(args) -> int:
     module = recipe(args.task)
     if not hasattr(module, args.command):
         raise InputError(f"'{args.command}' is not available for {args.task}.")
-    if args.init and (args.command != "train" or args.task not in INIT_TASKS):
-        raise InputError(f"--init works with `train {' or train '.join(INIT_TASKS)}` only.")
     from .progress import make_reporter
     from .training import distributed
 

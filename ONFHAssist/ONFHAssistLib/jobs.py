@@ -161,9 +161,10 @@ def run_folder(label: str, root: Path | None = None) -> Path:
 
 
 def training_args(verb: str, task: str, data: Path, out: Path, epochs: int = 0, device: str = "auto",
-                  folds: int = 5, lr: float = 0.0, batch_size: int = 0, preset: str = "") -> list[str]:
+                  folds: int = 5, lr: float = 0.0, batch_size: int = 0, preset: str = "", init: str = "") -> list[str]:
     """`onfh train|cv TASK` arguments for a panel run; 0 or blank (epochs, learning rate, batch size,
-    preset) means the recipe's default, so the panel never overrides what it was not asked to."""
+    preset, start-from model) means the recipe's default, so the panel never overrides what it was not
+    asked to. A start-from model is for training only; the child refuses it for tasks that cannot use it."""
     args = [verb, task, "--data", str(data), "--out", str(out), "--device", device, "--progress", "jsonl"]
     if epochs:
         args += ["--epochs", str(epochs)]
@@ -173,6 +174,8 @@ def training_args(verb: str, task: str, data: Path, out: Path, epochs: int = 0, 
         args += ["--batch-size", str(batch_size)]
     if preset.strip() and preset.strip() != "default":
         args += ["--preset", preset.strip()]
+    if init.strip() and verb == "train":
+        args += ["--init", init.strip()]
     if verb == "cv":
         args += ["--folds", str(folds)]
     return args
