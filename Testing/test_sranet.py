@@ -7,9 +7,10 @@ from ONFHAssistLib import io
 from ONFHAssistLib.bone_mask import bone_patches, coarse_bone_mask
 from ONFHAssistLib.crops import CropSpec, crop_arrays
 from ONFHAssistLib.dataset import read_hips
-from ONFHAssistLib.models.sranet import (N_PATCHES, PATCH, SRANet, patch_map_to_volume, sranet_loss,
-                                         structure_loss, to_patches)
+from ONFHAssistLib.models.sranet import (N_PATCHES, PATCH, SRANet, attention_weights, patch_map_to_volume,
+                                         sranet_loss, structure_loss, to_patches)
 from ONFHAssistLib.phantom import write_cohort
+from ONFHAssistLib.training.sranet_recipe import attention_mass_loss, patch_lesion_loss
 
 
 def test_patch_order_is_16i_4j_k_and_round_trips():
@@ -77,3 +78,35 @@ def test_lesion_patches_flag_the_patch_that_holds_necrosis():
     label[5, 5, 5] = 2  # femur is not lesion
     flags = lesion_patches(label)
     assert flags.shape == (64,) and np.flatnonzero(flags).tolist() == [27]
+
+
+def test_attention_mass_loss_is_minus_log_mass_and_pulls_weight_onto_lesion(net):
+    """The bag-phase lesion term: −log(mass on lesion) for positive hips only; one step raises that mass."""
+    lesion = torch.zeros(2, 64, dtype=torch.bool)
+    lesion[:, 20:24] = True
+    weights = torch.full((2, 64), 1 / 64)
+    expected = -np.log(4 / 64 + 1e-6)
+    assert float(attention_mass_loss(weights, lesion, torch.tensor([1.0, 0.0]))) == pytest.approx(expected, rel=1e-6)
+    assert float(attention_mass_loss(weights, lesion, torch.tensor([0.0, 0.0]))) == 0.0
+    torch.manual_seed(1)
+    model = SRANet(hidden=32, attention=16)
+    h = torch.relu(torch.randn(1, 64, 32))  # patch features, fixed: the term trains the attention scorer
+    optimizer = torch.optim.Adam([*model.v.parameters(), *model.u.parameters(), *model.w.parameters()], lr=1e-2)
+    before = float(attention_weights(model.score(h))[0, lesion[0]].sum())
+    for _ in range(20):
+        loss = attention_mass_loss(attention_weights(model.score(h)), lesion[:1], torch.tensor([1.0]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(attention_weights(model.score(h))[0, lesion[0]].sum()) > 2 * before
+
+
+def test_patch_lesion_loss_balances_classes(net):
+    """Lesion patches are rare in a hip: both classes weigh half whatever their counts."""
+    h = torch.randn(1, 64, 32)
+    flags = torch.zeros(1, 64, dtype=torch.bool)
+    flags[0, :4] = True
+    per_patch = (torch.nn.functional.cross_entropy(net.classifier(h[0]), flags[0].long(), reduction="none")
+                 + torch.nn.functional.binary_cross_entropy_with_logits(net.score(h[0]), flags[0].float(), reduction="none"))
+    expected = 0.5 * per_patch[:4].mean() + 0.5 * per_patch[4:].mean()
+    assert float(patch_lesion_loss(net, h, flags)) == pytest.approx(float(expected), rel=1e-5)

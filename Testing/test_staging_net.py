@@ -49,3 +49,16 @@ def test_per_class_table_matches_sklearn():
     assert np.allclose(table.specificity, specificity)
     assert np.allclose(table.auc, [roc_auc_score(y == k, p[:, k]) for k in range(3)])
     assert cm.sum() == 40 and table.n.tolist() == np.bincount(y, minlength=3).tolist()
+
+
+def test_auc_by_modality_matches_sklearn_per_subset():
+    rng = np.random.default_rng(2)
+    modality = np.array(["ct", "mr_t1"] * 20)
+    y = rng.integers(0, 2, 40)
+    score = y + rng.normal(0, 0.8, 40)
+    by = staging_recipe.auc_by_modality(modality, y, score)
+    for m in ("ct", "mr_t1"):
+        keep = modality == m
+        assert by[m] == {"hips": 20, "auc": pytest.approx(roc_auc_score(y[keep], score[keep]))}
+    one_class = staging_recipe.auc_by_modality(np.array(["ct"] * 3), np.array([1, 1, 1]), np.ones(3))
+    assert one_class["ct"]["hips"] == 3 and np.isnan(one_class["ct"]["auc"])

@@ -26,9 +26,14 @@ def bone_patches(mask: np.ndarray, min_fraction: float = 0.01) -> np.ndarray:
     return patch_blocks(mask).mean(1) >= min_fraction
 
 
-def lesion_patches(label: np.ndarray) -> np.ndarray:
-    """(64,) flags in patch order p = 16i + 4j + k: does the patch hold any necrosis (label 3)?"""
-    return patch_blocks(label == 3).any(1)
+def lesion_patches(label: np.ndarray, min_fraction: float = 0.0) -> np.ndarray:
+    """(64,) flags in patch order p = 16i + 4j + k: does more than `min_fraction` of the patch hold necrosis (3)?"""
+    return patch_blocks(label == 3).mean(1) > min_fraction
+
+
+def femur_patches(label: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
+    """(64,) flags: does at least `min_fraction` of the patch belong to the femur (label 2)?"""
+    return patch_blocks(label == 2).mean(1) >= min_fraction
 
 
 def patch_blocks(volume: np.ndarray) -> np.ndarray:

@@ -30,6 +30,12 @@ def patch_map_to_volume(values: torch.Tensor) -> torch.Tensor:
     return grid.repeat_interleave(PATCH, 1).repeat_interleave(PATCH, 2).repeat_interleave(PATCH, 3)
 
 
+def attention_weights(scores: torch.Tensor) -> torch.Tensor:
+    """aᵢ = (gᵢ − min g) / Σ(g − min g), with ε so that equal scores give equal weights, not 0/0."""
+    shifted = scores - scores.min(dim=1, keepdim=True).values
+    return (shifted + EPS / N_PATCHES) / (shifted.sum(dim=1, keepdim=True) + EPS)
+
+
 class PatchEncoder(nn.Module):
     """Conv3d(1,20,5) → ReLU → MaxPool(2) → Conv3d(20,50,5) → ReLU → MaxPool(2) → Linear(6250, 500) → ReLU."""
 
@@ -57,24 +63,35 @@ class SRANet(nn.Module):
         self.classifier = nn.Linear(hidden, classes)
 
     def forward(self, volume: torch.Tensor) -> dict[str, torch.Tensor]:
-        """logits (B, classes), scores g (B, 64), weights a (B, 64), all patches encoded as one batch."""
+        """logits (B, classes), scores g (B, 64), weights a (B, 64), features h (B, 64, hidden); one encoder batch."""
         b = volume.shape[0]
         h = self.encoder(to_patches(volume).reshape(b * N_PATCHES, 1, PATCH, PATCH, PATCH)).reshape(b, N_PATCHES, -1)
-        g = self.w(torch.tanh(self.v(h)) * torch.sigmoid(self.u(h))).squeeze(-1)
-        shifted = g - g.min(dim=1, keepdim=True).values
-        a = (shifted + EPS / N_PATCHES) / (shifted.sum(dim=1, keepdim=True) + EPS)
+        g = self.score(h)
+        a = attention_weights(g)
         bag = (a.unsqueeze(-1) * h).sum(1)
-        return {"logits": self.classifier(bag), "scores": g, "weights": a}
+        return {"logits": self.classifier(bag), "scores": g, "weights": a, "features": h}
+
+    def score(self, h: torch.Tensor) -> torch.Tensor:
+        """Gated attention score g = wᵀ(tanh(V h) ⊙ sigmoid(U h)), one per patch feature."""
+        return self.w(torch.tanh(self.v(h)) * torch.sigmoid(self.u(h))).squeeze(-1)
 
 
-def structure_loss(scores: torch.Tensor, bone_patches: torch.Tensor) -> torch.Tensor:
-    """Per-patch BCE between σ(g) and whether the patch overlaps bone: attention should sit on structure."""
-    return nn.functional.binary_cross_entropy_with_logits(scores, bone_patches.float())
+def structure_loss(scores: torch.Tensor, bone_patches: torch.Tensor, hips: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-patch BCE between σ(g) and whether the patch overlaps bone: attention should sit on structure.
+
+    `hips` (B,) marks the hips the term applies to (CT: a threshold finds bone there, not on MR-T1,
+    where fat is as bright); the term is averaged over those.
+    """
+    per_hip = nn.functional.binary_cross_entropy_with_logits(scores, bone_patches.float(), reduction="none").mean(1)
+    if hips is None:
+        return per_hip.mean()
+    return (per_hip * hips).sum() / hips.sum().clamp(min=1)
 
 
-def sranet_loss(out: dict, target: torch.Tensor, bone_patches: torch.Tensor | None, alpha: float = 0.7) -> torch.Tensor:
+def sranet_loss(out: dict, target: torch.Tensor, bone_patches: torch.Tensor | None, alpha: float = 0.7,
+                hips: torch.Tensor | None = None) -> torch.Tensor:
     """α·CE + (1 − α)·structure; the structure term needs the training-time bone mask (CT)."""
     ce = nn.functional.cross_entropy(out["logits"], target)
     if bone_patches is None:
         return ce
-    return alpha * ce + (1.0 - alpha) * structure_loss(out["scores"], bone_patches)
+    return alpha * ce + (1.0 - alpha) * structure_loss(out["scores"], bone_patches, hips)

@@ -46,7 +46,15 @@ def build(data_dir: str | Path, spec: CropSpec, cache_dir: str | Path, reporter=
             reporter.progress("crops", (n + 1) / len(scans), message=scan)
     for _, r in table.iterrows():
         paths.append(str(cache_dir / f"{r.scan_id}_{r.side}.npz"))
-    return table.assign(crop=paths)
+    given = table["modality"].fillna("") if "modality" in table else pd.Series("", index=table.index)
+    used = [m or _cached_modality(p) for m, p in zip(given, paths)]
+    return table.assign(crop=paths, modality=used)
+
+
+def _cached_modality(path: str) -> str:
+    """The modality a crop was normalised for (guessed from the image when hips.csv did not say)."""
+    with np.load(path, allow_pickle=False) as data:
+        return str(data["modality"]) if "modality" in data else ""
 
 
 def _crop_scan(data_dir: Path, scan: str, rows: list, spec: CropSpec, cache_dir: Path) -> None:
@@ -60,7 +68,9 @@ def _crop_scan(data_dir: Path, scan: str, rows: list, spec: CropSpec, cache_dir:
     for row in rows:
         centre = [float(row[c]) for c in CENTRE_COLUMNS]
         img, lab = crop_arrays(image, centre, row.side, spec, modality, label)
-        arrays = {"image": img} if lab is None else {"image": img, "label": lab.astype(np.uint8)}
+        arrays = {"image": img, "modality": np.array(modality)}
+        if lab is not None:
+            arrays["label"] = lab.astype(np.uint8)
         with atomic_path(cache_dir / f"{scan}_{row.side}.npz") as tmp:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)
