@@ -126,7 +126,7 @@ def test_analyze_output_of_the_demo_loads_into_the_scene(demo_analysis, tmp_path
     assert [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())] == [
         "Pelvis", "Femur", "Necrosis"]
     assert len(nodes["rois"]) == 2 and nodes["table"].GetTable().GetNumberOfRows() == 2
-    assert [m.GetName() for m in nodes["maps"]] == ["ONFH input Grad-CAM"]  # no SRANet ships yet
+    assert [m.GetName() for m in nodes["maps"]] == ["ONFH input SRANet attention", "ONFH input Grad-CAM"]
     assert nodes["chart"].GetNumberOfPlotSeriesNodes() == 1  # only the hip with ONFH has a risk curve
     source = io.read_image(demo_case.image_path())
     for node in (nodes["input"], *nodes["maps"]):  # every volume on the scan's own grid

@@ -62,3 +62,12 @@ def test_auc_by_modality_matches_sklearn_per_subset():
         assert by[m] == {"hips": 20, "auc": pytest.approx(roc_auc_score(y[keep], score[keep]))}
     one_class = staging_recipe.auc_by_modality(np.array(["ct"] * 3), np.array([1, 1, 1]), np.ones(3))
     assert one_class["ct"]["hips"] == 3 and np.isnan(one_class["ct"]["auc"])
+
+
+def test_padding_mode_reaches_every_3x3_conv_and_old_cards_keep_zeros():
+    """Replicate padding (shipped since 1.2.0) applies to the stem and every dense layer; a card without it
+    builds the zero-padded network its weights were trained with."""
+    def modes(net):
+        return {m.padding_mode for m in net.modules() if isinstance(m, torch.nn.Conv3d) and m.kernel_size == (3, 3, 3)}
+    assert modes(MulPoolDenseNet(3, growth=4, blocks=(2, 2), init_features=8, padding="replicate")) == {"replicate"}
+    assert modes(MulPoolDenseNet(3, growth=4, blocks=(2, 2), init_features=8)) == {"zeros"}

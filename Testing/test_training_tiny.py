@@ -53,7 +53,7 @@ def test_localizer_loss_falls(cohort, tmp_path):
     assert history[-1]["train_loss"] < 0.7 * history[0]["train_loss"]
 
 
-@pytest.mark.parametrize("task, options", [("staging", dict(system="binary", epochs=6, lr=3e-3)),
+@pytest.mark.parametrize("task, options", [("staging", dict(system="binary", epochs=10, lr=1e-3)),
                                            ("sranet", dict(epochs=6, lr=5e-4, alpha=1.0))])
 def test_staging_and_sranet_training_loss_falls(cohort, tmp_path, task, options):
     settings = TrainSettings(task=task, data=cohort, out=tmp_path, device="cpu", batch_size=2, **options)

@@ -63,13 +63,13 @@ class SRANet(nn.Module):
         self.classifier = nn.Linear(hidden, classes)
 
     def forward(self, volume: torch.Tensor) -> dict[str, torch.Tensor]:
-        """logits (B, classes), scores g (B, 64), weights a (B, 64), features h (B, 64, hidden); one encoder batch."""
+        """logits (B, classes), scores g (B, 64), weights a (B, 64), all patches encoded as one batch."""
         b = volume.shape[0]
         h = self.encoder(to_patches(volume).reshape(b * N_PATCHES, 1, PATCH, PATCH, PATCH)).reshape(b, N_PATCHES, -1)
         g = self.score(h)
         a = attention_weights(g)
         bag = (a.unsqueeze(-1) * h).sum(1)
-        return {"logits": self.classifier(bag), "scores": g, "weights": a, "features": h}
+        return {"logits": self.classifier(bag), "scores": g, "weights": a}
 
     def score(self, h: torch.Tensor) -> torch.Tensor:
         """Gated attention score g = wᵀ(tanh(V h) ⊙ sigmoid(U h)), one per patch feature."""

@@ -13,12 +13,12 @@ POOL_KERNELS = (2, 4, 6)
 
 
 class DenseLayer(nn.Module):
-    def __init__(self, channels: int, growth: int, bottleneck: int = 4):
+    def __init__(self, channels: int, growth: int, bottleneck: int = 4, padding: str = "zeros"):
         super().__init__()
         self.block = nn.Sequential(
             nn.BatchNorm3d(channels), nn.ReLU(inplace=True), nn.Conv3d(channels, bottleneck * growth, 1, bias=False),
             nn.BatchNorm3d(bottleneck * growth), nn.ReLU(inplace=True),
-            nn.Conv3d(bottleneck * growth, growth, 3, padding=1, bias=False))
+            nn.Conv3d(bottleneck * growth, growth, 3, padding=1, bias=False, padding_mode=padding))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x, self.block(x)], 1)
@@ -42,13 +42,15 @@ class MulPoolFusion(nn.Module):
 
 
 class MulPoolDenseNet(nn.Module):
-    def __init__(self, classes: int, growth: int = 12, blocks=(4, 4, 4), init_features: int = 24):
+    def __init__(self, classes: int, growth: int = 12, blocks=(4, 4, 4), init_features: int = 24, padding: str = "zeros"):
+        """`padding="replicate"` keeps zero borders from lighting up the last features (and Grad-CAM) at the crop's edge."""
         super().__init__()
-        layers: list[nn.Module] = [nn.Conv3d(1, init_features, 3, stride=2, padding=1, bias=False)]  # stem halves the grid
+        layers: list[nn.Module] = [nn.Conv3d(1, init_features, 3, stride=2, padding=1, bias=False,
+                                             padding_mode=padding)]  # stem halves the grid
         channels = init_features
         for b, n in enumerate(blocks):
             for _ in range(n):
-                layers.append(DenseLayer(channels, growth))
+                layers.append(DenseLayer(channels, growth, padding=padding))
                 channels += growth
             if b < len(blocks) - 1:
                 layers.append(MulPoolFusion(channels, channels // 2))

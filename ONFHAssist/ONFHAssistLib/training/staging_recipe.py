@@ -33,7 +33,7 @@ INFER_SPEC = CropSpec(box_mm=64.0, spacing_mm=1.0)
 INPUT = INFER_SPEC.size  # 64³
 TRAIN_SPEC = CropSpec(box_mm=INFER_SPEC.box_mm + 24.0, spacing_mm=INFER_SPEC.spacing_mm)
 EPOCHS, BATCH = 30, 8
-ARCHITECTURE = dict(growth=12, blocks=(4, 4, 4), init_features=24)
+ARCHITECTURE = dict(growth=12, blocks=(4, 4, 4), init_features=24, padding="replicate")
 
 
 def target(table: pd.DataFrame, system: str) -> np.ndarray:
