@@ -2,8 +2,8 @@
 
 Crops come from the dataset's head centres (truth for phantoms, pipeline centres for added cases), cached
 24 mm larger than the 64 mm input so that random 64³ crops add the localiser's jitter. The input box is
-tight around the head (1 mm voxels, the head ≈ 50 mm across): with a 96 mm box at 1.5 mm the network
-drew its evidence from the box's soft-tissue corners and Grad-CAM peaked outside the head.
+tight around the head (1 mm voxels, the head ≈ 50 mm across): finer voxels for the thin stage-I band
+and little tissue beyond the joint (the earlier 96 mm box at 1.5 mm separated necrosis less well).
 """
 from __future__ import annotations
 
