@@ -88,7 +88,7 @@ def structure_loss(scores: torch.Tensor, bone_patches: torch.Tensor, hips: torch
     return (per_hip * hips).sum() / hips.sum().clamp(min=1)
 
 
-def sranet_loss(out: dict, target: torch.Tensor, bone_patches: torch.Tensor | None, alpha: float = 0.7,
+def sranet_loss(out: dict, target: torch.Tensor, bone_patches: torch.Tensor | None, alpha: float = 0.9,
                 hips: torch.Tensor | None = None) -> torch.Tensor:
     """α·CE + (1 − α)·structure; the structure term needs the training-time bone mask (CT)."""
     ce = nn.functional.cross_entropy(out["logits"], target)

@@ -43,7 +43,7 @@ class MulPoolFusion(nn.Module):
 
 class MulPoolDenseNet(nn.Module):
     def __init__(self, classes: int, growth: int = 12, blocks=(4, 4, 4), init_features: int = 24, padding: str = "zeros"):
-        """`padding="replicate"` keeps zero borders from lighting up the last features (and Grad-CAM) at the crop's edge."""
+        """`padding="replicate"` (staging 1.2.0) continues the tissue at the crop's edge instead of a wall of zeros."""
         super().__init__()
         layers: list[nn.Module] = [nn.Conv3d(1, init_features, 3, stride=2, padding=1, bias=False,
                                              padding_mode=padding)]  # stem halves the grid

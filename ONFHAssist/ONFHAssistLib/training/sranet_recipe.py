@@ -2,7 +2,8 @@
 
 Crops are cached 12 mm larger than the 96 mm input so random 128³ windows add the localiser's jitter.
 The coarse bone mask behind the structure term is computed once per cached CT crop (training only; on
-MR-T1 a threshold finds fat, not bone, so MR hips skip the term) and cut with the same window as the image. `--alpha 1` trains the ablation without the regulariser.
+MR-T1 a threshold finds fat, not bone, so MR hips skip the term) and cut with the same window as the
+image. `--alpha 1` trains the ablation without the regulariser.
 
 Departure from seed 001, for CPU budgets (end-to-end MIL from scratch stayed at validation AUC ≈ 0.5
 after 1000 hips seen): every dataset here carries lesion labels, and the recipe uses them twice.
