@@ -80,3 +80,20 @@ def test_init_starts_training_from_a_given_model(cohort, tmp_path, capsys):
     assert "--init onfh-staging" in capsys.readouterr().err
     assert main(["train", "survival", "--data", str(cohort), "--init", entry.name]) == 2
     assert "--init works with" in capsys.readouterr().err
+
+
+def test_staging_evaluation_crops_as_the_model_was_trained(cohort, tmp_path):
+    """A model card from before 1.2.0 (96 mm box at 1.5 mm) is evaluated on its own crop, not the recipe's."""
+    from ONFHAssistLib import modelstore
+    from ONFHAssistLib.crops import CropSpec
+    from ONFHAssistLib.models.staging import MulPoolDenseNet
+
+    old_crop = CropSpec(96.0, 1.5).to_json()
+    card = {"name": "staging-old-crop", "task": "staging", "version": "0.0.1", "system": "binary", "classes": 2,
+            "architecture": dict(growth=4, blocks=[2, 2], init_features=8), "input": 64, "crop": old_crop}
+    folder = modelstore.save_model(tmp_path / "model", MulPoolDenseNet(2, growth=4, blocks=(2, 2), init_features=8),
+                                   card).folder
+    settings = TrainSettings(task="staging", data=cohort, out=tmp_path / "eval", device="cpu", model=str(folder))
+    recipe("staging").evaluate(settings, reporter=None)
+    assert json.loads((tmp_path / "eval" / "cache" / "spec.json").read_text(encoding="utf-8")) == old_crop
+    assert json.loads((tmp_path / "eval" / "summary.json").read_text(encoding="utf-8"))["hips"] == 6

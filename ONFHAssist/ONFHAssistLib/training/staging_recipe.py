@@ -151,7 +151,8 @@ def evaluate(settings, reporter):
     model, entry = load("staging", settings.model, device)
     system = entry.card["system"]
     out = Path(settings.out)
-    table = crop_cache.build(settings.data, TRAIN_SPEC, out / "cache", reporter)
+    # the model's own crop (cards before 1.2.0 used 96 mm at 1.5 mm), cut at its input size
+    table = crop_cache.build(settings.data, CropSpec(**entry.card["crop"]), out / "cache", reporter)
     classes = target(table, system)
     images, y = _load(table, classes)
     modality = table.modality.to_numpy()[classes >= 0]
