@@ -120,7 +120,6 @@ def test_sranet_tells_the_lesion_hip_from_the_healthy_one(demo):
     assert ill["attention_on_lesion"] > 0.5
 
 
-@pytest.mark.xfail(strict=True, reason="issue 4, open: Grad-CAM of staging 1.2.0 peaks at the crop's edge (README: Staging)")
 def test_gradcam_peaks_inside_the_head_of_the_lesion_hip(demo):
     """Grad-CAM of the predicted stage looks at the femoral head (the phantom's truth), not the crop's corners."""
     analysis, out = demo

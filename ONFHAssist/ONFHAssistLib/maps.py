@@ -3,9 +3,27 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
+import torch
+from monai.visualize import GradCAM
 
 from .crops import uncrop
 from .segment import covering_region
+
+
+def gradcam_for(network: torch.nn.Module) -> GradCAM:
+    """MONAI Grad-CAM on the network's `cam_layer`, each map scaled so that the strongest evidence reads 1.
+
+    MONAI's default post-processing maps (min, max) to (1, 0): the map would show where the class has
+    the least evidence.
+    """
+    return GradCAM(nn_module=network, target_layers=network.cam_layer, postprocessing=unit_range)
+
+
+def unit_range(maps: torch.Tensor) -> torch.Tensor:
+    """Each map of a batch scaled linearly to 0 (its minimum) … 1 (its maximum); a flat map becomes 0."""
+    flat = maps.flatten(1)
+    low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    return ((flat - low) / (high - low).clamp(min=torch.finfo(flat.dtype).tiny)).view_as(maps)
 
 
 def crop_map(values: np.ndarray, crop_geometry: sitk.Image) -> sitk.Image:

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 import torch
-from monai.visualize import GradCAM
 
 from . import grades as user_grades
 from . import io, modelstore
@@ -32,7 +31,7 @@ from .devices import describe_device, resolve_device
 from .errors import InputError
 from .grading import decide_stage, grade_codes, lateral_reach_deg, predicted_grades
 from .hipfinder import SIDES, HipFinding, find_and_segment
-from .maps import crop_map, on_grid, paste
+from .maps import crop_map, gradcam_for, on_grid, paste
 from .models.sranet import patch_map_to_volume
 from .networks import build
 from .progress import Reporter
@@ -94,7 +93,7 @@ class Analyzer:
         self.model_warnings: list[str] = []
         self.models = load_models(model_names or {}, self.device, self.model_warnings)
         staging = self.models.get("staging")  # hooks are registered once, not per hip
-        self.gradcam = GradCAM(nn_module=staging.network, target_layers=staging.network.cam_layer) if staging else None
+        self.gradcam = gradcam_for(staging.network) if staging else None
 
     def analyze(self, image_path: str | Path, out_dir: str | Path, modality: str = "auto",
                 grades: dict | None = None) -> dict:

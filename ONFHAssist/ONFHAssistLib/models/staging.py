@@ -61,4 +61,12 @@ class MulPoolDenseNet(nn.Module):
         self.cam_layer = f"features.{len(layers) - 1}"  # the last activation: where Grad-CAM looks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x).mean(dim=(2, 3, 4)))
+        return self.logits_and_activation(x)[0]
+
+    def logits_and_activation(self, x: torch.Tensor, classes: torch.Tensor | None = None):
+        """Logits, and with `classes` each sample's class-activation map on the last grid (Grad-CAM up to scale)."""
+        features = self.features(x)
+        logits = self.classifier(features.mean(dim=(2, 3, 4)))
+        if classes is None:
+            return logits, None
+        return logits, torch.einsum("bcxyz,bc->bxyz", features, self.classifier.weight[classes])

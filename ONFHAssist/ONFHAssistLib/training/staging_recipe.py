@@ -25,6 +25,7 @@ from ..figures import confusion_png, roc_png
 from ..models.staging import SYSTEMS, MulPoolDenseNet
 from ..networks import initialise_from, load
 from . import crop_cache
+from .cam_guidance import evidence_cells, evidence_region, localisation_loss
 from .crop_cache import centre_crop
 from .engine import Trainer
 from .scans import list_scans, split_scans
@@ -34,6 +35,7 @@ INPUT = INFER_SPEC.size  # 64³
 TRAIN_SPEC = CropSpec(box_mm=INFER_SPEC.box_mm + 24.0, spacing_mm=INFER_SPEC.spacing_mm)
 EPOCHS, BATCH = 30, 8
 ARCHITECTURE = dict(growth=12, blocks=(4, 4, 4), init_features=24, padding="replicate")
+LOCALISATION_WEIGHT = 0.2  # keeps the class evidence on the lesion / head (cam_guidance)
 
 
 def target(table: pd.DataFrame, system: str) -> np.ndarray:
@@ -47,9 +49,10 @@ def target(table: pd.DataFrame, system: str) -> np.ndarray:
 
 
 def _load(table, classes):
+    """Images, classes and label crops (None where the dataset has no labels) of the hips a system grades."""
     keep = classes >= 0
-    images = np.stack([crop_cache.load(p)[0] for p in table.crop[keep]])
-    return images, classes[keep]
+    crops = [crop_cache.load(p) for p in table.crop[keep]]
+    return np.stack([image for image, _ in crops]), classes[keep], [label for _, label in crops]
 
 
 def probabilities(model, images: np.ndarray, device, batch: int = 8) -> np.ndarray:
@@ -104,8 +107,10 @@ def train(settings, reporter):
     classes = target(table, system)
     train_scans, val_scans = split_scans(list_scans(settings.data), Path(settings.data), settings.seed)
     in_val = table.scan_id.isin({s.scan_id for s in val_scans}).to_numpy()
-    x_train, y_train = _load(table[~in_val], classes[~in_val])
-    x_val, y_val = _load(table[in_val], classes[in_val])
+    x_train, y_train, labels = _load(table[~in_val], classes[~in_val])
+    x_val, y_val, _ = _load(table[in_val], classes[in_val])
+    regions = [np.ones(x.shape, bool) if region is None else region  # no label: nothing to localise
+               for x, region in zip(x_train, (evidence_region(lab, TRAIN_SPEC.spacing_mm) for lab in labels))]
     n_classes = SYSTEMS[system]
     counts = np.bincount(y_train, minlength=n_classes).astype(float)
     weights = torch.tensor(counts.sum() / np.maximum(counts, 1) / n_classes, dtype=torch.float32, device=device)
@@ -122,13 +127,18 @@ def train(settings, reporter):
         order = rng.permutation(len(y_train))
         for s in range(0, len(order), batch_size):
             index = order[s:s + batch_size]
-            crops = [centre_crop(x_train[i], INPUT, offset=rng.integers(-jitter, jitter + 1, 3)) for i in index]
-            crops = [c * rng.uniform(0.85, 1.15) + rng.uniform(-0.1, 0.1) for c in crops]
+            offsets = [rng.integers(-jitter, jitter + 1, 3) for _ in index]
+            crops = [centre_crop(x_train[i], INPUT, offset=o) * rng.uniform(0.85, 1.15) + rng.uniform(-0.1, 0.1)
+                     for i, o in zip(index, offsets)]
+            where = [centre_crop(regions[i], INPUT, offset=o) for i, o in zip(index, offsets)]
             yield (torch.from_numpy(np.stack(crops).astype(np.float32))[:, None].to(device),
-                   torch.from_numpy(y_train[index])[:, None].to(device))
+                   torch.from_numpy(y_train[index])[:, None].to(device), torch.from_numpy(np.stack(where)).to(device))
 
     def batch_loss(net, batch):
-        return loss_fn(net(batch[0]), batch[1])
+        x, y, where = batch
+        logits, activation = net.logits_and_activation(x, y[:, 0])
+        cells = evidence_cells(where, tuple(activation.shape[1:]))
+        return loss_fn(logits, y) + LOCALISATION_WEIGHT * localisation_loss(activation, cells)
 
     def validate(net):
         return {"val_macro_auc": macro_auc(y_val, probabilities(net, x_val, device))}
@@ -138,7 +148,7 @@ def train(settings, reporter):
     fit = trainer.fit(settings.epochs or EPOCHS, batches, resume=settings.resume)
     card = {"name": f"onfh-staging-{system}", "task": "staging", "version": "1.0.0", "system": system,
             "classes": n_classes, "architecture": ARCHITECTURE, "input": INPUT,
-            "crop": INFER_SPEC.to_json(), "seed": settings.seed,
+            "crop": INFER_SPEC.to_json(), "seed": settings.seed, "localisation_weight": LOCALISATION_WEIGHT,
             "trained_on": {"data": str(settings.data), "train_hips": int(len(y_train)), "val_hips": int(len(y_val))},
             "best_epoch": fit.best_epoch, "history": fit.history, "initialised_from": initialised}
     entry = modelstore.save_model(out / "model", model, card)
@@ -154,7 +164,7 @@ def evaluate(settings, reporter):
     # the model's own crop (cards before 1.2.0 used 96 mm at 1.5 mm), cut at its input size
     table = crop_cache.build(settings.data, CropSpec(**entry.card["crop"]), out / "cache", reporter)
     classes = target(table, system)
-    images, y = _load(table, classes)
+    images, y, _ = _load(table, classes)
     modality = table.modality.to_numpy()[classes >= 0]
     p = probabilities(model, images, device)
     pred = p.argmax(1)

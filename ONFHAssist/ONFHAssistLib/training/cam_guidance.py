@@ -1,0 +1,42 @@
+"""Teach the staging network to keep its class evidence where a radiologist looks (staging 1.3.0 on).
+
+With global average pooling, Grad-CAM of the last block is the class-activation map (features × the
+class's weights) up to a scale. Trained on labels alone, that map held the evidence in the head on
+average, but single cells at the crop's edge held its maximum, so the map a user sees peaked outside the
+bone. The localisation term pulls the map's softmax mass onto the cells where the hip's evidence lies:
+the lesion, or, for a hip without one, the femoral head. Softmax is shift-invariant, so the term shapes
+where the evidence sits without moving the logits the classification loss trains.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+FEMUR, NECROSIS = 2, 3
+HEAD_RADIUS_MM = 25.0  # a typical adult femoral head; the evidence region of a hip without a lesion
+
+
+def evidence_region(label: np.ndarray | None, spacing_mm: float) -> np.ndarray | None:
+    """Voxels of a head-centred label crop that hold the hip's stage evidence (None without a label)."""
+    if label is None:
+        return None
+    if (label == NECROSIS).any():
+        return label == NECROSIS
+    grid = np.indices(label.shape).reshape(3, -1).T
+    distance = np.linalg.norm(grid - (np.array(label.shape) - 1) / 2, axis=1).reshape(label.shape) * spacing_mm
+    return (label == FEMUR) & (distance <= HEAD_RADIUS_MM)
+
+
+def evidence_cells(regions: torch.Tensor, cells: tuple[int, int, int]) -> torch.Tensor:
+    """(B, *cells) booleans: which cells of the network's last grid touch each hip's evidence region."""
+    return F.adaptive_max_pool3d(regions[:, None].float(), cells)[:, 0] > 0
+
+
+def localisation_loss(activation: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """−log of the activation's softmax mass inside the evidence cells, averaged over hips that have any."""
+    has = cells.flatten(1).any(1)
+    if not has.any():
+        return activation.sum() * 0.0
+    flat, inside = activation.flatten(1)[has], cells.flatten(1)[has]
+    return (torch.logsumexp(flat, 1) - torch.logsumexp(flat.masked_fill(~inside, float("-inf")), 1)).mean()
