@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=int)
         p.add_argument("--lr", type=float)
         p.add_argument("--alpha", type=float, help="SRANet: weight of the classification loss (1 = no structure term)")
+        p.add_argument("--guidance", type=float,
+                       help="SRANet: weight of the attention-mass-on-lesion term (default 0.5; 0 = seed 001's loss)")
         p.add_argument("--folds", type=int, default=5)
         p.add_argument("--model", help="model folder, name or name@version (evaluate)")
         p.add_argument("--init", metavar="MODEL", help="train segmentation|staging starting from this model's weights")
@@ -346,7 +348,8 @@ def cmd_task(args) -> int:
     resolve_device(args.device)
     settings = TrainSettings(task=args.task, data=args.data, out=args.out or Path("out") / args.command / args.task,
                              epochs=args.epochs, device=args.device, seed=args.seed, system=args.system,
-                             preset=args.preset, batch_size=args.batch_size, lr=args.lr, alpha=args.alpha, folds=args.folds,
+                             preset=args.preset, batch_size=args.batch_size, lr=args.lr, alpha=args.alpha,
+                             guidance=args.guidance, folds=args.folds,
                              model=args.model, init=args.init, models=args.models, resume=args.resume,
                              parallel_folds=args.parallel_folds, fold=args.fold)
     module = recipe(args.task)

@@ -36,6 +36,7 @@ class TrainSettings:
     batch_size: int | None = None
     lr: float | None = None
     alpha: float | None = None  # SRANet: CE weight; 1 drops the structure regulariser
+    guidance: float | None = None  # SRANet: weight of the attention-mass term on lesion patches; 0 drops it
     folds: int = 5
     model: str | None = None
     init: str | None = None  # train: start from this model's weights (segmentation, staging)

@@ -23,7 +23,7 @@ def child_args(settings, fold: int) -> list[str]:
     args = ["cv", settings.task, "--fold", str(fold), "--progress", "jsonl"]
     flags = {"data": "--data", "out": "--out", "epochs": "--epochs", "device": "--device", "seed": "--seed",
              "system": "--system", "preset": "--preset", "batch_size": "--batch-size", "lr": "--lr",
-             "alpha": "--alpha", "folds": "--folds", "model": "--model", "models": "--models"}
+             "alpha": "--alpha", "guidance": "--guidance", "folds": "--folds", "model": "--model", "models": "--models"}
     for field in fields(settings):
         value = getattr(settings, field.name)
         if field.name in flags and value is not None:

@@ -15,7 +15,7 @@ TRAIN_SEED, TRAIN_PATIENTS = 101, 60
 ORDER = ("localizer", "segmentation", "staging", "sranet", "survival")
 # Per-task choices for the shipped models: ARCO staging (in the phantom ARCO = Ficat = JIC stage, so one
 # network grades all three), and epoch counts that fit a CPU build.
-OPTIONS = {"staging": dict(system="arco", epochs=35, lr=5e-4), "sranet": dict(epochs=8, lr=2e-4),
+OPTIONS = {"staging": dict(system="arco", epochs=35, lr=5e-4), "sranet": dict(epochs=16, lr=2e-4),
            "survival": dict(preset="cpu")}
 
 

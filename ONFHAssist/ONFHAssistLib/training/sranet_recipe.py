@@ -3,7 +3,7 @@
 Crops are cached 12 mm larger than the 96 mm input so random 128³ windows add the localiser's jitter.
 The coarse bone mask behind the structure term is computed once per cached CT crop (training only; on
 MR-T1 a threshold finds fat, not bone, so MR hips skip the term) and cut with the same window as the
-image. `--alpha 1` trains the ablation without the regulariser.
+image. `--alpha 1` trains the ablation without the regulariser; `--guidance 0` drops the lesion term of 2.
 
 Departure from seed 001, for CPU budgets (end-to-end MIL from scratch stayed at validation AUC ≈ 0.5
 after 1000 hips seen): every dataset here carries lesion labels, and the recipe uses them twice.
@@ -130,6 +130,7 @@ def train(settings, reporter):
     device = resolve_device(settings.device)
     seed_everything(settings.seed)
     alpha = ALPHA if settings.alpha is None else float(settings.alpha)
+    guidance = MASS_WEIGHT if settings.guidance is None else float(settings.guidance)
     out = Path(settings.out)
     table = crop_cache.build(settings.data, TRAIN_SPEC, out / "cache", reporter)
     y_all = target(table, "binary")
@@ -165,7 +166,7 @@ def train(settings, reporter):
     def batch_loss(net, batch):
         out = net(batch[0])
         return (sranet_loss(out, batch[1], batch[2], alpha=alpha, hips=batch[4])
-                + MASS_WEIGHT * attention_mass_loss(out["weights"], batch[3], (batch[1] == 1).float()))
+                + guidance * attention_mass_loss(out["weights"], batch[3], (batch[1] == 1).float()))
 
     def validate(net):
         p, w = predict(net, x_val, device)
@@ -178,7 +179,7 @@ def train(settings, reporter):
                       checkpoint_dir=out / "checkpoints", patience=6, reporter=reporter, stage="train sranet")
     fit = trainer.fit(settings.epochs or EPOCHS, batches, resume=settings.resume)
     card = {"name": "onfh-sranet" if alpha < 1 else "onfh-sranet-nostructure", "task": "sranet", "version": "1.0.0",
-            "classes": 2, "architecture": ARCHITECTURE, "alpha": alpha, "input": CROP, "crop": INFER_SPEC.to_json(),
+            "classes": 2, "architecture": ARCHITECTURE, "alpha": alpha, "guidance": guidance, "input": CROP, "crop": INFER_SPEC.to_json(),
             "seed": settings.seed, "best_epoch": fit.best_epoch, "history": fit.history,
             "trained_on": {"data": str(settings.data), "train_hips": int(len(y_train)), "val_hips": int(len(y_val))}}
     entry = modelstore.save_model(out / "model", model, card)
