@@ -97,3 +97,15 @@ def test_staging_evaluation_crops_as_the_model_was_trained(cohort, tmp_path):
     recipe("staging").evaluate(settings, reporter=None)
     assert json.loads((tmp_path / "eval" / "cache" / "spec.json").read_text(encoding="utf-8")) == old_crop
     assert json.loads((tmp_path / "eval" / "summary.json").read_text(encoding="utf-8"))["hips"] == 6
+
+
+def test_sranet_evaluation_reports_attention_per_modality(cohort, tmp_path):
+    """On a one-modality cohort the per-modality entry is the whole cohort's numbers."""
+    settings = TrainSettings(task="sranet", data=cohort, out=tmp_path, device="cpu")
+    recipe("sranet").evaluate(settings, reporter=None)
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert list(summary["by_modality"]) == ["mr_t1"]
+    mr = summary["by_modality"]["mr_t1"]
+    assert mr["hips"] == summary["hips"] == 6
+    assert mr["attention_on_lesion"] == pytest.approx(summary["attention_on_lesion"])
+    assert mr["auc"] == pytest.approx(summary["auc"]) or np.isnan(summary["auc"])
