@@ -1,11 +1,11 @@
 """Teach the staging network to keep its class evidence where a radiologist looks (staging 1.3.0 on).
 
 With global average pooling, Grad-CAM of the last block is the class-activation map (features × the
-class's weights) up to a scale. Trained on labels alone, that map held the evidence in the head on
-average, but single cells at the crop's edge held its maximum, so the map a user sees peaked outside the
-bone. The localisation term pulls the map's softmax mass onto the cells where the hip's evidence lies:
-the lesion, or, for a hip without one, the femoral head. Softmax is shift-invariant, so the term shapes
-where the evidence sits without moving the logits the classification loss trains.
+class's weights) up to a scale. Trained on labels alone, the map's peak fell inside the head on 18 of
+41 held-out lesion hips (and on the lesion on 6). The localisation term pulls the map's softmax mass onto
+the cells where the hip's evidence lies: the lesion, or, for a hip without one, the femoral head.
+Softmax is shift-invariant, so the term shapes where the evidence sits without moving the logits the
+classification loss trains. With it the peak lies in the head on 41 of 41 (README: Staging and SRANet).
 """
 from __future__ import annotations
 

@@ -200,9 +200,9 @@ def evaluate(settings, reporter):
     share = attention_on_lesion(w[positive], labels[positive])
     modality = table.modality.to_numpy()
     by_modality = auc_by_modality(modality, y, p)
-    for m, entry_m in by_modality.items():  # the structure term acts on CT hips only: compare per modality
+    for m, stats in by_modality.items():  # the structure term acts on CT hips only: compare per modality
         here = modality[positive] == m
-        entry_m["attention_on_lesion"] = float(share[here].mean()) if here.any() else float("nan")
+        stats["attention_on_lesion"] = float(share[here].mean()) if here.any() else float("nan")
     summary = {"hips": int(len(y)), "auc": float(roc_auc_score(y, p)), "accuracy": float((probs.argmax(1) == y).mean()),
                "sensitivity": float(per_class.sensitivity[1]), "specificity": float(per_class.specificity[1]),
                "f1": float(per_class.f1[1]), "attention_on_lesion": float(share.mean()), "by_modality": by_modality,

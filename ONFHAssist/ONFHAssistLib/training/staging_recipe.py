@@ -4,6 +4,8 @@ Crops come from the dataset's head centres (truth for phantoms, pipeline centres
 24 mm larger than the 64 mm input so that random 64³ crops add the localiser's jitter. The input box is
 tight around the head (1 mm voxels, the head ≈ 50 mm across): finer voxels for the thin stage-I band
 and little tissue beyond the joint (the earlier 96 mm box at 1.5 mm separated necrosis less well).
+Next to the focal loss, a localisation term keeps the class evidence (what Grad-CAM shows) on the
+lesion or head (`cam_guidance`).
 """
 from __future__ import annotations
 
