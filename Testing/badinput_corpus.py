@@ -169,6 +169,8 @@ def build(root: Path) -> list[Case]:
         "cli: missing required option": ["phantom"],
         "cli: bad device": ["train", "segmentation", "--data", str(tab_dir), "--device", "gpu9"],
         "cli: zero epochs": ["train", "segmentation", "--data", str(tab_dir), "--epochs", "0"],
+        "cli: SRANet alpha above 1": ["train", "sranet", "--data", str(tab_dir), "--alpha", "1.5"],
+        "cli: negative SRANet guidance": ["train", "sranet", "--data", str(tab_dir), "--guidance", "-0.5"],
         "cli: zero patients": ["phantom", "--out", str(root / "out" / "p0"), "--patients", "0"],
         "cli: negative spacing": ["phantom", "--out", str(root / "out" / "sp"), "--spacing", "-1"],
         "cli: dataset folder missing": ["train", "segmentation", "--data", str(root / "nowhere")],

@@ -337,6 +337,10 @@ def cmd_task(args) -> int:
     """`onfh train|evaluate|cv TASK`: hand the shared settings to the task's recipe."""
     if args.epochs is not None and args.epochs < 1:
         raise InputError("--epochs must be at least 1.")
+    if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:
+        raise InputError("--alpha must lie between 0 and 1 (1 = no structure term).")
+    if args.guidance is not None and args.guidance < 0:
+        raise InputError("--guidance must be 0 or more (0 = no attention-mass term).")
     if args.init and (args.command != "train" or args.task not in INIT_TASKS):
         raise InputError(f"--init works with `train {' or train '.join(INIT_TASKS)}` only.")
     if not args.data.is_dir():
