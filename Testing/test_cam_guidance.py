@@ -8,7 +8,7 @@ from scipy.special import softmax
 from ONFHAssistLib.maps import unit_range
 from ONFHAssistLib.models.staging import MulPoolDenseNet
 from ONFHAssistLib.training.cam_guidance import (FEMUR, HEAD_RADIUS_MM, NECROSIS, evidence_cells, evidence_region,
-                                                 localisation_loss)
+                                                 gradcam_peaks, localisation_loss)
 
 
 def _small_net():
@@ -77,3 +77,23 @@ def test_unit_range_keeps_the_strongest_evidence_brightest():
     scaled = unit_range(maps)
     np.testing.assert_allclose(scaled[0, 0], [[0.0, 0.5], [1.0, 0.25]])
     assert (scaled[1] == 0).all()
+
+
+def test_gradcam_peaks_are_counted_in_the_head_and_on_the_lesion_of_lesion_hips_only():
+    label = np.zeros((9, 9, 9), np.uint8)
+    label[4, 4, 6] = NECROSIS  # 2 voxels from the centre
+    peaks = iter([(4, 4, 6), (0, 0, 0)])
+    asked = []
+
+    def fake_cam(x, class_idx):
+        asked.append(class_idx)
+        heat = torch.zeros(1, 1, *x.shape[2:])
+        heat[(0, 0, *next(peaks))] = 1.0
+        return heat
+
+    images = np.zeros((3, 9, 9, 9), np.float32)
+    probabilities = np.array([[0.1, 0.2, 0.7], [0.5, 0.4, 0.1], [0.9, 0.05, 0.05]])
+    result = gradcam_peaks(fake_cam, images, [label, label, np.zeros_like(label)], probabilities,
+                           np.array([3.0, 3.0, 3.0]), spacing_mm=1.0, device="cpu")
+    assert result == {"lesion_hips": 2, "peak_in_head": 0.5, "peak_on_lesion": 0.5}
+    assert asked == [2, 1]  # the most probable stage above 0, as analyze shows a hip with a lesion

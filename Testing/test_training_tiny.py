@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -96,7 +97,11 @@ def test_staging_evaluation_crops_as_the_model_was_trained(cohort, tmp_path):
     settings = TrainSettings(task="staging", data=cohort, out=tmp_path / "eval", device="cpu", model=str(folder))
     recipe("staging").evaluate(settings, reporter=None)
     assert json.loads((tmp_path / "eval" / "cache" / "spec.json").read_text(encoding="utf-8")) == old_crop
-    assert json.loads((tmp_path / "eval" / "summary.json").read_text(encoding="utf-8"))["hips"] == 6
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["hips"] == 6
+    lesion_hips = int((pd.read_csv(cohort / "hips.csv").ficat > 0).sum())
+    assert summary["gradcam"]["lesion_hips"] == lesion_hips > 0
+    assert all(0.0 <= summary["gradcam"][k] <= 1.0 for k in ("peak_in_head", "peak_on_lesion"))
 
 
 def test_sranet_evaluation_reports_attention_per_modality(cohort, tmp_path):

@@ -40,3 +40,22 @@ def localisation_loss(activation: torch.Tensor, cells: torch.Tensor) -> torch.Te
         return activation.sum() * 0.0
     flat, inside = activation.flatten(1)[has], cells.flatten(1)[has]
     return (torch.logsumexp(flat, 1) - torch.logsumexp(flat.masked_fill(~inside, float("-inf")), 1)).mean()
+
+
+def gradcam_peaks(cam, images: np.ndarray, labels: list, probabilities: np.ndarray, radii_mm: np.ndarray,
+                  spacing_mm: float, device) -> dict:
+    """Where Grad-CAM of the predicted ONFH stage peaks on head-centred crops of hips with a labelled lesion:
+    the share of peaks within the head's radius of the centre, and on a lesion voxel."""
+    inside, on_lesion = [], []
+    for image, label, p, radius in zip(images, labels, probabilities, radii_mm):
+        if label is None or not (label == NECROSIS).any():
+            continue
+        stage = int(np.argmax(p[1:])) + 1  # as `onfh analyze` shows a hip with a segmented lesion
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(device)
+        heat = cam(x, class_idx=stage)[0, 0].detach().float().cpu().numpy()
+        peak = np.unravel_index(int(heat.argmax()), heat.shape)
+        offset_mm = (np.array(peak) - (np.array(heat.shape) - 1) / 2) * spacing_mm
+        inside.append(bool(np.linalg.norm(offset_mm) <= radius))
+        on_lesion.append(bool(label[peak] == NECROSIS))
+    share = (lambda flags: float(np.mean(flags)) if flags else float("nan"))
+    return {"lesion_hips": len(inside), "peak_in_head": share(inside), "peak_on_lesion": share(on_lesion)}

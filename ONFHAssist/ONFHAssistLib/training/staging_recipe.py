@@ -24,10 +24,11 @@ from ..crops import CropSpec
 from ..devices import resolve_device, seed_everything
 from ..errors import InputError
 from ..figures import confusion_png, roc_png
+from ..maps import gradcam_for
 from ..models.staging import SYSTEMS, MulPoolDenseNet
 from ..networks import initialise_from, load
 from . import crop_cache
-from .cam_guidance import evidence_cells, evidence_region, localisation_loss
+from .cam_guidance import HEAD_RADIUS_MM, evidence_cells, evidence_region, gradcam_peaks, localisation_loss
 from .crop_cache import centre_crop
 from .engine import Trainer
 from .scans import list_scans, split_scans
@@ -158,7 +159,8 @@ def train(settings, reporter):
 
 
 def evaluate(settings, reporter):
-    """Per-class sensitivity, specificity, F1 and AUC, macro/weighted accuracy, confusion matrix (seed 003 layout)."""
+    """Per-class sensitivity, specificity, F1 and AUC, macro/weighted accuracy, confusion matrix (seed 003 layout),
+    and where Grad-CAM peaks on the hips with a labelled lesion."""
     device = resolve_device(settings.device)
     model, entry = load("staging", settings.model, device)
     system = entry.card["system"]
@@ -166,7 +168,7 @@ def evaluate(settings, reporter):
     # the model's own crop (cards before 1.2.0 used 96 mm at 1.5 mm), cut at its input size
     table = crop_cache.build(settings.data, CropSpec(**entry.card["crop"]), out / "cache", reporter)
     classes = target(table, system)
-    images, y, _ = _load(table, classes)
+    images, y, labels = _load(table, classes)
     modality = table.modality.to_numpy()[classes >= 0]
     p = probabilities(model, images, device)
     pred = p.argmax(1)
@@ -176,6 +178,11 @@ def evaluate(settings, reporter):
                "macro_accuracy": float(per_class.sensitivity[per_class.n > 0].mean()), "macro_auc": macro_auc(y, p),
                "confusion_matrix": cm.tolist(), "parameters": entry.card["parameters"], "size_mb": entry.card["size_mb"],
                "model": entry.provenance()}
+    radii = (pd.to_numeric(table.head_radius_mm, errors="coerce").fillna(HEAD_RADIUS_MM).to_numpy()[classes >= 0]
+             if "head_radius_mm" in table else np.full(len(y), HEAD_RADIUS_MM))
+    summary["gradcam"] = gradcam_peaks(gradcam_for(model), [centre_crop(i, INPUT) for i in images],
+                                       [None if lab is None else centre_crop(lab, INPUT) for lab in labels], p, radii,
+                                       entry.card["crop"]["spacing_mm"], device)
     out.mkdir(parents=True, exist_ok=True)
     confusion_png(cm, [str(k) for k in range(n)], out / "confusion.png", f"{entry.name}: {system}")
     if len(np.unique(y > 0)) == 2:  # necrosis (any stage above 0) vs none, from the class-0 probability
