@@ -23,9 +23,13 @@ def evidence_region(label: np.ndarray | None, spacing_mm: float) -> np.ndarray |
         return None
     if (label == NECROSIS).any():
         return label == NECROSIS
-    grid = np.indices(label.shape).reshape(3, -1).T
-    distance = np.linalg.norm(grid - (np.array(label.shape) - 1) / 2, axis=1).reshape(label.shape) * spacing_mm
-    return (label == FEMUR) & (distance <= HEAD_RADIUS_MM)
+    return (label == FEMUR) & (distance_from_centre_mm(label.shape, spacing_mm) <= HEAD_RADIUS_MM)
+
+
+def distance_from_centre_mm(shape: tuple[int, ...], spacing_mm: float) -> np.ndarray:
+    """Each voxel's distance from the centre of a head-centred crop, in mm."""
+    offsets = np.indices(shape) - ((np.array(shape) - 1) / 2).reshape(-1, 1, 1, 1)
+    return np.sqrt((offsets ** 2).sum(0)) * spacing_mm
 
 
 def evidence_cells(regions: torch.Tensor, cells: tuple[int, int, int]) -> torch.Tensor:
@@ -54,8 +58,10 @@ def gradcam_peaks(cam, images: np.ndarray, labels: list, probabilities: np.ndarr
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(device)
         heat = cam(x, class_idx=stage)[0, 0].detach().float().cpu().numpy()
         peak = np.unravel_index(int(heat.argmax()), heat.shape)
-        offset_mm = (np.array(peak) - (np.array(heat.shape) - 1) / 2) * spacing_mm
-        inside.append(bool(np.linalg.norm(offset_mm) <= radius))
+        inside.append(bool(distance_from_centre_mm(heat.shape, spacing_mm)[peak] <= radius))
         on_lesion.append(bool(label[peak] == NECROSIS))
-    share = (lambda flags: float(np.mean(flags)) if flags else float("nan"))
-    return {"lesion_hips": len(inside), "peak_in_head": share(inside), "peak_on_lesion": share(on_lesion)}
+    return {"lesion_hips": len(inside), "peak_in_head": _share(inside), "peak_on_lesion": _share(on_lesion)}
+
+
+def _share(flags: list[bool]) -> float:
+    return float(np.mean(flags)) if flags else float("nan")
