@@ -41,7 +41,7 @@ class ONFHTrainingParameterNode:
     learningRate: Annotated[float, WithinRange(0.0, 1.0)] = 0.0
     batchSize: Annotated[int, WithinRange(0, 512)] = 0
     preset: Annotated[str, Choice(["default", "cpu", "paper"])] = "default"
-    initModel: str = ""  # train segmentation/staging from this installed model (fine-tuning); blank = scratch
+    initModel: str = ""  # train segmentation/staging/sranet from this installed model (fine-tuning); blank = scratch
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
 
 

@@ -63,19 +63,25 @@ def test_staging_and_sranet_training_loss_falls(cohort, tmp_path, task, options)
     assert min(losses[-2:]) < 0.8 * losses[0], losses
 
 
-def test_init_starts_training_from_a_given_model(cohort, tmp_path, capsys):
-    """Fine-tuning: with a vanishing learning rate the result keeps the shipped weights; a mismatched
-    network or a task without --init is refused with one line."""
-    from ONFHAssistLib.cli import main
-
-    shipped, entry = networks.load("staging", None, torch.device("cpu"))
-    settings = TrainSettings(task="staging", data=cohort, out=tmp_path / "tuned", device="cpu", epochs=1, lr=1e-12,
-                             batch_size=2, system=entry.card["system"], init=entry.name)
-    result = recipe("staging").train(settings, reporter=None)
-    tuned, tuned_entry = networks.load("staging", result["model"], torch.device("cpu"))
+@pytest.mark.parametrize("task", ["staging", "sranet"])
+def test_init_starts_training_from_a_given_model(cohort, tmp_path, task):
+    """Fine-tuning: with a vanishing learning rate the result keeps the shipped weights (SRANet skips its
+    patch warm-up, which would move them) and the card names the model it started from."""
+    shipped, entry = networks.load(task, None, torch.device("cpu"))
+    settings = TrainSettings(task=task, data=cohort, out=tmp_path / "tuned", device="cpu", epochs=1, lr=1e-12,
+                             batch_size=2, system=entry.card.get("system"), init=entry.name)
+    result = recipe(task).train(settings, reporter=None)
+    tuned, tuned_entry = networks.load(task, result["model"], torch.device("cpu"))
     assert tuned_entry.card["initialised_from"]["sha256"] == entry.card["sha256"]
     for (name, got), want in zip(tuned.named_parameters(), shipped.parameters()):
         torch.testing.assert_close(got, want, atol=1e-6, rtol=0, msg=name)
+
+
+def test_init_refuses_a_mismatched_network_or_task(cohort, tmp_path, capsys):
+    """A model of another shape, or --init for a task that cannot start from one, gets one line and exit 2."""
+    from ONFHAssistLib.cli import main
+
+    _, entry = networks.load("staging", None, torch.device("cpu"))
     base = ["train", "staging", "--data", str(cohort), "--out", str(tmp_path / "bad"), "--init", entry.name]
     assert main(base + ["--system", "binary", "--epochs", "1"]) == 2
     assert "--init onfh-staging" in capsys.readouterr().err

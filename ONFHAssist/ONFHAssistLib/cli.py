@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SRANet: weight of the attention-mass-on-lesion term (default 0.5; 0 = seed 001's loss)")
         p.add_argument("--folds", type=int, default=5)
         p.add_argument("--model", help="model folder, name or name@version (evaluate)")
-        p.add_argument("--init", metavar="MODEL", help="train segmentation|staging starting from this model's weights")
+        p.add_argument("--init", metavar="MODEL", help="train segmentation|staging|sranet starting from this model's weights")
         p.add_argument("--models", default="all", help="comma-separated model rows for cv, or all")
         p.add_argument("--no-resume", dest="resume", action="store_false")
         p.add_argument("--parallel-folds", type=int, default=1, metavar="N", help="cv: run N folds at once as child processes")
@@ -330,7 +330,7 @@ def cmd_bench(args) -> int:
     return 0
 
 
-INIT_TASKS = ("segmentation", "staging")  # recipes that read TrainSettings.init
+INIT_TASKS = ("segmentation", "staging", "sranet")  # recipes that read TrainSettings.init
 
 
 def cmd_task(args) -> int:

@@ -31,7 +31,7 @@ from ..crops import CropSpec
 from ..devices import resolve_device, seed_everything
 from ..figures import confusion_png, roc_png
 from ..models.sranet import CROP, GRID, N_PATCHES, PATCH, SRANet, sranet_loss
-from ..networks import load
+from ..networks import initialise_from, load
 from . import crop_cache
 from .crop_cache import centre_crop
 from .engine import Trainer
@@ -140,9 +140,12 @@ def train(settings, reporter):
     x_val, l_val, y_val = _load(table[in_val], y_all[in_val])
     is_ct = (table[~in_val].modality == "ct").to_numpy()
     bone = [coarse_bone_mask(x.astype(np.float32)) if ct else None for x, ct in zip(x_train, is_ct)] if alpha < 1 else None
-    model = SRANet(**ARCHITECTURE).to(device)
+    model = SRANet(**ARCHITECTURE)
+    initialised = initialise_from(model, "sranet", settings.init) if settings.init else None
+    model = model.to(device)
     rng = np.random.default_rng(settings.seed)
-    if not (settings.resume and (out / "checkpoints" / "last.safetensors").exists()):  # a resumed run is past it
+    resumed = settings.resume and (out / "checkpoints" / "last.safetensors").exists()
+    if not (resumed or initialised):  # a resumed or fine-tuned network is past the warm-up
         warm_up(model, x_train, l_train, rng, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr or 2e-4, weight_decay=1e-4)
     jitter = (TRAIN_SPEC.size - CROP) // 2
@@ -181,7 +184,8 @@ def train(settings, reporter):
     card = {"name": "onfh-sranet" if alpha < 1 else "onfh-sranet-nostructure", "task": "sranet", "version": "1.0.0",
             "classes": 2, "architecture": ARCHITECTURE, "alpha": alpha, "guidance": guidance, "input": CROP, "crop": INFER_SPEC.to_json(),
             "seed": settings.seed, "best_epoch": fit.best_epoch, "history": fit.history,
-            "trained_on": {"data": str(settings.data), "train_hips": int(len(y_train)), "val_hips": int(len(y_val))}}
+            "trained_on": {"data": str(settings.data), "train_hips": int(len(y_train)), "val_hips": int(len(y_val))},
+            "initialised_from": initialised}
     entry = modelstore.save_model(out / "model", model, card)
     return {"model": str(entry.folder), "val_auc": fit.best_metric}
 
