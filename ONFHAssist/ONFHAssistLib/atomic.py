@@ -1,6 +1,8 @@
 """Atomic file writes: write beside the target, then rename, so no reader ever sees half a file."""
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -38,3 +40,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+
+
+def json_safe(value):
+    """NaN and infinities become null: strict JSON readers (browsers, jq, other languages) refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def atomic_write_json(path: str | Path, value) -> None:
+    """Write strict, indented JSON atomically (an undefined metric is null, not NaN)."""
+    atomic_write_text(path, json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n")

@@ -6,23 +6,13 @@ Protocol (DESIGN §4): with `--progress jsonl`, stdout carries one JSON object p
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from typing import IO
 
+from .atomic import json_safe
+
 EVENTS = ("progress", "log", "metric", "result", "error")
-
-
-def _clean(value):
-    """JSON-safe values: NaN/inf become None so every line stays valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 class Reporter:
@@ -56,7 +46,7 @@ class JsonLinesReporter(Reporter):
         self.stream = stream or sys.stdout
 
     def emit(self, event: str, stage: str, **fields) -> None:
-        line = json.dumps(_clean({"event": event, "stage": stage, **fields}), separators=(",", ":"))
+        line = json.dumps(json_safe({"event": event, "stage": stage, **fields}), separators=(",", ":"))
         self.stream.write(line + "\n")
         self.stream.flush()
 

@@ -5,7 +5,6 @@ are those a user gets. Dice is computed on the input grid inside the box each hi
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_json, atomic_write_text
 from ..devices import resolve_device
 from ..hipfinder import find_and_segment
 from ..networks import load
@@ -111,6 +110,6 @@ def evaluate_task(task: str, settings, reporter) -> dict:
     atomic_write_text(out / "per_hip.csv", table.to_csv(index=False, float_format="%.4f"))
     summary = {"task": task, "data": str(settings.data), "models": [loc_entry.provenance(), seg_entry.provenance()],
                **_summary(table)}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / "summary.json", summary)
     scalars = {k: v for k, v in summary.items() if not isinstance(v, (list, dict)) and k not in ("task", "data")}
     return {"summary": str(out / "summary.json"), **scalars}

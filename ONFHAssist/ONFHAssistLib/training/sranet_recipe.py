@@ -17,7 +17,6 @@ after 1000 hips seen): every dataset here carries lesion labels, and the recipe 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from .. import modelstore
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_json
 from ..bone_mask import bone_patches, coarse_bone_mask, femur_patches, lesion_patches
 from ..crops import CropSpec
 from ..devices import resolve_device, seed_everything
@@ -215,6 +214,6 @@ def evaluate(settings, reporter):
     out.mkdir(parents=True, exist_ok=True)
     roc_png(y, p, out / "roc.png", f"SRANet ({entry.name}): necrosis vs none")
     confusion_png(cm, ["none", "necrosis"], out / "confusion.png", f"SRANet ({entry.name})")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / "summary.json", summary)
     return {"summary": str(out / "summary.json"), "auc": summary["auc"],
             "attention_on_lesion": summary["attention_on_lesion"]}

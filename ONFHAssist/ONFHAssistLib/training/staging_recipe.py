@@ -9,7 +9,6 @@ lesion or head (`cam_guidance`).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from monai.losses import FocalLoss
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from .. import modelstore
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_json, atomic_write_text
 from ..crops import CropSpec
 from ..devices import resolve_device, seed_everything
 from ..errors import InputError
@@ -190,5 +189,5 @@ def evaluate(settings, reporter):
         summary["binary_auc_by_modality"] = auc_by_modality(modality, y > 0, 1.0 - p[:, 0])
         roc_png(y > 0, 1.0 - p[:, 0], out / "roc.png", f"{entry.name}: necrosis vs none")
     atomic_write_text(out / "per_class.csv", per_class.to_csv(index=False, float_format="%.4f"))
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / "summary.json", summary)
     return {"summary": str(out / "summary.json"), "macro_auc": summary["macro_auc"], "accuracy": summary["accuracy"]}
