@@ -110,6 +110,28 @@ def test_staging_evaluation_crops_as_the_model_was_trained(cohort, tmp_path):
     assert all(0.0 <= summary["gradcam"][k] <= 1.0 for k in ("peak_in_head", "peak_on_lesion"))
 
 
+def test_staging_evaluation_scores_ficat3_from_the_shipped_arco_network(cohort, tmp_path):
+    """seed 003's 0/I/II task read from the five-stage network agrees with scikit-learn's one-vs-rest macro AUC
+    on the renormalised probabilities of the hips truly at stage 0-II."""
+    from sklearn.metrics import roc_auc_score
+    from ONFHAssistLib.crops import CropSpec
+    from ONFHAssistLib.training.staging_recipe import probabilities
+
+    settings = TrainSettings(task="staging", data=cohort, out=tmp_path, device="cpu", model="onfh-staging-arco")
+    recipe("staging").evaluate(settings, reporter=None)
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    network, entry = networks.load("staging", "onfh-staging-arco", torch.device("cpu"))
+    table = crop_cache.build(cohort, CropSpec(**entry.card["crop"]), tmp_path / "cache")
+    early = table.ficat.astype(int).to_numpy() <= 2
+    p = probabilities(network, np.stack([crop_cache.load(c)[0] for c in table.crop[early]]), torch.device("cpu"))[:, :3]
+    p /= p.sum(1, keepdims=True)
+    ficat = table.ficat.astype(int).to_numpy()[early]
+    assert len(set(ficat)) == 3 and summary["ficat3"]["hips"] == early.sum()
+    assert summary["ficat3"]["macro_auc"] == pytest.approx(roc_auc_score(ficat, p, multi_class="ovr"), abs=1e-9)
+    assert summary["ficat3"]["accuracy"] == pytest.approx(np.mean(p.argmax(1) == ficat))
+    assert summary["ficat3"]["macro_auc_by_modality"]["mr_t1"] == pytest.approx(summary["ficat3"]["macro_auc"])
+
+
 def test_sranet_evaluation_reports_attention_per_modality(cohort, tmp_path):
     """On a one-modality cohort the per-modality entry is the whole cohort's numbers."""
     settings = TrainSettings(task="sranet", data=cohort, out=tmp_path, device="cpu")

@@ -86,6 +86,16 @@ def auc_by_modality(modality: np.ndarray, y: np.ndarray, score: np.ndarray) -> d
     return out
 
 
+def early_stages(ficat3: np.ndarray, p: np.ndarray, modality: np.ndarray) -> dict:
+    """`ficat3` (Ficat-Arlet 0/I/II, seed 003's task) read from a five-stage network: the hips truly at
+    stage 0-II, with the probabilities of stages 0/I/II renormalised (ARCO and Ficat agree up to stage II)."""
+    keep = ficat3 >= 0
+    y, q = ficat3[keep], p[keep, :3] / p[keep, :3].sum(1, keepdims=True)
+    return {"hips": int(keep.sum()), "macro_auc": macro_auc(y, q), "accuracy": float((q.argmax(1) == y).mean()),
+            "macro_auc_by_modality": {m: macro_auc(y[modality[keep] == m], q[modality[keep] == m])
+                                      for m in sorted(set(modality[keep]))}}
+
+
 def per_class_table(y: np.ndarray, p: np.ndarray, n: int) -> tuple[pd.DataFrame, np.ndarray]:
     """Per class (one vs rest, argmax decision): n, sensitivity, specificity, F1, AUC; and the confusion matrix."""
     pred = p.argmax(1)
@@ -188,6 +198,8 @@ def evaluate(settings, reporter):
         summary["binary_auc"] = float(roc_auc_score(y > 0, 1.0 - p[:, 0]))
         summary["binary_auc_by_modality"] = auc_by_modality(modality, y > 0, 1.0 - p[:, 0])
         roc_png(y > 0, 1.0 - p[:, 0], out / "roc.png", f"{entry.name}: necrosis vs none")
+    if system in ("arco", "ficat") and "ficat" in table:  # also score seed 003's early-stage task
+        summary["ficat3"] = early_stages(target(table, "ficat3")[classes >= 0], p, modality)
     atomic_write_text(out / "per_class.csv", per_class.to_csv(index=False, float_format="%.4f"))
     atomic_write_json(out / "summary.json", summary)
     return {"summary": str(out / "summary.json"), "macro_auc": summary["macro_auc"], "accuracy": summary["accuracy"]}
