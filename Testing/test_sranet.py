@@ -10,7 +10,7 @@ from ONFHAssistLib.dataset import read_hips
 from ONFHAssistLib.models.sranet import (N_PATCHES, PATCH, SRANet, attention_weights, patch_map_to_volume,
                                          sranet_loss, structure_loss, to_patches)
 from ONFHAssistLib.phantom import write_cohort
-from ONFHAssistLib.training.sranet_recipe import attention_mass_loss, patch_lesion_loss
+from ONFHAssistLib.training.sranet_recipe import attention_mass_loss, attention_on_bone, patch_lesion_loss
 
 
 def test_patch_order_is_16i_4j_k_and_round_trips():
@@ -68,6 +68,15 @@ def test_bone_mask_finds_the_phantom_femur_patches(tmp_path):
     truth = bone_patches(np.isin(lab, (1, 2, 3)), min_fraction=0.05)
     assert flags[truth].mean() > 0.9  # patches that are mostly bone are found
     assert 0 < flags.sum() < 64
+
+
+def test_attention_on_bone_is_the_mass_on_the_patch_holding_the_bright_block():
+    """A 16³ bright block in the middle of patch (1, 1, 1) = 21 stays inside it after erosion and dilation."""
+    image = np.random.default_rng(0).normal(0.0, 0.05, (128, 128, 128))
+    image[40:56, 40:56, 40:56] = 1.0
+    weights = np.full(N_PATCHES, 0.7 / (N_PATCHES - 1))
+    weights[21] = 0.3
+    assert attention_on_bone(weights[None], image[None]) == pytest.approx([0.3])
 
 
 def test_lesion_patches_flag_the_patch_that_holds_necrosis():

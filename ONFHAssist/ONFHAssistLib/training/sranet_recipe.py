@@ -51,6 +51,11 @@ def attention_on_lesion(weights: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.array([float(w[lesion_patches(lab)].sum()) for w, lab in zip(weights, labels)])
 
 
+def attention_on_bone(weights: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """Per hip, the share of attention mass on patches the structure term calls bone (its coarse mask)."""
+    return np.array([float(w[bone_patches(coarse_bone_mask(i.astype(np.float32)))].sum()) for w, i in zip(weights, images)])
+
+
 def warm_up(model: SRANet, images: np.ndarray, labels: np.ndarray, rng, device):
     """Single-patch lesion training of encoder, attention scorer and classifier (module docstring, 1.).
 
@@ -206,6 +211,8 @@ def evaluate(settings, reporter):
     for m, stats in by_modality.items():  # the structure term acts on CT hips only: compare per modality
         here = modality[positive] == m
         stats["attention_on_lesion"] = float(share[here].mean()) if here.any() else float("nan")
+    if "ct" in by_modality:  # what the structure term asks for, on the hips it acts on
+        by_modality["ct"]["attention_on_bone"] = float(attention_on_bone(w[modality == "ct"], images[modality == "ct"]).mean())
     summary = {"hips": int(len(y)), "auc": float(roc_auc_score(y, p)), "accuracy": float((probs.argmax(1) == y).mean()),
                "sensitivity": float(per_class.sensitivity[1]), "specificity": float(per_class.specificity[1]),
                "f1": float(per_class.f1[1]), "attention_on_lesion": float(share.mean()), "by_modality": by_modality,
