@@ -195,7 +195,8 @@ def train(settings, reporter):
 
 
 def evaluate(settings, reporter):
-    """AUC, accuracy, sensitivity, specificity, F1, attention mass on lesion, size (seed 001 Table II layout)."""
+    """AUC, accuracy, sensitivity, specificity, F1, attention mass on lesion (and, for CT hips, on the structure
+    term's bone patches), size (seed 001 Table II layout)."""
     device = resolve_device(settings.device)
     model, entry = load("sranet", settings.model, device)
     out = Path(settings.out)

@@ -169,7 +169,7 @@ def train(settings, reporter):
 
 def evaluate(settings, reporter):
     """Per-class sensitivity, specificity, F1 and AUC, macro/weighted accuracy, confusion matrix (seed 003 layout),
-    and where Grad-CAM peaks on the hips with a labelled lesion."""
+    where Grad-CAM peaks on the hips with a labelled lesion, and for a five-stage network seed 003's `ficat3`."""
     device = resolve_device(settings.device)
     model, entry = load("staging", settings.model, device)
     system = entry.card["system"]
