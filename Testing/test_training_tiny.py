@@ -132,6 +132,18 @@ def test_staging_evaluation_scores_ficat3_from_the_shipped_arco_network(cohort, 
     assert summary["ficat3"]["macro_auc_by_modality"]["mr_t1"] == pytest.approx(summary["ficat3"]["macro_auc"])
 
 
+def test_ficat3_of_a_cohort_without_early_stages_is_undefined_not_an_error():
+    """Every hip at stage III-IV: no hips to score, so the metrics are NaN (null in summary.json), silently."""
+    import warnings
+    from ONFHAssistLib.training.staging_recipe import early_stages
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = early_stages(np.array([-1, -1]), np.full((2, 5), 0.2), np.array(["ct", "ct"]))
+    assert result["hips"] == 0 and np.isnan(result["macro_auc"]) and np.isnan(result["accuracy"])
+    assert result["macro_auc_by_modality"] == {}
+
+
 def test_sranet_evaluation_reports_attention_per_modality(cohort, tmp_path):
     """On a one-modality cohort the per-modality entry is the whole cohort's numbers."""
     settings = TrainSettings(task="sranet", data=cohort, out=tmp_path, device="cpu")

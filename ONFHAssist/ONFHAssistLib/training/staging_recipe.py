@@ -91,7 +91,8 @@ def early_stages(ficat3: np.ndarray, p: np.ndarray, modality: np.ndarray) -> dic
     stage 0-II, with the probabilities of stages 0/I/II renormalised (ARCO and Ficat agree up to stage II)."""
     keep = ficat3 >= 0
     y, q = ficat3[keep], p[keep, :3] / p[keep, :3].sum(1, keepdims=True)
-    return {"hips": int(keep.sum()), "macro_auc": macro_auc(y, q), "accuracy": float((q.argmax(1) == y).mean()),
+    accuracy = float((q.argmax(1) == y).mean()) if keep.any() else float("nan")  # no early hips: undefined
+    return {"hips": int(keep.sum()), "macro_auc": macro_auc(y, q), "accuracy": accuracy,
             "macro_auc_by_modality": {m: macro_auc(y[modality[keep] == m], q[modality[keep] == m])
                                       for m in sorted(set(modality[keep]))}}
 
