@@ -26,10 +26,10 @@ def test_logits_per_system_and_gradcam_on_the_input_grid():
 
 
 def test_grading_targets_and_macro_auc():
-    table = pd.DataFrame({"ficat": ["0", "1", "2", "3", "4"], "arco": ["0", "1", "2", "3", "4"]})
-    assert staging_recipe.target(table, "binary").tolist() == [0, 1, 1, 1, 1]
-    assert staging_recipe.target(table, "ficat3").tolist() == [0, 1, 2, -1, -1]
-    assert staging_recipe.target(table, "arco").tolist() == [0, 1, 2, 3, 4]
+    table = pd.DataFrame({"ficat": ["0", "1", "2", "3", "4", ""], "arco": ["0", "1", "2", "3", "4", ""]})
+    assert staging_recipe.target(table, "binary").tolist() == [0, 1, 1, 1, 1, -1]  # blank: unknown, left out
+    assert staging_recipe.target(table, "ficat3").tolist() == [0, 1, 2, -1, -1, -1]
+    assert staging_recipe.target(table, "arco").tolist() == [0, 1, 2, 3, 4, -1]
     y = np.array([0, 1, 2, 0, 1, 2])
     p = np.random.default_rng(0).dirichlet(np.ones(3), size=6)
     expected = roc_auc_score(y, p, multi_class="ovr", average="macro")

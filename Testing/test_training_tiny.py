@@ -1,5 +1,6 @@
 """Tiny training runs learn: the loss falls and the network segments its own training hips."""
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -154,3 +155,18 @@ def test_sranet_evaluation_reports_attention_per_modality(cohort, tmp_path):
     assert mr["hips"] == summary["hips"] == 6 and "attention_on_bone" not in mr  # the structure term is CT-only
     assert mr["attention_on_lesion"] == pytest.approx(summary["attention_on_lesion"])
     assert mr["auc"] == summary["auc"] is None or mr["auc"] == pytest.approx(summary["auc"])  # null: one class
+
+
+def test_sranet_evaluation_leaves_out_hips_with_a_blank_grade(cohort, tmp_path):
+    """An ungraded hip is unknown, not "no necrosis": it is neither scored nor counted as a negative."""
+    data = tmp_path / "data"
+    shutil.copytree(cohort, data)
+    hips = pd.read_csv(data / "hips.csv", dtype=str)
+    hips.loc[0, "ficat"] = ""
+    hips.to_csv(data / "hips.csv", index=False)
+    settings = TrainSettings(task="sranet", data=data, out=tmp_path / "eval", device="cpu")
+    recipe("sranet").evaluate(settings, reporter=None)
+    summary = json.loads((tmp_path / "eval" / "summary.json").read_text(encoding="utf-8"))
+    graded = pd.to_numeric(hips.ficat, errors="coerce").dropna()
+    assert summary["hips"] == len(graded) == 5
+    assert sum(summary["confusion_matrix"][1]) == int((graded > 0).sum())  # rows: true class

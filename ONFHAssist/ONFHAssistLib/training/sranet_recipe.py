@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
@@ -28,6 +29,7 @@ from ..atomic import atomic_write_json
 from ..bone_mask import bone_patches, coarse_bone_mask, femur_patches, lesion_patches
 from ..crops import CropSpec
 from ..devices import resolve_device, seed_everything
+from ..errors import InputError
 from ..figures import confusion_png, roc_png
 from ..models.sranet import CROP, GRID, N_PATCHES, PATCH, SRANet, sranet_loss
 from ..networks import initialise_from, load
@@ -108,6 +110,15 @@ def _patch(image: np.ndarray, p: int) -> np.ndarray:
     return window[i * PATCH:(i + 1) * PATCH, j * PATCH:(j + 1) * PATCH, k * PATCH:(k + 1) * PATCH]
 
 
+def _graded(table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The hips with a known Ficat grade and their necrosis flag (a blank grade is left out, not negative)."""
+    y = target(table, "binary")
+    known = y >= 0
+    if not known.any():
+        raise InputError("no hip in hips.csv has a Ficat grade: SRANet needs graded hips (necrosis or none).")
+    return table[known].reset_index(drop=True), y[known]
+
+
 def _load(table, y):
     images, labels = [], []
     for path in table.crop:
@@ -136,8 +147,7 @@ def train(settings, reporter):
     alpha = ALPHA if settings.alpha is None else float(settings.alpha)
     guidance = MASS_WEIGHT if settings.guidance is None else float(settings.guidance)
     out = Path(settings.out)
-    table = crop_cache.build(settings.data, TRAIN_SPEC, out / "cache", reporter)
-    y_all = target(table, "binary")
+    table, y_all = _graded(crop_cache.build(settings.data, TRAIN_SPEC, out / "cache", reporter))
     train_scans, val_scans = split_scans(list_scans(settings.data), Path(settings.data), settings.seed)
     in_val = table.scan_id.isin({s.scan_id for s in val_scans}).to_numpy()
     x_train, l_train, y_train = _load(table[~in_val], y_all[~in_val])
@@ -200,8 +210,8 @@ def evaluate(settings, reporter):
     device = resolve_device(settings.device)
     model, entry = load("sranet", settings.model, device)
     out = Path(settings.out)
-    table = crop_cache.build(settings.data, INFER_SPEC, out / "cache-sranet", reporter)
-    images, labels, y = _load(table, target(table, "binary"))
+    table, y = _graded(crop_cache.build(settings.data, INFER_SPEC, out / "cache-sranet", reporter))
+    images, labels, y = _load(table, y)
     p, w = predict(model, images, device)
     probs = np.c_[1 - p, p]
     per_class, cm = per_class_table(y, probs, 2)

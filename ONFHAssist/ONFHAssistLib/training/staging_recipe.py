@@ -41,12 +41,14 @@ LOCALISATION_WEIGHT = 0.2  # keeps the class evidence on the lesion / head (cam_
 
 
 def target(table: pd.DataFrame, system: str) -> np.ndarray:
-    """Class index per hip for a grading system; -1 for hips outside it (ficat III/IV in `ficat3`)."""
+    """Class index per hip for a grading system; -1 for hips outside it (ficat III/IV in `ficat3`) and for hips
+    whose grade is blank (unknown is not "no necrosis")."""
     if system not in SYSTEMS:
         raise InputError(f"--system {system!r}: use one of {', '.join(SYSTEMS)}.")
     if system in ("binary", "ficat3"):
         ficat = pd.to_numeric(table.ficat, errors="coerce").fillna(-1).astype(int).to_numpy()
-        return (ficat > 0).astype(int) if system == "binary" else np.where(ficat <= 2, ficat, -1)
+        graded = (ficat > 0).astype(int) if system == "binary" else np.where(ficat <= 2, ficat, -1)
+        return np.where(ficat < 0, -1, graded)
     return pd.to_numeric(table[system], errors="coerce").fillna(-1).astype(int).to_numpy()
 
 
