@@ -371,3 +371,27 @@ def test_cv_results_give_mean_sd_per_model_and_step_shaped_km_curves(tmp_path):
         assert np.any((xs == t) & np.isclose(ys, s))
     with pytest.raises(InputError, match="no table.json"):
         mrml.load_cv_results(scene, tmp_path / "nothing")
+
+
+def test_cv_results_with_undefined_metrics_are_strict_json_and_read_n_a(tmp_path):
+    """A Cox fit that never converged has no C-index, and one fold has no sd: table.json holds null (strict
+    JSON), and table.md and the Slicer table say 'n/a' or give the mean alone."""
+    import pandas as pd
+
+    from ONFHAssistLib.training.survival_recipe import write_table
+
+    per_fold = pd.DataFrame([{"fold": 0, "model": "never converged", "harrell_c": np.nan},
+                             {"fold": 1, "model": "never converged", "harrell_c": np.nan},
+                             {"fold": 0, "model": "one fold", "harrell_c": 0.7123}])
+    write_table(per_fold, tmp_path, 10, 4, 10)
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    table = json.loads((tmp_path / "table.json").read_text(encoding="utf-8"), parse_constant=refuse)
+    assert table == {"never converged": {"harrell_c": {"mean": None, "sd": None}},
+                     "one fold": {"harrell_c": {"mean": 0.7123, "sd": None}}}
+    markdown = (tmp_path / "table.md").read_text(encoding="utf-8")
+    assert "| never converged | n/a |" in markdown and "| one fold | 0.712 |" in markdown
+    node = mrml.load_cv_results(mrml.new_scene(), tmp_path)["table"].GetTable()
+    assert [node.GetValue(r, 1).ToString() for r in range(2)] == ["n/a", "0.712"]

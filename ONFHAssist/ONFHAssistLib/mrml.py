@@ -17,6 +17,7 @@ from vtk.util import numpy_support
 
 from . import io
 from .errors import InputError
+from .results import mean_sd_text
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 TERMS_FILE = Path(__file__).resolve().parents[1] / "Resources" / "ONFH.term.json"
@@ -379,7 +380,7 @@ def load_cv_results(scene, cv_dir: str | Path) -> dict:
         for model, row in summary.items():
             cell = row.get(col)
             array.InsertNextValue(model if col == "model" else
-                                  f"{cell['mean']:.3f} ± {cell['sd']:.3f}" if cell else "")
+                                  mean_sd_text(cell["mean"], cell["sd"]) if cell else "")
         table.AddColumn(array)
     nodes = {"table": table}
     km_path = cv_dir / "km.json"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import jsonschema
 
+from .atomic import json_safe
+
 SCHEMA_VERSION = "1.0"
 SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")
 UNCERTAIN_BELOW = 0.5  # a predicted stage whose probability is below this is shown as uncertain
@@ -74,23 +76,21 @@ class AnalysisResult:
     demo_model: bool
 
     def to_json(self) -> dict:
-        return _finite({"schema_version": SCHEMA_VERSION, **asdict(self)})
-
-
-def _finite(value):
-    """NaN/inf are not JSON: they become null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+        return json_safe({"schema_version": SCHEMA_VERSION, **asdict(self)})
 
 
 def validate(analysis: dict) -> None:
     """Raise jsonschema.ValidationError unless `analysis` follows the shipped schema."""
     jsonschema.validate(analysis, json.loads(SCHEMA_FILE.read_text(encoding="utf-8")))
+
+
+def mean_sd_text(mean: float | None, sd: float | None) -> str:
+    """'0.812 ± 0.034' for a cross-validated metric; the mean alone when one fold gives no sd; 'n/a' when no
+    fold could compute it (null in table.json)."""
+    defined = [v is not None and math.isfinite(v) for v in (mean, sd)]
+    if not defined[0]:
+        return "n/a"
+    return f"{mean:.3f} ± {sd:.3f}" if defined[1] else f"{mean:.3f}"
 
 
 def stage_text(stage: dict) -> str:

@@ -18,7 +18,7 @@ import torch
 from lifelines.exceptions import ConvergenceError
 
 from .. import horizon_stats, modelstore, stats
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_json, atomic_write_text
 from ..crops import CropSpec
 from ..dataset import patient_folds
 from ..devices import resolve_device, seed_everything
@@ -26,6 +26,7 @@ from ..errors import InputError
 from ..figures import calibration_png, decision_curve_png, km_by_risk_group
 from ..losses import cox_nll, survrnc_loss
 from ..models.survival import SurvivalConfig, TriStreamSurvival
+from ..results import mean_sd_text
 from ..survival_curves import BreslowBaseline
 from . import parallel_folds
 from . import survival_baselines as base
@@ -246,7 +247,7 @@ def cv(settings, reporter):
         km_by_risk_group(hips.time[index], hips.event[index], high, f"{name}: out-of-fold risk groups",
                          out / "plots" / f"km_{_slug(name)}.png")
         km_curves[name] = training_km(hips.time[index], hips.event[index], high)
-    atomic_write_text(out / "km.json", json.dumps(km_curves) + "\n")
+    atomic_write_json(out / "km.json", km_curves)
     write_horizon_outputs(hips, horizon, out)
     return write_table(pd.DataFrame(rows), out, len(hips.time), int(hips.event.sum()), len(np.unique(hips.patients)))
 
@@ -274,7 +275,7 @@ def write_horizon_outputs(hips: HipSet, horizon: dict, out: Path) -> dict:
         new, old = pooled.get(HORIZON_MODELS[0]), pooled.get(HORIZON_MODELS[1])
         if new is not None and old is not None and np.array_equal(new[0], old[0]):
             summary[f"{h}"] = horizon_stats.nri_idi(time[new[0]], event[new[0]], old[1], new[1], h)
-    atomic_write_text(out / "horizon.json", json.dumps({"nri_idi_tri_stream_vs_grades_cox": summary}, indent=2) + "\n")
+    atomic_write_json(out / "horizon.json", {"nri_idi_tri_stream_vs_grades_cox": summary})
     return summary
 
 
@@ -308,12 +309,12 @@ def write_table(per_fold: pd.DataFrame, out: Path, n_hips: int, n_events: int, n
              f"{n_events} collapses.", "", "| model | " + " | ".join(metrics) + " |",
              "|---|" + "---|" * len(metrics)]
     for model, row in summary.iterrows():
-        lines.append(f"| {model} | " + " | ".join(f"{row[(m, 'mean')]:.3f} ± {row[(m, 'std')]:.3f}" for m in metrics) + " |")
+        lines.append(f"| {model} | " + " | ".join(mean_sd_text(row[(m, 'mean')], row[(m, 'std')]) for m in metrics) + " |")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
     atomic_write_text(out / "per_fold.csv", per_fold.to_csv(index=False, float_format="%.4f"))
     table = {model: {m: {"mean": float(row[(m, "mean")]), "sd": float(row[(m, "std")])} for m in metrics}
              for model, row in summary.iterrows()}
-    atomic_write_text(out / "table.json", json.dumps(table, indent=2) + "\n")
+    atomic_write_json(out / "table.json", table)  # an undefined mean or sd (one fold) is null
     print("\n".join(lines))
     return {"table": str(out / "table.md")}
