@@ -1,7 +1,6 @@
 """Localise both heads, segment each found hip, refine the centre by a sphere fit: the first half of `analyze`."""
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from . import io
-from .atomic import atomic_write_text
+from .atomic import atomic_write_json
 from .crops import guess_modality
 from .figures import coronal_overlay_png
 from .localization import HeadEstimate, run_localizer
@@ -83,5 +82,5 @@ def segment_file(image_path, out_dir, modality: str, localizer_name, segmenter_n
     if png:
         coronal_overlay_png(image, label, summary["hips"], out / "overlay.png", f"{Path(image_path).name} ({modality})")
     # analysis.json: the stage of `onfh analyze` that exists so far, in its format (mrml.load_analysis reads it)
-    atomic_write_text(out / "analysis.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / "analysis.json", summary)
     return summary

@@ -8,7 +8,6 @@ and survival models are optional: without one, its step is skipped with a warnin
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -24,7 +23,7 @@ import torch
 
 from . import grades as user_grades
 from . import io, modelstore
-from .atomic import atomic_write_text
+from .atomic import atomic_write_json
 from .bone_mask import lesion_patches
 from .crops import CropSpec, crop_arrays, guess_modality
 from .devices import describe_device, resolve_device
@@ -179,7 +178,7 @@ class Analyzer:
         lap("report")
         result["timings_s"].update(report=timings["report"], total=round(time.perf_counter() - start, 3))
         validate(result)
-        atomic_write_text(out / "analysis.json", json.dumps(result, indent=2) + "\n")
+        atomic_write_json(out / "analysis.json", result)
         self.reporter.progress("analyze", 1.0, message="done")
         return result
 
