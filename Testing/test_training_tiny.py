@@ -170,3 +170,23 @@ def test_sranet_evaluation_leaves_out_hips_with_a_blank_grade(cohort, tmp_path):
     graded = pd.to_numeric(hips.ficat, errors="coerce").dropna()
     assert summary["hips"] == len(graded) == 5
     assert sum(summary["confusion_matrix"][1]) == int((graded > 0).sum())  # rows: true class
+
+
+def test_sranet_evaluation_attention_on_bone_agrees_with_the_phantom_bone_labels(tmp_path):
+    """End to end on CT: the summary's attention on the structure term's (Otsu) bone patches is within 0.02 of
+    the attention on the patches the phantom's own bone labels fill."""
+    from ONFHAssistLib.bone_mask import bone_patches
+    from ONFHAssistLib.models.sranet import CROP
+    from ONFHAssistLib.training.sranet_recipe import INFER_SPEC, predict
+
+    data = write_cohort(tmp_path / "ct", 1, seed=3, modality="ct")
+    settings = TrainSettings(task="sranet", data=data, out=tmp_path / "eval", device="cpu")
+    recipe("sranet").evaluate(settings, reporter=None)
+    ct = json.loads((tmp_path / "eval" / "summary.json").read_text(encoding="utf-8"))["by_modality"]["ct"]
+    table = crop_cache.build(data, INFER_SPEC, tmp_path / "eval" / "cache-sranet")
+    crops = [crop_cache.load(path) for path in table.crop]
+    network, _ = networks.load("sranet", None, torch.device("cpu"))
+    _, weights = predict(network, np.stack([image for image, _ in crops]), torch.device("cpu"))
+    bone = [bone_patches(np.isin(crop_cache.centre_crop(label, CROP), (1, 2, 3))) for _, label in crops]
+    truth = np.mean([w[flags].sum() for w, flags in zip(weights, bone)])
+    assert ct["attention_on_bone"] == pytest.approx(truth, abs=0.02)
