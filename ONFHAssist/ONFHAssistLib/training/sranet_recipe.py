@@ -37,7 +37,7 @@ from . import crop_cache
 from .crop_cache import centre_crop
 from .engine import Trainer
 from .scans import list_scans, split_scans
-from .staging_recipe import auc_by_modality, per_class_table, target
+from .staging_recipe import auc_by_modality, macro_auc, per_class_table, target
 
 INFER_SPEC = CropSpec(96.0, 0.75)
 TRAIN_SPEC = CropSpec(108.0, 0.75)
@@ -224,7 +224,7 @@ def evaluate(settings, reporter):
         stats["attention_on_lesion"] = float(share[here].mean()) if here.any() else float("nan")
     if "ct" in by_modality:  # what the structure term asks for, on the hips it acts on
         by_modality["ct"]["attention_on_bone"] = float(attention_on_bone(w[modality == "ct"], images[modality == "ct"]).mean())
-    summary = {"hips": int(len(y)), "auc": float(roc_auc_score(y, p)), "accuracy": float((probs.argmax(1) == y).mean()),
+    summary = {"hips": int(len(y)), "auc": macro_auc(y, probs), "accuracy": float((probs.argmax(1) == y).mean()),
                "sensitivity": float(per_class.sensitivity[1]), "specificity": float(per_class.specificity[1]),
                "f1": float(per_class.f1[1]), "attention_on_lesion": float(share.mean()), "by_modality": by_modality,
                "confusion_matrix": cm.tolist(), "parameters": entry.card["parameters"],
