@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 
 from .. import modelstore
 from ..atomic import atomic_write_json
@@ -188,7 +187,7 @@ def train(settings, reporter):
     def validate(net):
         p, w = predict(net, x_val, device)
         positive = y_val == 1
-        return {"val_auc": float(roc_auc_score(y_val, p)) if 0 < positive.sum() < len(y_val) else float("nan"),
+        return {"val_auc": macro_auc(y_val, np.c_[1 - p, p]),
                 "val_attention_on_lesion": float(attention_on_lesion(
                     w[positive], [centre_crop(lab, CROP) for lab in l_val[positive]]).mean())}
 
