@@ -49,7 +49,7 @@ class ONFHAssist(ScriptedLoadableModule):
 def registerSampleData():
     """Sample Data → ONFH demo hip: the bundled phantom scan, so a demo is one click away."""
     import SampleData
-    from ONFHAssistLib import demo_case
+    from ONFHAssistLib.slicer import demo_case
     icon = str(Path(__file__).parent / "Resources" / "Icons" / "ONFHAssist.png")
     SampleData.SampleDataLogic.registerCustomSampleDataSource(thumbnailFileName=icon, **demo_case.sample_data_source())
 
@@ -309,7 +309,7 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
     def ensureDependencies(self) -> bool:
         """torch through the PyTorch extension, the rest from requirements.txt after one confirmation
         listing every package; Slicer's own SimpleITK, numpy, requests and torch are never replaced."""
-        from ONFHAssistLib import dependencies as deps
+        from ONFHAssistLib.slicer import dependencies as deps
         if importlib.util.find_spec("torch") is None:
             try:
                 import PyTorchUtils
@@ -366,7 +366,9 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
         """Write the volume to a temporary file and run `onfh analyze` on it in the background; the output
         folder (report, maps, analysis.json) is kept under ~/.onfh/analyses. Returns a note for the user
         (the CPU fallback when CUDA was asked for on a machine without a GPU), else ''."""
-        from ONFHAssistLib import io, jobs, mrml
+        from ONFHAssistLib.imaging import io
+        from ONFHAssistLib import jobs
+        from ONFHAssistLib.slicer import mrml
         if volume_node is None:
             raise ValueError("Select an input volume first.")
         device, note = jobs.effective_device(device, self.device_info)
@@ -381,7 +383,7 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
     def poll(self):
         """(new log messages, latest progress fraction or None, final status or None while running); loads
         the results into the scene when the child succeeds."""
-        from ONFHAssistLib import mrml
+        from ONFHAssistLib.slicer import mrml
         messages, fraction = [], None
         for event in self.job.drain():
             if event.get("event") == "progress":
@@ -405,7 +407,7 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
 
     def applyDisplay(self, params):
         """Show/hide and fade the segmentation and the two heat maps as the panel's check boxes and sliders say."""
-        from ONFHAssistLib import mrml
+        from ONFHAssistLib.slicer import mrml
         if self.nodes is None:
             return
         layers = {"segmentation": self.nodes.get("segmentation")}
@@ -418,12 +420,12 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
                     mrml.set_layer_visibility(slicer.mrmlScene, node, show, getattr(params, f"{layer}Opacity"))
 
     def saveAnalysis(self, folder: str) -> Path:
-        from ONFHAssistLib import mrml
+        from ONFHAssistLib.slicer import mrml
         return mrml.save_analysis(slicer.mrmlScene, self.analysis_dir, folder)
 
     def addToDataset(self, folder: str, patient_id: str, entries: dict) -> str:
         """The last analysis's volume, its (possibly corrected) segmentation and the typed rows into a dataset."""
-        from ONFHAssistLib import mrml
+        from ONFHAssistLib.slicer import mrml
         if not folder:
             raise ValueError("Choose a dataset folder first.")
         return mrml.add_to_dataset(slicer.mrmlScene, self.nodes["segmentation"], self.nodes["input"],
@@ -453,7 +455,7 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
 
     def loadDemoCase(self):
         """Load the bundled demo hip MRI into the scene."""
-        from ONFHAssistLib import demo_case
+        from ONFHAssistLib.slicer import demo_case
         return slicer.util.loadVolume(str(demo_case.image_path()))
 
 
@@ -503,7 +505,9 @@ class ONFHAssistTest(ScriptedLoadableModuleTest):
         self.delayDisplay("ONFH Assist status line names the loaded demo case")
 
     def test_demo_flow_analyse_display_save_and_add_to_dataset(self):
-        from ONFHAssistLib import dataset, demo_case, io, mrml
+        from ONFHAssistLib import dataset
+        from ONFHAssistLib.slicer import demo_case, mrml
+        from ONFHAssistLib.imaging import io
         import numpy as np
         import SimpleITK as sitk
 

@@ -184,7 +184,7 @@ class ONFHTrainingLogic(ScriptedLoadableModuleLogic):
     def poll(self):
         """(new log lines, latest progress fraction or None, final status or None while running); metric
         events also go to the live plot as they arrive."""
-        from ONFHAssistLib import mrml
+        from ONFHAssistLib.slicer import mrml
         lines, fraction = [], None
         events = self.job.drain()
         for event in events:
@@ -212,7 +212,7 @@ class ONFHTrainingLogic(ScriptedLoadableModuleLogic):
         return self.verb == "cv" and self.out is not None and (self.out / "table.json").is_file()
 
     def loadResults(self, folder):
-        from ONFHAssistLib import mrml
+        from ONFHAssistLib.slicer import mrml
         return mrml.load_cv_results(slicer.mrmlScene, folder)
 
     def model_folder(self):
@@ -220,7 +220,7 @@ class ONFHTrainingLogic(ScriptedLoadableModuleLogic):
         return folder if folder is not None and (folder / "model.json").exists() else None
 
     def publish(self) -> str:
-        from ONFHAssistLib import modelstore
+        from ONFHAssistLib.models import store as modelstore
         entry = modelstore.publish_folder(self.model_folder())
         return (f"Published {entry.name} {entry.version} to {entry.folder}; ONFH Assist offers it after "
                 "Refresh (no restart).")
@@ -249,7 +249,9 @@ class ONFHTrainingTest(ScriptedLoadableModuleTest):
         self.delayDisplay("A missing dataset folder is reported in one sentence")
 
     def test_one_epoch_training_run_and_publish(self):
-        from ONFHAssistLib import dataset, demo_case, jobs, modelstore
+        from ONFHAssistLib import dataset, jobs
+        from ONFHAssistLib.slicer import demo_case
+        from ONFHAssistLib.models import store as modelstore
 
         work = Path(tempfile.mkdtemp(prefix="onfh-training-selftest-"))
         data = work / "dataset"

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ONFHAssistLib import io, modelstore, phantom
+from ONFHAssistLib.imaging import io
+from ONFHAssistLib.models import store as modelstore
+from ONFHAssistLib.phantom import cohort as phantom
 from ONFHAssistLib.atomic import atomic_write_text
 
 OUT = Path(__file__).resolve().parent / "Demo"

@@ -20,7 +20,8 @@ import SimpleITK as sitk  # noqa: E402
 
 from dataclasses import replace  # noqa: E402
 
-from ONFHAssistLib import io, phantom  # noqa: E402
+from ONFHAssistLib.imaging import io
+from ONFHAssistLib.phantom import cohort as phantom  # noqa: E402
 
 WINDOWS = {"ct": (-200, 1400), "mr_t1": (0, 1000)}
 COLOURS = np.array([[0, 0, 0, 0], [0.95, 0.8, 0.2, 0.45], [0.2, 0.6, 1.0, 0.35], [1.0, 0.1, 0.1, 0.7]])

@@ -14,7 +14,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ONFHAssistLib import io, modelstore
+from ONFHAssistLib.imaging import io
+from ONFHAssistLib.models import store as modelstore
 
 NRRD_HEAD = "NRRD0004\ntype: short\ndimension: 3\nsizes: 8 8 8\nspace: left-posterior-superior\n"
 

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ONFHAssistLib import demo_case, io, modelstore
+from ONFHAssistLib.slicer import demo_case
+from ONFHAssistLib.imaging import io
+from ONFHAssistLib.models import store as modelstore
 from ONFHAssistLib.cli import main
-from ONFHAssistLib.pipeline import Analyzer
-from ONFHAssistLib.results import stage_text, validate
+from ONFHAssistLib.analysis.pipeline import Analyzer
+from ONFHAssistLib.analysis.results import stage_text, validate
 
 SHIPPED = ("localizer", "segmentation", "staging", "sranet", "survival")
 MAPS = ("label_map", "attention", "gradcam")
@@ -226,8 +228,8 @@ def test_stage_text_flags_a_stage_no_class_is_sure_of():
 
 
 def test_a_lesion_that_overrules_stage_0_is_reported():
-    from ONFHAssistLib.pipeline import _stage_zero_ruled_out
-    from ONFHAssistLib.results import HipResult, StageResult
+    from ONFHAssistLib.analysis.pipeline import _stage_zero_ruled_out
+    from ONFHAssistLib.analysis.results import HipResult, StageResult
 
     probs = {"0": 0.6, "I": 0.1, "II": 0.3}
     overruled = HipResult("R", True, stage={"arco": StageResult("II", 2, probs, "staging")})
@@ -239,7 +241,7 @@ def test_a_run_that_fails_half_way_leaves_nothing_behind(analyzer, tmp_path, mon
     def broken_report(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("ONFHAssistLib.pipeline.write_report", broken_report)
+    monkeypatch.setattr("ONFHAssistLib.analysis.pipeline.write_report", broken_report)
     with pytest.raises(RuntimeError):
         analyzer.analyze(demo_case.image_path(), tmp_path / "new")
     assert not (tmp_path / "new").exists()

@@ -5,10 +5,10 @@ import torch
 from monai.visualize import GradCAM
 from scipy.special import softmax
 
-from ONFHAssistLib.maps import unit_range
+from ONFHAssistLib.analysis.maps import unit_range
 from ONFHAssistLib.models.staging import MulPoolDenseNet
-from ONFHAssistLib.training.cam_guidance import (FEMUR, HEAD_RADIUS_MM, NECROSIS, evidence_cells, evidence_region,
-                                                 gradcam_peaks, localisation_loss)
+from ONFHAssistLib.training.cam_guidance import (
+    FEMUR, HEAD_RADIUS_MM, NECROSIS, evidence_cells, evidence_region, gradcam_peaks, localisation_loss)
 
 
 def _small_net():

@@ -1,8 +1,8 @@
 """The crop cache: training crops say which modality they were normalised for, guessed when hips.csv is silent."""
 import pandas as pd
 
-from ONFHAssistLib.crops import CropSpec
-from ONFHAssistLib.phantom import write_cohort
+from ONFHAssistLib.imaging.crops import CropSpec
+from ONFHAssistLib.phantom.cohort import write_cohort
 from ONFHAssistLib.training import crop_cache
 
 SPEC = CropSpec(box_mm=64.0, spacing_mm=2.0)

@@ -8,7 +8,9 @@ import SimpleITK as sitk
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ONFHAssistLib import dataset, io, phantom
+from ONFHAssistLib import dataset
+from ONFHAssistLib.imaging import io
+from ONFHAssistLib.phantom import cohort as phantom
 from ONFHAssistLib.cli import main
 from ONFHAssistLib.errors import InputError
 

@@ -7,7 +7,7 @@ import time
 
 from ONFHAssistLib import dataset
 from ONFHAssistLib.jobs import child_env
-from ONFHAssistLib.phantom import write_cohort
+from ONFHAssistLib.phantom.cohort import write_cohort
 
 ADDS = 25
 

@@ -53,7 +53,7 @@ def _torchrun(args, env, timeout=300):
 
 
 def test_onfh_train_under_torchrun_reports_and_saves_once(tmp_path):
-    from ONFHAssistLib.phantom import write_cohort
+    from ONFHAssistLib.phantom.cohort import write_cohort
 
     data = write_cohort(tmp_path / "data", 2, seed=31, modality="mr_t1")
     env = {**child_env(), "OMP_NUM_THREADS": "1"}

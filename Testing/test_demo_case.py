@@ -4,7 +4,8 @@ import shutil
 
 import pytest
 
-from ONFHAssistLib import demo_case, io
+from ONFHAssistLib.slicer import demo_case
+from ONFHAssistLib.imaging import io
 from ONFHAssistLib.errors import InputError
 
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 from packaging.requirements import Requirement
 
-from ONFHAssistLib import dependencies as deps
+from ONFHAssistLib.slicer import dependencies as deps
 from ONFHAssistLib.errors import InputError
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from ONFHAssistLib.errors import InputError
-from ONFHAssistLib.grades import merge, parse_grade_args
+from ONFHAssistLib.analysis.grades import merge, parse_grade_args
 
 
 def test_parse_sides_and_json(tmp_path):

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ONFHAssistLib import demo_case, io
-from ONFHAssistLib.crops import CropSpec, hip_crop
-from ONFHAssistLib.grading import JIC_TYPE_BOUNDS_DEG, jic_type, lateral_reach_deg, predicted_grades
+from ONFHAssistLib.slicer import demo_case
+from ONFHAssistLib.imaging import io
+from ONFHAssistLib.imaging.crops import CropSpec, hip_crop
+from ONFHAssistLib.analysis.grading import JIC_TYPE_BOUNDS_DEG, jic_type, lateral_reach_deg, predicted_grades
 
 SPACING, RADIUS = 0.75, 25.0
 
@@ -58,7 +59,7 @@ def test_demo_lesion_type_matches_its_truth_through_the_truth_labels():
 
 
 def test_a_segmented_lesion_rules_out_stage_0_and_nothing_else():
-    from ONFHAssistLib.grading import decide_stage
+    from ONFHAssistLib.analysis.grading import decide_stage
 
     assert decide_stage([0.5, 0.1, 0.3, 0.1], lesion_ml=4.2) == 2  # most probable ONFH class
     assert decide_stage([0.5, 0.1, 0.3, 0.1], lesion_ml=0.0) == 0  # no lesion: the network decides

@@ -3,7 +3,7 @@ status at t is fully known (Kaplan–Meier then equals the plain proportion)."""
 import numpy as np
 import pytest
 
-from ONFHAssistLib.horizon_stats import calibration, decision_curve, known_status, nri_idi
+from ONFHAssistLib.survival.horizon_stats import calibration, decision_curve, known_status, nri_idi
 
 T = 36.0
 

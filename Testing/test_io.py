@@ -9,9 +9,9 @@ import SimpleITK as sitk
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ONFHAssistLib import io
+from ONFHAssistLib.imaging import io
 from ONFHAssistLib.errors import InputError
-from ONFHAssistLib.phantom_anatomy import rotation_matrix
+from ONFHAssistLib.phantom.anatomy import rotation_matrix
 
 REAL_CT = Path(__file__).resolve().parents[2] / "shared/data/real/totalsegmentator_example/example_ct.nii.gz"
 

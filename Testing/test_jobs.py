@@ -9,7 +9,7 @@ from ONFHAssistLib.devices import describe_device, resolve_device, summary_line
 from ONFHAssistLib.cli import main
 from ONFHAssistLib.jobs import Job, analysis_folder, analyze_args, child_env, onfh_command
 
-from ONFHAssistLib import demo_case
+from ONFHAssistLib.slicer import demo_case
 
 ROOT_DEMO = demo_case.image_path()
 

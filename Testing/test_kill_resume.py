@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ONFHAssistLib.jobs import Job, child_env, onfh_command
-from ONFHAssistLib.phantom import write_cohort
+from ONFHAssistLib.phantom.cohort import write_cohort
 
 EPOCHS = 4
 

@@ -3,7 +3,8 @@ import numpy as np
 import SimpleITK as sitk
 import pytest
 
-from ONFHAssistLib import io, localization
+from ONFHAssistLib.imaging import io
+from ONFHAssistLib.analysis import localization
 
 
 def _volume():

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from lifelines import CoxPHFitter
 from lifelines.datasets import load_rossi
 
-from ONFHAssistLib.losses import cox_nll, survrnc_loss
+from ONFHAssistLib.models.losses import cox_nll, survrnc_loss
 
 
 def _breslow_efron_reference(risk, time, event, ties):

@@ -4,7 +4,7 @@ import pytest
 
 from sklearn.metrics import f1_score
 
-from ONFHAssistLib import measure
+from ONFHAssistLib.analysis import measure
 from ONFHAssistLib.training.evaluation import dice_per_class
 
 SPACING = np.array([1.0, 1.0, 1.0])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ONFHAssistLib import modelstore
-from ONFHAssistLib.crops import CropSpec, hip_crop, uncrop
+from ONFHAssistLib.models import store as modelstore
+from ONFHAssistLib.imaging.crops import CropSpec, hip_crop, uncrop
 from ONFHAssistLib.errors import InputError
 from ONFHAssistLib.training.engine import Trainer
 

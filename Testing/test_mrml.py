@@ -7,9 +7,11 @@ import SimpleITK as sitk
 
 slicer = pytest.importorskip("slicer")
 
-from ONFHAssistLib import dataset, demo_case, io, mrml  # noqa: E402
+from ONFHAssistLib import dataset
+from ONFHAssistLib.slicer import demo_case, mrml
+from ONFHAssistLib.imaging import io  # noqa: E402
 from ONFHAssistLib.errors import InputError  # noqa: E402
-from ONFHAssistLib.pipeline import Analyzer  # noqa: E402
+from ONFHAssistLib.analysis.pipeline import Analyzer  # noqa: E402
 
 
 def _oblique_image(values: np.ndarray) -> sitk.Image:

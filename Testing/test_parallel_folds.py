@@ -10,7 +10,7 @@ import pytest
 
 from ONFHAssistLib.cli import main
 from ONFHAssistLib.jobs import Job, child_env, onfh_command
-from ONFHAssistLib.phantom import write_cohort
+from ONFHAssistLib.phantom.cohort import write_cohort
 
 MODELS = "tri-stream + SLE,CoxPH (grades)"
 

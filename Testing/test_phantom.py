@@ -10,8 +10,9 @@ import SimpleITK as sitk
 from lifelines import CoxPHFitter
 from scipy import ndimage
 
-from ONFHAssistLib import io, phantom
-from ONFHAssistLib.phantom_hips import HAZARD, sample_patient_hips
+from ONFHAssistLib.imaging import io
+from ONFHAssistLib.phantom import cohort as phantom
+from ONFHAssistLib.phantom.hips import HAZARD, sample_patient_hips
 
 
 def _fine_scan(index: int, modality: str = "ct"):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from ONFHAssistLib import io, modelstore
-from ONFHAssistLib.pipeline import Analyzer
+from ONFHAssistLib.imaging import io
+from ONFHAssistLib.models import store as modelstore
+from ONFHAssistLib.analysis.pipeline import Analyzer
 from real_ct_oracle import CT, right_head_centre_lps
 
 pytestmark = pytest.mark.skipif(not CT.exists(), reason="shared real CT not present")

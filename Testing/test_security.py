@@ -11,7 +11,7 @@ import SimpleITK as sitk
 from ONFHAssistLib import dataset
 from ONFHAssistLib.cli import main
 from ONFHAssistLib.errors import InputError
-from ONFHAssistLib.phantom import write_cohort
+from ONFHAssistLib.phantom.cohort import write_cohort
 from ONFHAssistLib.training.scans import list_scans
 
 LIB = Path(dataset.__file__).resolve().parent

@@ -4,10 +4,11 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from ONFHAssistLib import io, modelstore, networks
+from ONFHAssistLib.imaging import io
+from ONFHAssistLib.models import store as modelstore, networks
 from ONFHAssistLib.cli import main
 from ONFHAssistLib.models.segmentation import build_segmenter
-from ONFHAssistLib.segment import segment_hip, to_input_grid
+from ONFHAssistLib.analysis.segment import segment_hip, to_input_grid
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from ONFHAssistLib import io
-from ONFHAssistLib.bone_mask import bone_patches, coarse_bone_mask
-from ONFHAssistLib.crops import CropSpec, crop_arrays
+from ONFHAssistLib.imaging import io
+from ONFHAssistLib.models.sranet_patches import bone_patches, coarse_bone_mask
+from ONFHAssistLib.imaging.crops import CropSpec, crop_arrays
 from ONFHAssistLib.dataset import read_hips
-from ONFHAssistLib.models.sranet import (N_PATCHES, PATCH, SRANet, attention_weights, patch_map_to_volume,
-                                         sranet_loss, structure_loss, to_patches)
-from ONFHAssistLib.phantom import write_cohort
+from ONFHAssistLib.models.sranet import (
+    N_PATCHES, PATCH, SRANet, attention_weights, patch_map_to_volume, sranet_loss, structure_loss, to_patches)
+from ONFHAssistLib.phantom.cohort import write_cohort
 from ONFHAssistLib.training.sranet_recipe import attention_mass_loss, attention_on_bone, patch_lesion_loss
 
 
@@ -80,7 +80,7 @@ def test_attention_on_bone_is_the_mass_on_the_patch_holding_the_bright_block():
 
 
 def test_lesion_patches_flag_the_patch_that_holds_necrosis():
-    from ONFHAssistLib.bone_mask import lesion_patches
+    from ONFHAssistLib.models.sranet_patches import lesion_patches
 
     label = np.zeros((128, 128, 128), np.uint8)
     label[40, 70, 100] = 3  # patch (i, j, k) = (1, 2, 3) → p = 16 + 8 + 3

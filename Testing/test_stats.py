@@ -6,7 +6,7 @@ from lifelines.datasets import load_lung, load_rossi
 from sksurv.datasets import load_gbsg2
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 
-from ONFHAssistLib import stats
+from ONFHAssistLib.survival import stats
 
 
 def test_gbsg2_efron_cox_harrell_c():

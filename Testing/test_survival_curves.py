@@ -4,7 +4,7 @@ import pytest
 from lifelines import CoxPHFitter
 from lifelines.datasets import load_rossi
 
-from ONFHAssistLib.survival_curves import BreslowBaseline
+from ONFHAssistLib.survival.curves import BreslowBaseline
 
 
 def test_survival_matches_lifelines_predictions():

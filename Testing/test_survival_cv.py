@@ -7,8 +7,8 @@ import pytest
 from ONFHAssistLib.cli import main
 from ONFHAssistLib.dataset import GRADE_CODES
 from ONFHAssistLib.models.survival import GRADE_SYSTEMS
-from ONFHAssistLib.phantom import write_cohort
-from ONFHAssistLib.grading import GRADE_ORDER, grade_codes
+from ONFHAssistLib.phantom.cohort import write_cohort
+from ONFHAssistLib.analysis.grading import GRADE_ORDER, grade_codes
 from ONFHAssistLib.training.survival_baselines import MODELS as BASELINE_MODELS
 from ONFHAssistLib.training.survival_recipe import NETWORK_MODELS
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ONFHAssistLib.losses import cox_nll
+from ONFHAssistLib.models.losses import cox_nll
 from ONFHAssistLib.models.survival import GRADE_SYSTEMS, VARIANTS, SurvivalConfig, TriStreamSurvival
 
 SMALL = dict(crop_size=32, resnet_planes=(4, 8, 8, 8), d_img=16, d_lbl=16, d_grade=8, d_fusion=16, sle_patch=8,

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from ONFHAssistLib import networks
-from ONFHAssistLib.phantom import write_cohort
-from ONFHAssistLib.segment import INFER_SPEC, predict_crop
+from ONFHAssistLib.models import networks
+from ONFHAssistLib.phantom.cohort import write_cohort
+from ONFHAssistLib.analysis.segment import INFER_SPEC, predict_crop
 from ONFHAssistLib.training import TrainSettings, crop_cache, recipe
 from ONFHAssistLib.training.evaluation import dice_per_class
 from ONFHAssistLib.devices import seed_everything
@@ -92,8 +92,8 @@ def test_init_refuses_a_mismatched_network_or_task(cohort, tmp_path, capsys):
 
 def test_staging_evaluation_crops_as_the_model_was_trained(cohort, tmp_path):
     """A model card from before 1.2.0 (96 mm box at 1.5 mm) is evaluated on its own crop, not the recipe's."""
-    from ONFHAssistLib import modelstore
-    from ONFHAssistLib.crops import CropSpec
+    from ONFHAssistLib.models import store as modelstore
+    from ONFHAssistLib.imaging.crops import CropSpec
     from ONFHAssistLib.models.staging import MulPoolDenseNet
 
     old_crop = CropSpec(96.0, 1.5).to_json()
@@ -115,7 +115,7 @@ def test_staging_evaluation_scores_ficat3_from_the_shipped_arco_network(cohort, 
     """seed 003's 0/I/II task read from the five-stage network agrees with scikit-learn's one-vs-rest macro AUC
     on the renormalised probabilities of the hips truly at stage 0-II."""
     from sklearn.metrics import roc_auc_score
-    from ONFHAssistLib.crops import CropSpec
+    from ONFHAssistLib.imaging.crops import CropSpec
     from ONFHAssistLib.training.staging_recipe import probabilities
 
     settings = TrainSettings(task="staging", data=cohort, out=tmp_path, device="cpu", model="onfh-staging-arco")
@@ -175,7 +175,7 @@ def test_sranet_evaluation_leaves_out_hips_with_a_blank_grade(cohort, tmp_path):
 def test_sranet_evaluation_attention_on_bone_agrees_with_the_phantom_bone_labels(tmp_path):
     """End to end on CT: the summary's attention on the structure term's (Otsu) bone patches is within 0.02 of
     the attention on the patches the phantom's own bone labels fill."""
-    from ONFHAssistLib.bone_mask import bone_patches
+    from ONFHAssistLib.models.sranet_patches import bone_patches
     from ONFHAssistLib.models.sranet import CROP
     from ONFHAssistLib.training.sranet_recipe import INFER_SPEC, predict
 

@@ -179,7 +179,7 @@ def epoch_details(stdout: str) -> dict:
 
 def _cohort(work: Path, name: str, spec: dict) -> Path:
     """A phantom cohort made once per bench session (not timed), beside the per-run work folders."""
-    from .phantom import write_cohort
+    from .phantom.cohort import write_cohort
 
     cached = work.parent / name
     if not (cached / "hips.csv").exists():
@@ -189,7 +189,7 @@ def _cohort(work: Path, name: str, spec: dict) -> Path:
 
 def _bench_volume(work: Path) -> Path:
     """A 256×256×160 phantom MR scan at 1.5 mm, made once per bench session (not timed)."""
-    from .phantom import write_cohort
+    from .phantom.cohort import write_cohort
 
     cached = work.parent / "bench-volume"
     if not (cached / "hips.csv").exists():

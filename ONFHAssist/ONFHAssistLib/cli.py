@@ -150,7 +150,7 @@ def cmd_phantom(args) -> int:
         raise InputError("--spacing takes one or three positive values in mm.")
     if args.shape is not None and min(args.shape) < 8:
         raise InputError("--shape needs at least 8 voxels per axis.")
-    from .phantom import write_cohort
+    from .phantom.cohort import write_cohort
     from .progress import make_reporter
 
     reporter = make_reporter(args.progress)
@@ -205,7 +205,7 @@ def _model_choices(items: list[str]) -> dict[str, str]:
 
 
 def _print_analysis(analysis: dict) -> None:
-    from .results import stage_text
+    from .analysis.results import stage_text
 
     for hip in sorted(analysis["hips"], key=lambda h: h["side"] != "R"):
         if not hip["found"]:
@@ -222,9 +222,9 @@ def _print_analysis(analysis: dict) -> None:
 
 
 def cmd_analyze(args) -> int:
-    from .batch import expand_inputs, run_batch
-    from .grades import parse_grade_args
-    from .pipeline import Analyzer
+    from .analysis.batch import expand_inputs, run_batch
+    from .analysis.grades import parse_grade_args
+    from .analysis.pipeline import Analyzer
     from .progress import make_reporter
 
     grades = parse_grade_args(args.grades)
@@ -253,8 +253,8 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from . import modelstore
     from .devices import describe_device, summary_line
+    from .models import store as modelstore
     from .progress import make_reporter
 
     device = describe_device(resolve_device("auto"))
@@ -271,9 +271,9 @@ def cmd_info(args) -> int:
 def cmd_demo(args) -> int:
     """Analyse the bundled demo scan (one hip with a lesion, one healthy) with the shipped models and
     set the results beside the phantom's truth."""
-    from . import demo_case
-    from .pipeline import Analyzer
+    from .analysis.pipeline import Analyzer
     from .progress import make_reporter
+    from .slicer import demo_case
 
     analysis = Analyzer(args.device, reporter=make_reporter(args.progress)).analyze(demo_case.image_path(), args.out)
     _print_analysis(analysis)
@@ -287,7 +287,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from . import modelstore
+    from .models import store as modelstore
 
     if args.action == "list":
         for e in modelstore.list_models(args.task):
@@ -378,7 +378,7 @@ def cmd_task(args) -> int:
 
 
 def cmd_segment(args) -> int:
-    from .hipfinder import segment_file
+    from .analysis.hipfinder import segment_file
 
     summary = segment_file(args.image, args.out, args.modality, args.localizer, args.segmenter,
                            resolve_device(args.device), args.png)

@@ -18,9 +18,9 @@ import pandas as pd
 import SimpleITK as sitk
 from sklearn.model_selection import StratifiedGroupKFold
 
-from . import io
 from .atomic import atomic_write_text
 from .errors import InputError
+from .imaging import io
 
 REQUIRED_COLUMNS = ("patient_id", "scan_id", "side", "time_months", "event")
 GRADE_CODES = {

@@ -9,7 +9,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_losses import _survrnc_loop  # noqa: E402
 
-from ONFHAssistLib.losses import survrnc_loss  # noqa: E402
+from ONFHAssistLib.models.losses import survrnc_loss  # noqa: E402
 
 
 def bench(n: int = 64, repeats: int = 5) -> dict:

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import io
 from ..atomic import atomic_path, atomic_write_text
-from ..crops import CropSpec, crop_arrays, guess_modality
 from ..dataset import find_volume, read_hips
 from ..errors import InputError
+from ..imaging import io
+from ..imaging.crops import CropSpec, crop_arrays, guess_modality
 
 CENTRE_COLUMNS = ("head_x", "head_y", "head_z")
 

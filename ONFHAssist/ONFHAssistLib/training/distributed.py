@@ -16,11 +16,14 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from ..models import store
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,14 @@ def shutdown() -> None:
 def barrier(ctx: Context) -> None:
     if ctx.active:
         dist.barrier()
+
+
+def save_model_once(folder: str | Path, model: torch.nn.Module, card: dict) -> store.ModelEntry:
+    """Rank 0 writes the model folder; the other ranks wait for it and read the finished folder."""
+    job = context()
+    entry = store.save_model(folder, model, card) if job.primary else None
+    barrier(job)
+    return entry or store.read_entry(folder)
 
 
 def wrap(model: torch.nn.Module, ctx: Context) -> torch.nn.Module:

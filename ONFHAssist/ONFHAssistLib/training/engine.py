@@ -20,8 +20,8 @@ from typing import Callable, Iterable
 
 import torch
 
-from .. import weights as weight_files
 from ..atomic import atomic_path
+from ..models import weights as weight_files
 from . import distributed
 
 log = logging.getLogger(__name__)

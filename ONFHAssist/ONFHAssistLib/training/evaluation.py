@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
+from ..analysis.hipfinder import find_and_segment
+from ..analysis.segment import covering_region
 from ..atomic import atomic_write_json, atomic_write_text
 from ..devices import resolve_device
-from ..hipfinder import find_and_segment
-from ..networks import load
-from ..segment import covering_region
+from ..models.networks import load
 from .scans import list_scans
 
 STRUCTURES = ("pelvis", "femur", "necrosis")

@@ -6,12 +6,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import modelstore
+from ..analysis.localization import (
+    GRID_MM,
+    HEATMAP_SIGMA_MM,
+    assign_sides,
+    body_midline_x,
+    decode_peaks,
+    heatmap_target,
+    localizer_input,
+)
 from ..atomic import atomic_path
 from ..devices import resolve_device, seed_everything
-from ..localization import (GRID_MM, HEATMAP_SIGMA_MM, assign_sides, body_midline_x, decode_peaks, heatmap_target,
-                            localizer_input)
 from ..models.localizer import build_localizer
+from . import distributed
 from .engine import Trainer
 from .evaluation import evaluate_task
 from .scans import list_scans, split_scans
@@ -112,7 +119,7 @@ def train(settings, reporter):
             "trained_on": {"data": str(settings.data), "train_scans": len(train_scans), "val_scans": len(val_scans)},
             "best_epoch": fit.best_epoch,
             "validation": next((h for h in fit.history if h["epoch"] == fit.best_epoch), {}), "history": fit.history}
-    entry = modelstore.save_model(out / "model", network, card)
+    entry = distributed.save_model_once(out / "model", network, card)
     return {"model": str(entry.folder), "best_epoch": fit.best_epoch, "val_median_mm": fit.best_metric}
 
 

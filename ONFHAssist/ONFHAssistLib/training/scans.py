@@ -7,10 +7,10 @@ from pathlib import Path
 import pandas as pd
 import SimpleITK as sitk
 
-from .. import io
-from ..crops import guess_modality
 from ..dataset import find_volume, patient_folds, read_hips
 from ..errors import InputError
+from ..imaging import io
+from ..imaging.crops import guess_modality
 from .crop_cache import CENTRE_COLUMNS
 
 

@@ -13,13 +13,12 @@ import torch
 from monai import transforms as T
 from monai.losses import DiceCELoss
 
-from .. import modelstore
-from ..crops import CropSpec
+from ..analysis.segment import INFER_SPEC, PATCH, predict_crop
 from ..devices import resolve_device, seed_everything
+from ..imaging.crops import CropSpec
+from ..models.networks import initialise_from
 from ..models.segmentation import CLASSES, build_segmenter
-from ..networks import initialise_from
-from ..segment import INFER_SPEC, PATCH, predict_crop
-from . import crop_cache
+from . import crop_cache, distributed
 from .engine import Trainer
 from .evaluation import dice_per_class, evaluate_task
 from .scans import list_scans, split_scans
@@ -103,7 +102,7 @@ def train(settings, reporter):
             "classes": list(CLASSES), "crop": INFER_SPEC.to_json(), "patch": PATCH, "seed": settings.seed,
             "trained_on": {"data": str(settings.data), "train_hips": len(train_data), "val_hips": len(val_data)},
             "best_epoch": fit.best_epoch, "validation": best, "history": fit.history, "initialised_from": initialised}
-    entry = modelstore.save_model(out / "model", network, card)
+    entry = distributed.save_model_once(out / "model", network, card)
     return {"model": str(entry.folder), "best_epoch": fit.best_epoch, "val_dice_mean": fit.best_metric}
 
 

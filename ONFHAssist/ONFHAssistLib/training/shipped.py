@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..phantom import write_cohort
+from ..phantom.cohort import write_cohort
 from . import TrainSettings, recipe
 
 TRAIN_SEED, TRAIN_PATIENTS = 101, 60

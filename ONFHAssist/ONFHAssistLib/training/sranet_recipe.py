@@ -23,16 +23,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import modelstore
+from ..analysis.figures import confusion_png, roc_png
 from ..atomic import atomic_write_json
-from ..bone_mask import bone_patches, coarse_bone_mask, femur_patches, lesion_patches
-from ..crops import CropSpec
 from ..devices import resolve_device, seed_everything
 from ..errors import InputError
-from ..figures import confusion_png, roc_png
+from ..imaging.crops import CropSpec
+from ..models.networks import initialise_from, load
 from ..models.sranet import CROP, GRID, N_PATCHES, PATCH, SRANet, sranet_loss
-from ..networks import initialise_from, load
-from . import crop_cache
+from ..models.sranet_patches import bone_patches, coarse_bone_mask, femur_patches, lesion_patches
+from . import crop_cache, distributed
 from .crop_cache import centre_crop
 from .engine import Trainer
 from .scans import list_scans, split_scans
@@ -199,7 +198,7 @@ def train(settings, reporter):
             "seed": settings.seed, "best_epoch": fit.best_epoch, "history": fit.history,
             "trained_on": {"data": str(settings.data), "train_hips": int(len(y_train)), "val_hips": int(len(y_val))},
             "initialised_from": initialised}
-    entry = modelstore.save_model(out / "model", model, card)
+    entry = distributed.save_model_once(out / "model", model, card)
     return {"model": str(entry.folder), "val_auc": fit.best_metric}
 
 

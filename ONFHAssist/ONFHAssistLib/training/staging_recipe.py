@@ -17,16 +17,15 @@ import torch
 from monai.losses import FocalLoss
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
-from .. import modelstore
+from ..analysis.figures import confusion_png, roc_png
+from ..analysis.maps import gradcam_for
 from ..atomic import atomic_write_json, atomic_write_text
-from ..crops import CropSpec
 from ..devices import resolve_device, seed_everything
 from ..errors import InputError
-from ..figures import confusion_png, roc_png
-from ..maps import gradcam_for
+from ..imaging.crops import CropSpec
+from ..models.networks import initialise_from, load
 from ..models.staging import SYSTEMS, MulPoolDenseNet
-from ..networks import initialise_from, load
-from . import crop_cache
+from . import crop_cache, distributed
 from .cam_guidance import HEAD_RADIUS_MM, evidence_cells, evidence_region, gradcam_peaks, localisation_loss
 from .crop_cache import centre_crop
 from .engine import Trainer
@@ -166,7 +165,7 @@ def train(settings, reporter):
             "crop": INFER_SPEC.to_json(), "seed": settings.seed, "localisation_weight": LOCALISATION_WEIGHT,
             "trained_on": {"data": str(settings.data), "train_hips": int(len(y_train)), "val_hips": int(len(y_val))},
             "best_epoch": fit.best_epoch, "history": fit.history, "initialised_from": initialised}
-    entry = modelstore.save_model(out / "model", model, card)
+    entry = distributed.save_model_once(out / "model", model, card)
     return {"model": str(entry.folder), "val_macro_auc": fit.best_metric}
 
 

@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import baselines, stats, weights
 from ..atomic import atomic_write_text
-from ..crops import CropSpec
 from ..errors import InputError
+from ..imaging.crops import CropSpec
+from ..models import weights
 from ..models.survival import TriStreamSurvival
-from ..radiomics import PARAMS_VERSION, feature_table
+from ..survival import baselines, stats
+from ..survival.radiomics import PARAMS_VERSION, feature_table
 from . import crop_cache
 from .survival_data import HipSet, oracle_covariates
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..crops import CropSpec
+from ..analysis.grading import grade_codes
 from ..errors import InputError
-from ..grading import grade_codes
+from ..imaging.crops import CropSpec
 from . import crop_cache
 
 ORACLE_COLUMNS = ("necrotic_ratio", "necrotic_angle_deg", "jic_type", "jic_stage", "bme")

@@ -17,18 +17,18 @@ import pandas as pd
 import torch
 from lifelines.exceptions import ConvergenceError
 
-from .. import horizon_stats, modelstore, stats
+from ..analysis.figures import calibration_png, decision_curve_png, km_by_risk_group
+from ..analysis.results import mean_sd_text
 from ..atomic import atomic_write_json, atomic_write_text
-from ..crops import CropSpec
 from ..dataset import patient_folds
 from ..devices import resolve_device, seed_everything
 from ..errors import InputError
-from ..figures import calibration_png, decision_curve_png, km_by_risk_group
-from ..losses import cox_nll, survrnc_loss
+from ..imaging.crops import CropSpec
+from ..models.losses import cox_nll, survrnc_loss
 from ..models.survival import SurvivalConfig, TriStreamSurvival
-from ..results import mean_sd_text
-from ..survival_curves import BreslowBaseline
-from . import parallel_folds
+from ..survival import horizon_stats, stats
+from ..survival.curves import BreslowBaseline
+from . import distributed, parallel_folds
 from . import survival_baselines as base
 from .engine import Trainer
 from .survival_data import HipSet, load_hips
@@ -140,7 +140,7 @@ def train(settings, reporter):
             "seed": settings.seed, "trained_on": {"data": str(settings.data), "hips": len(hips.time),
                                                   "events": int(hips.event.sum())},
             "best_epoch": fit.best_epoch, "validation_c": fit.best_metric, "history": fit.history}
-    entry = modelstore.save_model(out / "model", model, card)
+    entry = distributed.save_model_once(out / "model", model, card)
     return {"model": str(entry.folder), "validation_c": fit.best_metric}
 
 

@@ -5,9 +5,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
-DEMO_DIR = Path(__file__).resolve().parents[2] / "Resources" / "Demo"
+DEMO_DIR = Path(__file__).resolve().parents[3] / "Resources" / "Demo"
 
 
 def manifest() -> dict:

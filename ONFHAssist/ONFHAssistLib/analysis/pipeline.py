@@ -21,23 +21,24 @@ import pandas as pd
 import SimpleITK as sitk
 import torch
 
+from ..atomic import atomic_write_json
+from ..devices import describe_device, resolve_device
+from ..errors import InputError
+from ..imaging import io
+from ..imaging.crops import CropSpec, crop_arrays, guess_modality
+from ..models import store as modelstore
+from ..models.networks import build
+from ..models.sranet import patch_map_to_volume
+from ..models.sranet_patches import lesion_patches
+from ..progress import Reporter
+from ..survival.curves import BreslowBaseline
 from . import grades as user_grades
-from . import io, modelstore
-from .atomic import atomic_write_json
-from .bone_mask import lesion_patches
-from .crops import CropSpec, crop_arrays, guess_modality
-from .devices import describe_device, resolve_device
-from .errors import InputError
 from .grading import decide_stage, grade_codes, lateral_reach_deg, predicted_grades
 from .hipfinder import SIDES, HipFinding, find_and_segment
 from .maps import crop_map, gradcam_for, on_grid, paste
-from .models.sranet import patch_map_to_volume
-from .networks import build
-from .progress import Reporter
 from .report import write_report
-from .segment import INFER_SPEC
 from .results import AnalysisResult, HipResult, RiskResult, StageResult, validate
-from .survival_curves import BreslowBaseline
+from .segment import INFER_SPEC
 
 STAGE_NAMES = {"arco": ("0", "I", "II", "III", "IV"), "ficat": ("0", "I", "II", "III", "IV"),
                "jic_stage": ("0", "1", "2", "3", "4"), "ficat3": ("0", "I", "II"), "binary": ("none", "necrosis")}

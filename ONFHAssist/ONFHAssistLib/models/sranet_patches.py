@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from .models.sranet import GRID, PATCH
+from .sranet import GRID, PATCH
 
 
 def coarse_bone_mask(crop: np.ndarray, erode: int = 1, dilate: int = 2) -> np.ndarray:

@@ -8,8 +8,12 @@ import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
 from lifelines.statistics import logrank_test, multivariate_logrank_test
-from sksurv.metrics import (concordance_index_censored, concordance_index_ipcw, cumulative_dynamic_auc,
-                            integrated_brier_score)
+from sksurv.metrics import (
+    concordance_index_censored,
+    concordance_index_ipcw,
+    cumulative_dynamic_auc,
+    integrated_brier_score,
+)
 from sksurv.util import Surv
 
 

@@ -9,8 +9,8 @@ import torch
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
-from . import io
-from .crops import CropSpec, hip_crop, normalise, uncrop
+from ..imaging import io
+from ..imaging.crops import CropSpec, hip_crop, normalise, uncrop
 from .measure import HeadSphere, HipMeasures, distance_map, fit_head_sphere, largest_component, measure_head
 
 INFER_SPEC = CropSpec(box_mm=96.0, spacing_mm=1.5)

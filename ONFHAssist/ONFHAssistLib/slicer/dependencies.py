@@ -16,9 +16,9 @@ from typing import Callable
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from .errors import InputError
+from ..errors import InputError
 
-REQUIREMENTS_FILE = Path(__file__).resolve().parents[1] / "Resources" / "requirements.txt"
+REQUIREMENTS_FILE = Path(__file__).resolve().parents[2] / "Resources" / "requirements.txt"
 PROTECTED = ("SimpleITK", "torch", "requests", "numpy")  # Slicer's own (torch: the PyTorch extension's)
 VersionOf = Callable[[str], str]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jsonschema
 
-from .atomic import json_safe
+from ..atomic import json_safe
 
 SCHEMA_VERSION = "1.0"
 SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-PARAMS = Path(__file__).resolve().parents[2] / "Resources" / "Radiomics" / "onfh_radiomics_v1.yaml"
+PARAMS = Path(__file__).resolve().parents[3] / "Resources" / "Radiomics" / "onfh_radiomics_v1.yaml"
 PARAMS_VERSION = "onfh_radiomics_v1"
 MASKS = {"lesion": (3,), "femur": (2, 3)}
 

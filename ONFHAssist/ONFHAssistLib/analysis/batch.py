@@ -9,9 +9,9 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from . import io
-from .atomic import atomic_write_text
-from .errors import InputError
+from ..atomic import atomic_write_text
+from ..errors import InputError
+from ..imaging import io
 from .results import COHORT_COLUMNS, cohort_rows
 
 

@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import SimpleITK as sitk  # noqa: E402
 
-from . import io  # noqa: E402
-from .atomic import atomic_write_text  # noqa: E402
+from ..imaging import io  # noqa: E402
+from ..atomic import atomic_write_text  # noqa: E402
 from .figures import LABEL_COLOURS  # noqa: E402
 from .results import stage_text  # noqa: E402
 

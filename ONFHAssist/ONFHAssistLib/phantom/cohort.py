@@ -1,16 +1,16 @@
 """Synthetic bilateral hip scans (MR-T1-like or CT-like) with ground truth for every task.
 
-A scan is drawn in three steps: patient anatomy and per-hip truth (`phantom_hips`), a scanner grid
+A scan is drawn in three steps: patient anatomy and per-hip truth (`phantom.hips`), a scanner grid
 (spacing, field of view, storage orientation, a small patient rotation), and rendering: signed
-distance fields of pelvis and femora (`phantom_anatomy`) become a label map and tissue classes,
+distance fields of pelvis and femora (`phantom.anatomy`) become a label map and tissue classes,
 tissue classes become intensities, then partial-volume blur, bias field and noise. How a lesion
-looks at its stage (band, sclerosis, cysts) comes from `phantom_signs`.
+looks at its stage (band, sclerosis, cysts) comes from `phantom.signs`.
 """
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -18,11 +18,11 @@ import pandas as pd
 import SimpleITK as sitk
 from scipy import ndimage
 
-from . import io
-from .dataset import write_dataset_json, write_table
-from .phantom_anatomy import FAR, Grid, Primitive, capsule, cup, ellipsoid, rotation_matrix, sphere, union_into, unit
-from .phantom_hips import HipTruth, head_surface_radius, lesion_masks, sample_patient_hips
-from .phantom_signs import LesionSigns, lesion_intensity, sample_signs
+from ..dataset import write_dataset_json, write_table
+from ..imaging import io
+from .anatomy import FAR, Grid, Primitive, capsule, cup, ellipsoid, rotation_matrix, sphere, union_into, unit
+from .hips import HipTruth, head_surface_radius, lesion_masks, sample_patient_hips
+from .signs import LesionSigns, lesion_intensity, sample_signs
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ MODALITIES = ("mr_t1", "ct")
 LABELS = {0: "background", 1: "pelvis", 2: "femur", 3: "necrosis"}
 
 # Tissue intensities: MR-T1 in arbitrary units (fat bright, cortex and fluid dark), CT in HU. The
-# lesion's own intensities depend on its stage (phantom_signs.APPEARANCE).
+# lesion's own intensities depend on its stage (phantom.signs.APPEARANCE).
 TISSUE = {
     "mr_t1": dict(air=5, fat=900, muscle=300, cortex=60, marrow=760, joint=220, crescent=140, bme=420),
     "ct": dict(air=-1000, fat=-100, muscle=45, cortex=1250, marrow=230, joint=20, crescent=-150, bme=230),

@@ -139,7 +139,7 @@ def surface_half_angle(hip: HipTruth) -> float:
 def lesion_masks(hip: HipTruth, rel: np.ndarray, rim_mm: float = 2.0) -> dict[str, np.ndarray]:
     """Head, lesion, rim (outer `rim_mm` of the lesion inside the head) and crescent masks at points rel.
 
-    The rim width is the stage's demarcating band or sclerotic rim (`phantom_signs.LesionSigns`)."""
+    The rim width is the stage's demarcating band or sclerotic rim (`phantom.signs.LesionSigns`)."""
     d, ang = _angle_to_axis(rel, hip.lesion_axis())
     r_eff = head_radius_at(hip, ang)
     head = d < r_eff

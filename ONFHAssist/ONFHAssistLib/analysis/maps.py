@@ -6,7 +6,7 @@ import SimpleITK as sitk
 import torch
 from monai.visualize import GradCAM
 
-from .crops import uncrop
+from ..imaging.crops import uncrop
 from .segment import covering_region
 
 

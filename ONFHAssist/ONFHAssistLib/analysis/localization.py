@@ -16,8 +16,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from . import io
-from .crops import normalise
+from ..imaging import io
+from ..imaging.crops import normalise
 
 GRID_MM = 6.0
 MULTIPLE = 16  # the network halves the grid four times

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import torch
 
-from . import modelstore
-from .errors import InputError
-from .models.localizer import build_localizer
-from .models.segmentation import build_segmenter
-from .models.sranet import SRANet
-from .models.staging import MulPoolDenseNet
-from .models.survival import SurvivalConfig, TriStreamSurvival
+from ..errors import InputError
+from . import store as modelstore
+from .localizer import build_localizer
+from .segmentation import build_segmenter
+from .sranet import SRANet
+from .staging import MulPoolDenseNet
+from .survival import SurvivalConfig, TriStreamSurvival
 
 BUILDERS = {
     "localizer": lambda card: build_localizer(tuple(card["features"])),

@@ -20,13 +20,13 @@ from typing import Callable
 import torch
 from safetensors import SafetensorError
 
+from ..atomic import atomic_path, atomic_write_text
+from ..errors import InputError
 from . import weights
-from .atomic import atomic_path, atomic_write_text
-from .errors import InputError
 
 WEIGHTS = "weights.safetensors"
 CARD = "model.json"
-SHIPPED_STORE = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+SHIPPED_STORE = Path(__file__).resolve().parents[3] / "Resources" / "Models"
 DEMO_LABEL = "phantom-trained demo — not for clinical use"
 
 
@@ -76,16 +76,8 @@ class ModelEntry:
 
 def save_model(folder: str | Path, model: torch.nn.Module, card: dict) -> ModelEntry:
     """Write weights then card, each atomically; the card records the weights' sha256 and size.
-    In a torchrun job only rank 0 writes; the other ranks wait for it and read the finished folder."""
-    from .training import distributed
-
-    job = distributed.context()
-    entry = _write_model(Path(folder), model, card) if job.primary else None
-    distributed.barrier(job)
-    return entry or read_entry(folder)
-
-
-def _write_model(folder: Path, model: torch.nn.Module, card: dict) -> ModelEntry:
+    A torchrun job calls this on rank 0 only (`training.distributed.save_model_once`)."""
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for key in ("name", "task", "version"):
         if key not in card:

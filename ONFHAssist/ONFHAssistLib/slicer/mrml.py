@@ -15,12 +15,12 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from . import io
-from .errors import InputError
-from .results import mean_sd_text
+from ..analysis.results import mean_sd_text
+from ..errors import InputError
+from ..imaging import io
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-TERMS_FILE = Path(__file__).resolve().parents[1] / "Resources" / "ONFH.term.json"
+TERMS_FILE = Path(__file__).resolve().parents[2] / "Resources" / "ONFH.term.json"
 LABELS = {1: ("Pelvis", (0.95, 0.80, 0.20)), 2: ("Femur", (0.20, 0.60, 1.00)), 3: ("Necrosis", (0.95, 0.15, 0.15))}
 PROVENANCE_KEYS = ("name", "version", "sha256")
 # Colour maps of the two heat maps (IDs of Slicer's default colour nodes): hot for attention, rainbow for Grad-CAM.
@@ -507,7 +507,7 @@ def add_to_dataset(scene, seg_node, volume_node, analysis_dir: str | Path, datas
     `dataset.add_case` (files first, hips.csv last, each atomically). Returns the scan id."""
     import tempfile
 
-    from . import dataset
+    from .. import dataset
 
     analysis = json.loads((Path(analysis_dir) / "analysis.json").read_text(encoding="utf-8"))
     rows = dataset.rows_from_analysis(analysis, entries)

@@ -5,7 +5,7 @@ normal and only MRI shows the lesion (a low-signal demarcating band on T1 around
 that keeps much of its fatty-marrow signal); in stage II radiographs and CT show trabecular changes
 without collapse: mottled sclerosis (dense on CT, dark on T1), small round lytic foci or cysts
 (near-water on CT, dark on T1) and a thicker, denser sclerotic rim at the reactive interface. Later
-stages keep those signs and add the crescent and flattening drawn in `phantom_hips`.
+stages keep those signs and add the crescent and flattening drawn in `phantom.hips`.
 
 Every lesion hip gets the same kind of sign geometry (`LesionSigns`, drawn in the anatomy frame, so
 it does not depend on the scanner grid); the stage decides what is painted. A stage-I and a stage-II
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .phantom_hips import HipTruth, lesion_masks
+from .hips import HipTruth, lesion_masks
 
 # Lesion intensities per modality (MR-T1 arbitrary units as phantom.TISSUE, CT in HU). "early" is
 # stage I, "established" is stage II and later. CT stage I is a faint change only (marrow is 230 HU).

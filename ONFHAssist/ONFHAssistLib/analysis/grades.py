@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .dataset import GRADE_CODES
-from .errors import InputError
+from ..dataset import GRADE_CODES
+from ..errors import InputError
 
 GRADE_NAMES = tuple(GRADE_CODES)
 

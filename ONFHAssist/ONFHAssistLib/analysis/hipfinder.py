@@ -7,12 +7,12 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from . import io
-from .atomic import atomic_write_json
-from .crops import guess_modality
+from ..atomic import atomic_write_json
+from ..imaging import io
+from ..imaging.crops import guess_modality
+from ..models.networks import load
 from .figures import coronal_overlay_png
 from .localization import HeadEstimate, run_localizer
-from .networks import load
 from .segment import HipSegmentation, segment_hip, to_input_grid
 
 

@@ -13,8 +13,8 @@ from typing import Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from .atomic import atomic_path
-from .errors import InputError
+from ..atomic import atomic_path
+from ..errors import InputError
 
 # ITK prints its own warnings to stderr (e.g. "No Series were found"); we report problems ourselves.
 sitk.ProcessObject_SetGlobalWarningDisplay(False)

@@ -16,9 +16,9 @@ from matplotlib.patches import Circle  # noqa: E402
 
 from lifelines import KaplanMeierFitter  # noqa: E402
 
-from . import io  # noqa: E402
-from .atomic import atomic_path  # noqa: E402
-from .stats import logrank  # noqa: E402
+from ..imaging import io  # noqa: E402
+from ..atomic import atomic_path  # noqa: E402
+from ..survival.stats import logrank  # noqa: E402
 
 LABEL_COLOURS = ListedColormap([(0, 0, 0, 0), (0.95, 0.8, 0.2, 0.45), (0.2, 0.6, 1.0, 0.45), (0.95, 0.15, 0.15, 0.7)])
 
