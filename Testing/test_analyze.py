@@ -227,14 +227,20 @@ def test_stage_text_flags_a_stage_no_class_is_sure_of():
 
 
 
-def test_a_lesion_that_overrules_stage_0_is_reported():
-    from ONFHAssistLib.analysis.pipeline import _stage_zero_ruled_out
+def test_a_stage_the_segmentation_decided_is_reported_in_words():
+    from ONFHAssistLib.analysis.pipeline import _stage_overruled
     from ONFHAssistLib.analysis.results import HipResult, StageResult
 
     probs = {"0": 0.6, "I": 0.1, "II": 0.3}
-    overruled = HipResult("R", True, stage={"arco": StageResult("II", 2, probs, "staging")})
-    assert _stage_zero_ruled_out(overruled) == 0.6
-    assert _stage_zero_ruled_out(HipResult("R", True, stage={"arco": StageResult("0", 0, probs, "staging")})) is None
+    overruled = HipResult("R", True, volumes_ml={"head": 50.0, "necrosis": 4.2},
+                          stage={"arco": StageResult("II", 2, probs, "staging")})
+    assert "stage 0 the highest probability (0.60)" in _stage_overruled(overruled)
+    assert "4.2 ml lesion" in _stage_overruled(overruled)
+    no_lesion = HipResult("R", True, volumes_ml={"head": 50.0, "necrosis": 0.0},
+                          stage={"arco": StageResult("0", 0, {"0": 0.1, "I": 0.2, "II": 0.7}, "staging")})
+    assert "stage II the highest probability (0.70)" in _stage_overruled(no_lesion)
+    assert "no lesion inside the femoral head" in _stage_overruled(no_lesion)
+    assert _stage_overruled(HipResult("R", True, stage={"arco": StageResult("0", 0, probs, "staging")})) == ""
 
 
 def test_a_run_that_fails_half_way_leaves_nothing_behind(analyzer, tmp_path, monkeypatch):

@@ -58,10 +58,11 @@ def test_demo_lesion_type_matches_its_truth_through_the_truth_labels():
     assert jic_type(reach) == truth["jic_type"]
 
 
-def test_a_segmented_lesion_rules_out_stage_0_and_nothing_else():
+def test_the_segmented_lesion_decides_stage_0_or_not():
     from ONFHAssistLib.analysis.grading import decide_stage
 
     assert decide_stage([0.5, 0.1, 0.3, 0.1], lesion_ml=4.2) == 2  # most probable ONFH class
-    assert decide_stage([0.5, 0.1, 0.3, 0.1], lesion_ml=0.0) == 0  # no lesion: the network decides
-    assert decide_stage([0.2, 0.1, 0.3, 0.4], lesion_ml=0.0) == 3  # never forces a stage down to 0
+    assert decide_stage([0.5, 0.1, 0.3, 0.1], lesion_ml=0.0) == 0
+    assert decide_stage([0.2, 0.1, 0.3, 0.4], lesion_ml=0.0) == 0  # no lesion in the head: stage 0, whatever the network says
+    assert decide_stage([0.1, 0.2, 0.3, 0.4], lesion_ml=0.9) == 3
     assert decide_stage([0.9, 0.1], lesion_ml=1.0) == 1  # binary system too

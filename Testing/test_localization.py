@@ -54,12 +54,19 @@ def test_the_strongest_side_by_side_pair_wins():
     assert sides["R"][0] == [-80.0, -150.0, 130.0] and sides["L"][0] == [80.0, -170.0, 115.0]
 
 
-def test_a_single_head_takes_its_side_from_the_midline():
+def test_a_single_peak_is_never_mirrored_into_a_second_head():
     peaks = [([-60.0, 0.0, 0.0], 0.9), ([40.0, 80.0, 0.0], 0.05)]
     sides = localization.assign_sides(peaks, midline_x=-5.0)
-    assert sides["R"][0] == [-60.0, 0.0, 0.0] and sides["L"][1] == 0.0
-    assert sides["L"][0][0] == pytest.approx(50.0)  # the mirror of the found head about the midline
-    assert localization.assign_sides(peaks, midline_x=-80.0)["L"][0] == [-60.0, 0.0, 0.0]
+    assert sides == {"R": ([-60.0, 0.0, 0.0], 0.9)}  # the weak left peak is below CANDIDATE_MIN_HEIGHT
+    assert localization.assign_sides(peaks, midline_x=-80.0) == {"L": ([-60.0, 0.0, 0.0], 0.9)}
+
+
+def test_each_side_ranks_its_candidates_pair_first():
+    peaks = [([-40.0, -240.0, 350.0], 0.9), ([80.0, -170.0, 115.0], 0.7), ([-80.0, -150.0, 130.0], 0.5),
+             ([-120.0, -100.0, 60.0], 0.3), ([5.0, -100.0, 60.0], 0.1)]
+    ranked = localization.side_candidates(peaks, midline_x=0.0)
+    assert [p for p, _ in ranked["R"]] == [[-80.0, -150.0, 130.0], [-40.0, -240.0, 350.0], [-120.0, -100.0, 60.0]]
+    assert [p for p, _ in ranked["L"]] == [[80.0, -170.0, 115.0]]
 
 
 def _ct_with_ball(value):
@@ -71,16 +78,22 @@ def _ct_with_ball(value):
     return image, list(io.index_to_physical(image, (20, 20, 20)))
 
 
-def test_metal_head_is_reported_as_an_implant():
+def test_metal_near_a_candidate_refuses_the_hip():
     image, centre = _ct_with_ball(3000.0)
-    estimate = localization._judge(image, "ct", "L", centre, 0.9)
-    assert not estimate.found and "implant" in estimate.reason
+    estimate = localization.screen(image, "ct", "L", centre, 0.9)
+    assert not estimate.found and estimate.reason.startswith("metal in the hip")
+    assert estimate.extras["metal_ml"] == pytest.approx(localization.metal_volume_ml(image, centre), abs=0.005)
 
 
-def test_native_bone_passes_and_weak_peaks_are_refused():
+def test_metal_volume_counts_the_scans_own_voxels():
+    image, centre = _ct_with_ball(3000.0)  # voxels of 8 µl, all within 16 mm of the centre
+    inside = int(np.sum(sitk.GetArrayViewFromImage(image) > localization.METAL_HU))
+    assert localization.metal_volume_ml(image, centre) == pytest.approx(inside * 8.0 / 1000.0)
+    assert localization.metal_volume_ml(image, [centre[0] + 500.0, centre[1], centre[2]]) == 0.0
+
+
+def test_native_bone_passes_and_out_of_view_is_refused():
     image, centre = _ct_with_ball(600.0)
-    assert localization._judge(image, "ct", "R", centre, 0.9).found
-    weak = localization._judge(image, "ct", "R", centre, 0.1)
-    assert not weak.found and "low confidence" in weak.reason
-    outside = localization._judge(image, "ct", "R", [500.0, 0.0, 0.0], 0.9)
+    assert localization.screen(image, "ct", "R", centre, 0.9).found
+    outside = localization.screen(image, "ct", "R", [500.0, 0.0, 0.0], 0.9)
     assert not outside.found and "field of view" in outside.reason

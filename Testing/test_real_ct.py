@@ -24,8 +24,8 @@ def test_real_ct_right_head_found_left_prosthesis_explained(tmp_path):
     assert right["found"], right["reason"]
     assert np.linalg.norm(np.array(right["center_lps"]) - right_head_centre_lps()) <= 10.0
     assert 18.0 <= right["radius_mm"] <= 32.0
-    assert not left["found"] and "implant" in left["reason"]
-    assert any(w.startswith("L hip not analysed: implant") for w in summary["warnings"])
+    assert not left["found"] and "metal in the hip" in left["reason"]
+    assert any(w.startswith("L hip not analysed: metal in the hip") for w in summary["warnings"])
     image = io.read_image(CT)
     for name in summary["files"].values():
         if name.endswith(".nii.gz"):

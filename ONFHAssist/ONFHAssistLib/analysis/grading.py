@@ -38,14 +38,14 @@ def lateral_reach_deg(labels: np.ndarray, origin_xyz, spacing_xyz, centre_xyz, r
 
 def decide_stage(probabilities, lesion_ml: float) -> int:
     """Class index of a hip's stage: detection, then staging (as in 3D-ONFHNet). The segmentation is the
-    detector — it finds lesions far more reliably than the staging network separates stage 0 from I–II —
-    so a segmented lesion rules out class 0 (no necrosis in every system) and the most probable ONFH class
-    is taken; without a segmented lesion the staging network's own choice stands."""
+    detector — it finds lesions far more reliably than the staging network separates stage 0 from I–II,
+    and on a real scan the staging network, trained on phantoms, calls ONFH in healthy heads. So a
+    segmented lesion rules out class 0 (no necrosis in every system) and the most probable ONFH class is
+    taken; without a lesion inside the femoral head the hip is class 0, whatever the network says."""
     probs = np.asarray(probabilities, float)
-    index = int(probs.argmax())
-    if index == 0 and lesion_ml > 0 and len(probs) > 1:
-        return 1 + int(probs[1:].argmax())
-    return index
+    if lesion_ml <= 0:
+        return 0
+    return 1 + int(probs[1:].argmax()) if len(probs) > 1 else 0
 
 
 def jic_type(reach_deg: float | None) -> str:

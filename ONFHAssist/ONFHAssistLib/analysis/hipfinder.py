@@ -1,4 +1,9 @@
-"""Localise both heads, segment each found hip, refine the centre by a sphere fit: the first half of `analyze`."""
+"""Localise both heads, segment each found hip, refine the centre by a sphere fit: the first half of `analyze`.
+
+Per side the localiser's candidates are tried strongest first; the first whose segmentation passes the
+anatomical checks (`plausibility`) is the head. No candidate, metal, or only implausible candidates:
+the hip is reported not found with the reason, and nothing downstream runs on it.
+"""
 from __future__ import annotations
 
 import time
@@ -9,11 +14,12 @@ import SimpleITK as sitk
 
 from ..atomic import atomic_write_json
 from ..imaging import io
-from ..imaging.crops import guess_modality
+from ..imaging.crops import guess_modality, hip_crop
 from ..models.networks import load
 from .figures import coronal_overlay_png
-from .localization import HeadEstimate, run_localizer
-from .segment import HipSegmentation, segment_hip, to_input_grid
+from . import plausibility
+from .localization import HeadEstimate, body_midline_x, plausible_pair, run_localizer, screen
+from .segment import INFER_SPEC, HipSegmentation, segment_hip, to_input_grid
 
 
 @dataclass
@@ -31,23 +37,53 @@ def find_and_segment(localizer, segmenter, image: sitk.Image, modality: str, dev
     """Per requested side a finding, and the label map on the input grid (background where no hip was
     found or asked for). The localiser always looks at both sides (its heatmap is symmetric); only the
     requested hips are segmented."""
-    findings = []
-    for estimate in run_localizer(localizer, image, modality, device):
-        if estimate.side not in sides:
-            continue
-        coarse = estimate.center_lps
-        if not estimate.found:
-            findings.append(HipFinding(estimate, None, coarse))
-            continue
-        seg = segment_hip(segmenter, image, coarse, estimate.side, modality, device)
-        if seg.measures is None:
-            estimate.found = False
-            estimate.reason = "no femoral head surface in the segmentation around the detected point"
-        else:
-            estimate.center_lps, estimate.radius_mm = seg.center_lps, float(seg.measures.radius_mm)
-        findings.append(HipFinding(estimate, seg, coarse))
+    midline_x = body_midline_x(image)
+    candidates = run_localizer(localizer, image, modality, device, midline_x)
+    findings = [_first_plausible(side, candidates[side], segmenter, image, modality, device, midline_x)
+                for side in SIDES if side in sides]
+    _refuse_unpaired(findings)
     label = to_input_grid([f.segmentation for f in findings if f.segmentation is not None and f.estimate.found], image)
     return findings, label
+
+
+def _first_plausible(side, candidates, segmenter, image, modality, device, midline_x) -> HipFinding:
+    """The first candidate that is a femoral head; metal near a candidate refuses the whole side."""
+    rejected = []
+    for centre, height in candidates:
+        estimate = screen(image, modality, side, centre, height)
+        if "metal_ml" in estimate.extras:
+            return HipFinding(estimate, None, centre)
+        if not estimate.found:
+            rejected.append(estimate.reason)
+            continue
+        seg = segment_hip(segmenter, image, centre, side, modality, device)
+        evidence = plausibility.gather(seg, hip_crop(image, centre, side, INFER_SPEC) if modality == "ct" else None,
+                                       midline_x)
+        reason = plausibility.verdict(evidence)
+        if evidence is not None:
+            estimate.extras["evidence"] = evidence.to_json()
+        if not reason:
+            estimate.center_lps, estimate.radius_mm = seg.center_lps, float(seg.measures.radius_mm)
+            return HipFinding(estimate, seg, centre)
+        rejected.append(reason)
+    if not candidates:
+        return HipFinding(HeadEstimate(side, False, reason="no femoral head in the field of view"), None, None)
+    best, height = candidates[0]
+    reason = (f"no femoral head found: {len(candidates)} candidate(s) rejected, the strongest because: {rejected[0]}"
+              if len(candidates) > 1 else f"no femoral head found: {rejected[0]}")
+    return HipFinding(HeadEstimate(side, False, best, confidence=height, reason=reason), None, best)
+
+
+def _refuse_unpaired(findings: list[HipFinding]) -> None:
+    """Two heads must sit side by side about the midline; if they do not, the weaker one is refused."""
+    found = {f.estimate.side: f for f in findings if f.estimate.found}
+    if len(found) < 2 or plausible_pair(found["R"].estimate.center_lps, found["L"].estimate.center_lps):
+        return
+    weaker = min(found.values(), key=lambda f: f.estimate.confidence)
+    other = "left" if weaker.estimate.side == "R" else "right"
+    weaker.estimate.found = False
+    weaker.estimate.reason = f"not a femoral head: not side by side with the {other} head about the body's midline"
+    weaker.segmentation = None
 
 
 def finding_json(finding: HipFinding) -> dict:

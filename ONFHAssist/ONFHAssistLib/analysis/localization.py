@@ -3,10 +3,16 @@
 Orientation, spacing and field of view are never assumed: the volume is resampled onto an
 axis-aligned LPS grid at `GRID_MM` that covers its whole physical extent, so a RAS-stored or
 oblique scan looks the same to the network as an LPS one. The network marks every femoral head in
-one heatmap; the heads are the strongest pair of peaks that sit side by side (a real scan reaching
-up to the spine has other bright spots), and which is right and which is left is decided geometrically (LPS x grows towards the patient's left), not learned: the two hips are
-near mirror images, so a network asked to tell them apart learns it slowly and unreliably. The
-coarse centre is later refined by a sphere fit to the segmented head (`measure.fit_head_sphere`).
+one heatmap; which is right and which is left is decided geometrically (LPS x grows towards the
+patient's left), not learned: the two hips are near mirror images, so a network asked to tell them
+apart learns it slowly and unreliably.
+
+A peak is only a candidate. Trained on phantoms, the network also fires on bowel gas, vertebrae and
+arms of real scans, and real heads score no higher than those (0.33–0.42 against 0.36–0.74), so no
+height threshold can tell them apart. Each side therefore gets a ranked list of candidates (the
+strongest side-by-side pair first), and `hipfinder` keeps the first one whose segmentation passes the
+anatomical checks of `plausibility`. A single peak is never mirrored into a second, invented head.
+The coarse centre is later refined by a sphere fit to the segmented head (`measure.fit_head_sphere`).
 """
 from __future__ import annotations
 
@@ -21,10 +27,11 @@ from ..imaging.crops import normalise
 
 GRID_MM = 6.0
 MULTIPLE = 16  # the network halves the grid four times
-MIN_CONFIDENCE = 0.35
-METAL_HU = 2500.0  # above dense cortical bone, below every orthopaedic metal
-METAL_SEARCH_MM = 50.0
-METAL_MIN_ML = 1.0
+CANDIDATE_MIN_HEIGHT = 0.2  # below this a peak is background texture (phantom heads score 0.84–1.0)
+MAX_CANDIDATES = 4  # per side
+METAL_HU = 2500.0  # above dense cortical bone (≤ 2000 HU), below every orthopaedic metal (≥ 3000 HU)
+METAL_SEARCH_MM = 60.0  # a head (≤ 32 mm) and the neck a screw or nail runs through
+METAL_MIN_ML = 0.5  # a 6.5 mm lag screw holds ≈ 1.7 ml over 50 mm; counted on the scan's own grid
 HEATMAP_SIGMA_MM = 9.0
 PEAK_SPACING_MM = 30.0
 PAIR_DX_MM = (130.0, 260.0)  # centre-to-centre distance of adult femoral heads, with margin
@@ -114,18 +121,24 @@ def plausible_pair(right: list[float], left: list[float]) -> bool:
 
 
 def assign_sides(peaks: list[tuple[list[float], float]], midline_x: float) -> dict[str, tuple[list[float], float]]:
-    """The strongest anatomically plausible pair (right = smaller LPS x). Without one, the strongest
-    peak takes its side from the body midline and the other side is its mirror image, unconfirmed."""
-    pairs = [(h1 + h2, (p1, h1), (p2, h2)) for i, (p1, h1) in enumerate(peaks) for (p2, h2) in peaks[i + 1:]
-             if min(h1, h2) >= MIN_CONFIDENCE]
-    for _, a, b in sorted(pairs, key=lambda t: -t[0]):
-        right, left = (a, b) if a[0][0] < b[0][0] else (b, a)
-        if plausible_pair(right[0], left[0]):
-            return {"R": right, "L": left}
-    p1, h1 = peaks[0]
-    side = "R" if p1[0] < midline_x else "L"
-    other = "L" if side == "R" else "R"
-    return {side: (p1, h1), other: (list(io.mirror_point(p1, midline_x)), 0.0)}
+    """Each side's best candidate (`side_candidates`); a side without one is absent."""
+    return {side: found[0] for side, found in side_candidates(peaks, midline_x).items() if found}
+
+
+def side_candidates(peaks: list[tuple[list[float], float]], midline_x: float) -> dict[str, list[tuple[list[float], float]]]:
+    """Per side, the peaks on that side of the body's midline strongest first (at most MAX_CANDIDATES,
+    none below CANDIDATE_MIN_HEIGHT); the members of the strongest side-by-side pair go first."""
+    strong = [p for p in peaks if p[1] >= CANDIDATE_MIN_HEIGHT]
+    pairs = sorted(((a, b) for i, a in enumerate(strong) for b in strong[i + 1:]), key=lambda ab: -(ab[0][1] + ab[1][1]))
+    first = next(((a, b) if a[0][0] < b[0][0] else (b, a) for a, b in pairs
+                  if plausible_pair(*((a[0], b[0]) if a[0][0] < b[0][0] else (b[0], a[0])))), None)
+    out = {}
+    for k, side in enumerate(SIDES):
+        mine = [p for p in strong if (p[0][0] < midline_x) == (side == "R")]
+        if first is not None:
+            mine = [first[k]] + [p for p in mine if p is not first[k]]
+        out[side] = mine[:MAX_CANDIDATES]
+    return out
 
 
 def body_midline_x(image: sitk.Image) -> float:
@@ -146,27 +159,25 @@ def symmetric_heatmap(network: torch.nn.Module, array: np.ndarray, device: torch
     return (0.5 * heat)[0].float().cpu().numpy()
 
 
-def run_localizer(network: torch.nn.Module, image: sitk.Image, modality: str, device: torch.device) -> list[HeadEstimate]:
-    """Both heads of a volume, each found or not found with a reason a clinician can act on."""
+def run_localizer(network: torch.nn.Module, image: sitk.Image, modality: str, device: torch.device,
+                  midline_x: float) -> dict[str, list[tuple[list[float], float]]]:
+    """Ranked femoral-head candidates per side: (LPS mm, heatmap height)."""
     array, grid = localizer_input(image, modality)
     heat = symmetric_heatmap(network, array, device)
-    sides = assign_sides(decode_peaks(heat, grid), body_midline_x(image))
-    return [_judge(image, modality, side, *sides[side]) for side in SIDES]
+    return side_candidates(decode_peaks(heat, grid), midline_x)
 
 
-def _judge(image: sitk.Image, modality: str, side: str, centre: list[float], confidence: float) -> HeadEstimate:
+def screen(image: sitk.Image, modality: str, side: str, centre: list[float], confidence: float) -> HeadEstimate:
+    """What the image alone says about a candidate before it is segmented: out of view, or metal in the hip."""
     if not _inside(image, centre):
         return HeadEstimate(side, False, centre, confidence=confidence,
                             reason="out of field of view: the head lies outside the scanned volume")
     if modality == "ct":
-        metal_ml = _metal_volume_ml(image, centre)
+        metal_ml = metal_volume_ml(image, centre)
         if metal_ml >= METAL_MIN_ML:
-            return HeadEstimate(side, False, centre, confidence=confidence, extras={"metal_ml": metal_ml},
-                                reason=f"implant-like intensities: {metal_ml:.1f} ml above {METAL_HU:.0f} HU within "
-                                       f"{METAL_SEARCH_MM:.0f} mm of the expected head (arthroplasty?)")
-    if confidence < MIN_CONFIDENCE:
-        return HeadEstimate(side, False, centre, confidence=confidence,
-                            reason=f"low confidence ({confidence:.2f} < {MIN_CONFIDENCE})")
+            return HeadEstimate(side, False, centre, confidence=confidence, extras={"metal_ml": round(metal_ml, 2)},
+                                reason=f"metal in the hip (implant, screw or nail): {metal_ml:.1f} ml above "
+                                       f"{METAL_HU:.0f} HU within {METAL_SEARCH_MM:.0f} mm of the head")
     return HeadEstimate(side, True, centre, confidence=confidence)
 
 
@@ -175,12 +186,24 @@ def _inside(image: sitk.Image, point: list[float], margin_vox: float = 0.5) -> b
     return bool(np.all(idx >= -margin_vox) and np.all(idx <= np.array(image.GetSize()) - 1 + margin_vox))
 
 
-def _metal_volume_ml(image: sitk.Image, centre: list[float]) -> float:
-    """Millilitres above METAL_HU within METAL_SEARCH_MM of a point (a 2 mm grid, outside the scan is air)."""
-    step = 2.0
-    region = io.crop_box(image, centre, 2 * METAL_SEARCH_MM, step, default=-1024.0)
+def metal_volume_ml(image: sitk.Image, centre: list[float]) -> float:
+    """Millilitres above METAL_HU within METAL_SEARCH_MM of a point, counted on the scan's own voxels.
+
+    Resampling first (as an earlier version did, to 2 mm) spreads a thin screw's few metal voxels below
+    METAL_HU; on the scan's own grid the count holds from 1 to 6 mm spacing (the README lists it)."""
+    idx = np.array([io.physical_to_index(image, p) for p in
+                    (np.asarray(centre) + METAL_SEARCH_MM * (2 * np.array(c) - 1) for c in np.ndindex(2, 2, 2))])
+    size = np.array(image.GetSize())
+    lo = np.clip(np.floor(idx.min(0)).astype(int), 0, size)
+    hi = np.clip(np.ceil(idx.max(0)).astype(int) + 1, 0, size)
+    if np.any(hi <= lo):
+        return 0.0
+    region = sitk.RegionOfInterest(image, [int(v) for v in hi - lo], [int(v) for v in lo])
     arr = sitk.GetArrayViewFromImage(region)
-    zz, yy, xx = np.indices(arr.shape)
-    c = (np.array(arr.shape) - 1) / 2.0
-    ball = ((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2) * step ** 2 <= METAL_SEARCH_MM ** 2
-    return float(np.sum(arr[ball] > METAL_HU) * step ** 3 / 1000.0)
+    hot = np.argwhere(arr > METAL_HU)
+    if not len(hot):
+        return 0.0
+    direction = np.array(region.GetDirection()).reshape(3, 3)
+    points = np.asarray(region.GetOrigin()) + (hot[:, ::-1] * np.asarray(region.GetSpacing())) @ direction.T
+    near = np.linalg.norm(points - np.asarray(centre), axis=1) <= METAL_SEARCH_MM
+    return float(near.sum() * np.prod(image.GetSpacing()) / 1000.0)

@@ -150,11 +150,9 @@ class Analyzer:
                             attention, gradcam, lap)
             if not hip.found:
                 warnings.append(f"{hip.side} hip not analysed: {hip.reason}.")
-            elif (zero := _stage_zero_ruled_out(hip)) is not None:
-                warnings.append(f"{hip.side} hip: staging gave stage 0 the highest probability ({zero:.2f}), but the "
-                                f"segmentation marks a {hip.volumes_ml['necrosis']:.1f} ml lesion, so the most probable "
-                                "ONFH stage is shown and used for the risk. Review the images, or give the grades "
-                                "(--grades).")
+            else:
+                warnings += [f"{hip.side} hip: {note}" for note in (_stage_overruled(hip), _lesion_dropped(finding))
+                             if note]
             hips.append(hip)
         self.reporter.progress("analyze", 0.85, message="writing maps and report")
         maps = {"labels": label}
@@ -185,7 +183,8 @@ class Analyzer:
 
     def _hip(self, finding: HipFinding, image, label, modality, given, files, attention, gradcam, lap) -> HipResult:
         est = finding.estimate
-        hip = HipResult(side=est.side, found=est.found, reason=est.reason, confidence=round(est.confidence, 3))
+        hip = HipResult(side=est.side, found=est.found, reason=est.reason, confidence=round(est.confidence, 3),
+                        anatomy=est.extras.get("evidence"))
         if not est.found:
             hip.candidate_lps = est.center_lps
             return hip
@@ -279,10 +278,26 @@ class Analyzer:
                               {k: round(v, 5) for k, v in baseline.collapse_probability(score).items()}, used, source)
 
 
-def _stage_zero_ruled_out(hip: HipResult) -> float | None:
-    """The staging network's probability of stage 0 when the segmented lesion overruled it (`decide_stage`), else None."""
+def _stage_overruled(hip: HipResult) -> str:
+    """Words for a stage the segmentation decided against the staging network's own choice (`decide_stage`)."""
     for stage in hip.stage.values():
-        probs = list(stage.probabilities.values())
-        if stage.index != int(np.argmax(probs)):
-            return float(probs[0])
-    return None
+        names, probs = list(stage.probabilities), list(stage.probabilities.values())
+        top = int(np.argmax(probs))
+        if stage.index == top:
+            continue
+        if stage.index == 0:
+            return (f"staging gave stage {names[top]} the highest probability ({probs[top]:.2f}), but the segmentation "
+                    "finds no lesion inside the femoral head, so stage 0 is reported and no risk is given. Review the "
+                    "images, or give the grades (--grades).")
+        return (f"staging gave stage 0 the highest probability ({probs[0]:.2f}), but the segmentation marks a "
+                f"{hip.volumes_ml['necrosis']:.1f} ml lesion, so the most probable ONFH stage is shown and used for "
+                "the risk. Review the images, or give the grades (--grades).")
+    return ""
+
+
+def _lesion_dropped(finding: HipFinding) -> str:
+    dropped = finding.segmentation.dropped_lesion_ml if finding.segmentation is not None else 0.0
+    if dropped < 0.05:
+        return ""
+    return (f"{dropped:.1f} ml the segmentation marked as lesion lie outside the femoral head or the femur and were "
+            "dropped (necrosis is only counted inside the head).")

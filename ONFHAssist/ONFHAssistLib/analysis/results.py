@@ -51,6 +51,7 @@ class HipResult:
     confidence: float = 0.0
     center_lps: list[float] | None = None
     candidate_lps: list[float] | None = None
+    anatomy: dict | None = None  # the plausibility checks' measurements (`plausibility.HeadEvidence`)
     radius_mm: float | None = None
     box: dict | None = None  # the per-hip crop box: {"center_lps", "size_mm"}
     volumes_ml: dict[str, float] | None = None

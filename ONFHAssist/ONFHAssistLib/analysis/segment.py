@@ -19,6 +19,10 @@ NECROSIS_MARGIN_MM = 1.5
 # Necrosis components below this are dropped: no lesion anyone would stage is that small (the phantom's
 # smallest is 1.3 ml, ≈ 2 % of a head), while noise specks on a healthy CT head reach ≈ 0.6 ml.
 MIN_NECROSIS_ML = 0.8
+# A lesion component touching the pelvis label is not in the head: ONFH is subchondral, and cartilage plus
+# joint space keep it ≥ 3 mm from the acetabulum (the phantom's truth: 3.1–4.0 mm). Touching means the
+# joint space was not resolved, as on a real CT where the "lesion" was the acetabular roof.
+JOINT_CONTACT_MM = 1.5
 
 
 @dataclass
@@ -28,6 +32,7 @@ class HipSegmentation:
     crop_center: list[float]  # LPS centre the crop was taken around
     measures: HipMeasures | None
     center_lps: list[float] | None  # refined head centre in the patient's LPS mm
+    dropped_lesion_ml: float = 0.0  # lesion voxels the network drew outside the fitted head or the femur
 
 
 def predict_crop(network: torch.nn.Module, crop: np.ndarray, device: torch.device) -> np.ndarray:
@@ -40,7 +45,8 @@ def predict_crop(network: torch.nn.Module, crop: np.ndarray, device: torch.devic
 
 
 def postprocess(labels: np.ndarray, origin, spacing, start_xyz) -> tuple[np.ndarray, HeadSphere | None]:
-    """Largest pelvis and femur component; necrosis only inside the fitted femoral head, specks dropped."""
+    """Largest pelvis and femur component; necrosis only inside the fitted femoral head, specks dropped.
+    Pelvis and femur never share a voxel: where both components claim one, the femur keeps it."""
     femur = largest_component(np.isin(labels, (2, 3)))
     pelvis = largest_component(labels == 1) & ~femur
     sphere = fit_head_sphere(femur, origin, spacing, start_xyz)
@@ -49,8 +55,19 @@ def postprocess(labels: np.ndarray, origin, spacing, start_xyz) -> tuple[np.ndar
     out[femur] = 2
     if sphere is not None:
         head = distance_map(labels.shape, origin, spacing, sphere.center_xyz) <= sphere.radius_mm + NECROSIS_MARGIN_MM
-        out[_drop_specks(femur & head & (labels == 3), MIN_NECROSIS_ML * 1000.0 / float(np.prod(spacing)))] = 3
+        lesion = _drop_touching(femur & head & (labels == 3), pelvis, spacing)
+        out[_drop_specks(lesion, MIN_NECROSIS_ML * 1000.0 / float(np.prod(spacing)))] = 3
     return out, sphere
+
+
+def _drop_touching(lesion: np.ndarray, pelvis: np.ndarray, spacing) -> np.ndarray:
+    """Lesion components with a voxel within JOINT_CONTACT_MM of the pelvis removed."""
+    if not pelvis.any() or not lesion.any():
+        return lesion
+    near = ndimage.distance_transform_edt(~pelvis, sampling=np.asarray(spacing, float)[::-1]) <= JOINT_CONTACT_MM
+    components, n = ndimage.label(lesion)
+    touching = np.unique(components[near & lesion])
+    return lesion & ~np.isin(components, touching[touching > 0])
 
 
 def _drop_specks(mask: np.ndarray, min_voxels: float) -> np.ndarray:
@@ -66,14 +83,16 @@ def segment_hip(network, image: sitk.Image, center_lps, side: str, modality: str
     probs = predict_crop(network, normalise(sitk.GetArrayFromImage(crop_image), modality), device)
     origin, spacing = np.array(crop_image.GetOrigin()), np.array(crop_image.GetSpacing())
     # The crop is mirrored about the head's own sagittal plane, so the head centre is the same point in both.
-    labels, sphere = postprocess(np.argmax(probs, 0).astype(np.uint8), origin, spacing, np.asarray(center_lps, float))
+    raw = np.argmax(probs, 0).astype(np.uint8)
+    labels, sphere = postprocess(raw, origin, spacing, np.asarray(center_lps, float))
     crop = sitk.GetImageFromArray(labels)
     crop.CopyInformation(crop_image)
+    dropped_ml = float(((raw == 3) & (labels != 3)).sum() * np.prod(spacing) / 1000.0)
     if sphere is None:
-        return HipSegmentation(side, crop, list(center_lps), None, None)
+        return HipSegmentation(side, crop, list(center_lps), None, None, dropped_ml)
     measures = measure_head(labels, sphere, origin, spacing)
     centre = io.mirror_point(sphere.center_xyz, center_lps[0]) if side == "L" else sphere.center_xyz
-    return HipSegmentation(side, crop, list(center_lps), measures, [float(v) for v in centre])
+    return HipSegmentation(side, crop, list(center_lps), measures, [float(v) for v in centre], dropped_ml)
 
 
 def to_input_grid(hips: list[HipSegmentation], reference: sitk.Image) -> sitk.Image:

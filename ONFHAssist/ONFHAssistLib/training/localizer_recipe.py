@@ -64,13 +64,18 @@ def heatmap_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return error[peak].mean() + error[~peak].mean()
 
 
+# A head with no candidate counts as this error in validation (worse than any found one on a phantom).
+MISSED_HEAD_ERROR_MM = 100.0
+
+
 def _centre_errors(network, items, device) -> list[float]:
     errors = []
     for item in items:
         heat = network(torch.from_numpy(item["image"])[None, None].to(device))[0].cpu().numpy()
         sides = assign_sides(decode_peaks(heat, _grid_like(item)), float(item["midline_x"]))
         for side, truth in item["scan"].centres().items():
-            errors.append(float(np.linalg.norm(np.array(sides[side][0]) - truth)))
+            found = np.array(sides[side][0]) if side in sides else None
+            errors.append(MISSED_HEAD_ERROR_MM if found is None else float(np.linalg.norm(found - truth)))
     return errors
 
 
