@@ -102,7 +102,7 @@ def test_real_ct_gives_one_answer_at_any_resolution(analyzer, tmp_path):
 def test_a_scan_without_hips_finds_no_head_and_exits_0(scan, tmp_path):
     out = tmp_path / "out"
     run = subprocess.run([sys.executable, "-m", "ONFHAssistLib", "analyze", str(REAL / scan), "--out", str(out)],
-                         capture_output=True, text=True)
+                         capture_output=True, encoding="utf-8")
     assert run.returncode == 0, run.stderr
     summary = json.loads((out / "analysis.json").read_text(encoding="utf-8"))
     assert [h["found"] for h in summary["hips"]] == [False, False]
