@@ -41,12 +41,19 @@ def _ball_crop(pelvis_dome: bool) -> HipSegmentation:
     crop.SetSpacing((step,) * 3)
     crop.SetOrigin((-(n - 1) / 2.0 * step,) * 3)
     measures = HipMeasures(np.zeros(3), 24.0, 57.9, 0.0, 0.0, 0.0)
-    return HipSegmentation("R", crop, [0.0, 0.0, 0.0], measures, [-90.0, 0.0, 0.0])
+    hu = sitk.GetImageFromArray(np.where(r <= 24.0, 230.0, 40.0).astype(np.float32))  # bone in muscle
+    hu.CopyInformation(crop)
+    return HipSegmentation("R", crop, [0.0, 0.0, 0.0], measures, [-90.0, 0.0, 0.0], intensities=hu)
 
 
 def test_gather_measures_a_ball_in_its_socket():
-    seated = plausibility.gather(_ball_crop(True), None, midline_x=0.0)
+    seated = plausibility.gather(_ball_crop(True), midline_x=0.0, hounsfield=False)
     assert seated.femur_fill == pytest.approx(1.0) and seated.midline_mm == pytest.approx(90.0)
     assert seated.dome_cover > 0.4 and plausibility.verdict(seated) == ""
-    loose = plausibility.gather(_ball_crop(False), None, midline_x=0.0)
+    loose = plausibility.gather(_ball_crop(False), midline_x=0.0, hounsfield=False)
     assert loose.dome_cover == 0.0 and "no acetabulum" in plausibility.verdict(loose)
+
+
+def test_on_ct_the_median_inside_the_head_is_read_from_the_input_crop():
+    assert plausibility.gather(_ball_crop(True), midline_x=0.0, hounsfield=True).head_median_hu == 230.0
+    assert plausibility.gather(_ball_crop(True), midline_x=0.0, hounsfield=False).head_median_hu is None

@@ -14,12 +14,12 @@ import SimpleITK as sitk
 
 from ..atomic import atomic_write_json
 from ..imaging import io
-from ..imaging.crops import guess_modality, hip_crop
+from ..imaging.crops import guess_modality
 from ..models.networks import load
-from .figures import coronal_overlay_png
 from . import plausibility
+from .figures import coronal_overlay_png
 from .localization import HeadEstimate, body_midline_x, plausible_pair, run_localizer, screen
-from .segment import INFER_SPEC, HipSegmentation, segment_hip, to_input_grid
+from .segment import HipSegmentation, segment_hip, to_input_grid
 
 
 @dataclass
@@ -57,8 +57,7 @@ def _first_plausible(side, candidates, segmenter, image, modality, device, midli
             rejected.append(estimate.reason)
             continue
         seg = segment_hip(segmenter, image, centre, side, modality, device)
-        evidence = plausibility.gather(seg, hip_crop(image, centre, side, INFER_SPEC) if modality == "ct" else None,
-                                       midline_x)
+        evidence = plausibility.gather(seg, midline_x, hounsfield=modality == "ct")
         reason = plausibility.verdict(evidence)
         if evidence is not None:
             estimate.extras["evidence"] = evidence.to_json()

@@ -191,14 +191,11 @@ def metal_volume_ml(image: sitk.Image, centre: list[float]) -> float:
 
     Resampling first (as an earlier version did, to 2 mm) spreads a thin screw's few metal voxels below
     METAL_HU; on the scan's own grid the count holds from 1 to 6 mm spacing (the README lists it)."""
-    idx = np.array([io.physical_to_index(image, p) for p in
-                    (np.asarray(centre) + METAL_SEARCH_MM * (2 * np.array(c) - 1) for c in np.ndindex(2, 2, 2))])
-    size = np.array(image.GetSize())
-    lo = np.clip(np.floor(idx.min(0)).astype(int), 0, size)
-    hi = np.clip(np.ceil(idx.max(0)).astype(int) + 1, 0, size)
-    if np.any(hi <= lo):
+    corners = [np.asarray(centre) + METAL_SEARCH_MM * (2 * np.array(c) - 1) for c in np.ndindex(2, 2, 2)]
+    start, size = io.index_box(image, corners)
+    if min(size) <= 0:
         return 0.0
-    region = sitk.RegionOfInterest(image, [int(v) for v in hi - lo], [int(v) for v in lo])
+    region = sitk.RegionOfInterest(image, [int(v) for v in size], [int(v) for v in start])
     arr = sitk.GetArrayViewFromImage(region)
     hot = np.argwhere(arr > METAL_HU)
     if not len(hot):
@@ -206,4 +203,4 @@ def metal_volume_ml(image: sitk.Image, centre: list[float]) -> float:
     direction = np.array(region.GetDirection()).reshape(3, 3)
     points = np.asarray(region.GetOrigin()) + (hot[:, ::-1] * np.asarray(region.GetSpacing())) @ direction.T
     near = np.linalg.norm(points - np.asarray(centre), axis=1) <= METAL_SEARCH_MM
-    return float(near.sum() * np.prod(image.GetSpacing()) / 1000.0)
+    return float(near.sum() * io.voxel_volume_ml(image))

@@ -45,8 +45,9 @@ class HeadEvidence:
         return {k: (None if v is None else round(float(v), 3)) for k, v in self.__dict__.items()}
 
 
-def gather(seg: HipSegmentation, crop_image: sitk.Image | None, midline_x: float) -> HeadEvidence | None:
-    """Measure a segmented candidate in its right-hip-view crop; None when no head sphere could be fitted."""
+def gather(seg: HipSegmentation, midline_x: float, hounsfield: bool) -> HeadEvidence | None:
+    """Measure a segmented candidate in its right-hip-view crop; None when no head sphere could be fitted.
+    `hounsfield`: the crop's intensities are HU (CT), so the bone-density check applies."""
     if seg.measures is None:
         return None
     labels = sitk.GetArrayViewFromImage(seg.crop)
@@ -63,8 +64,8 @@ def gather(seg: HipSegmentation, crop_image: sitk.Image | None, midline_x: float
     neck = bone & (dist > radius + 5.0) & (zz < 0)[:, None, None] & (xx < 0)[None, None, :]
     voxel_ml = float(np.prod(spacing)) / 1000.0
     hu = None
-    if crop_image is not None:
-        values = sitk.GetArrayViewFromImage(crop_image)[inner]
+    if hounsfield and seg.intensities is not None:
+        values = sitk.GetArrayViewFromImage(seg.intensities)[inner]
         hu = float(np.median(values)) if values.size else None
     return HeadEvidence(radius_mm=radius, femur_fill=float(bone[inner].mean()) if inner.any() else 0.0,
                         dome_cover=float((labels[dome] == 1).mean()) if dome.any() else 0.0,

@@ -33,6 +33,7 @@ class HipSegmentation:
     measures: HipMeasures | None
     center_lps: list[float] | None  # refined head centre in the patient's LPS mm
     dropped_lesion_ml: float = 0.0  # lesion voxels the network drew outside the fitted head or the femur
+    intensities: sitk.Image | None = None  # the input crop the network saw (before normalisation)
 
 
 def predict_crop(network: torch.nn.Module, crop: np.ndarray, device: torch.device) -> np.ndarray:
@@ -89,10 +90,11 @@ def segment_hip(network, image: sitk.Image, center_lps, side: str, modality: str
     crop.CopyInformation(crop_image)
     dropped_ml = float(((raw == 3) & (labels != 3)).sum() * np.prod(spacing) / 1000.0)
     if sphere is None:
-        return HipSegmentation(side, crop, list(center_lps), None, None, dropped_ml)
+        return HipSegmentation(side, crop, list(center_lps), None, None, dropped_ml, crop_image)
     measures = measure_head(labels, sphere, origin, spacing)
     centre = io.mirror_point(sphere.center_xyz, center_lps[0]) if side == "L" else sphere.center_xyz
-    return HipSegmentation(side, crop, list(center_lps), measures, [float(v) for v in centre], dropped_ml)
+    return HipSegmentation(side, crop, list(center_lps), measures, [float(v) for v in centre], dropped_ml,
+                           crop_image)
 
 
 def to_input_grid(hips: list[HipSegmentation], reference: sitk.Image) -> sitk.Image:
@@ -122,11 +124,4 @@ def covering_region(reference: sitk.Image, crop: sitk.Image) -> tuple[np.ndarray
     """Index start and size of the part of `reference` that the (possibly mirrored) crop box touches."""
     size = np.array(crop.GetSize())
     corners = [io.index_to_physical(crop, np.array(c) * (size - 1)) for c in np.ndindex(2, 2, 2)]
-    return _index_box(reference, corners)
-
-
-def _index_box(reference: sitk.Image, points) -> tuple[np.ndarray, np.ndarray]:
-    idx = np.array([io.physical_to_index(reference, p) for p in points])
-    lo = np.clip(np.floor(idx.min(0)).astype(int) - 1, 0, None)
-    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + 2, np.array(reference.GetSize()))
-    return lo, hi - lo
+    return io.index_box(reference, corners)

@@ -239,6 +239,15 @@ def index_to_physical(image: sitk.Image, index_xyz: Sequence[float]) -> np.ndarr
     return np.array(image.TransformContinuousIndexToPhysicalPoint([float(v) for v in index_xyz]))
 
 
+def index_box(reference: sitk.Image, points) -> tuple[np.ndarray, np.ndarray]:
+    """Index start and size of the part of `reference` that holds the physical points (one voxel of margin);
+    a size of 0 or less on an axis means the points lie outside."""
+    idx = np.array([physical_to_index(reference, p) for p in points])
+    lo = np.clip(np.floor(idx.min(0)).astype(int) - 1, 0, None)
+    hi = np.minimum(np.ceil(idx.max(0)).astype(int) + 2, np.array(reference.GetSize()))
+    return lo, hi - lo
+
+
 def voxel_volume_ml(image: sitk.Image) -> float:
     """Volume of one voxel in millilitres."""
     return float(np.prod(image.GetSpacing())) / 1000.0
