@@ -30,7 +30,7 @@ bench-cv: $(STAMP)  # adds the ≈ 11 min survival CV of a seed-000-sized cohort
 	$(VENV)/bin/onfh bench --cv --only cv
 
 models: $(STAMP)
-	$(VENV)/bin/onfh models build --out Resources/Models
+	$(VENV)/bin/onfh models build --out ONFHAssist/Resources/Models
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,20 +1,20 @@
 """Regenerate the bundled demo scan: a bilateral MR-T1 phantom, one hip with a lesion, one healthy.
 
 Run from the repository root: `.venv/bin/python Resources/make_demo_case.py`. Writes
-Resources/Demo/onfh_demo_hip.nii.gz, its label map and truth, and demo.json with SHA256 sums (the
+ONFHAssist/Resources/Demo/onfh_demo_hip.nii.gz, its label map and truth, and demo.json with SHA256 sums (the
 Slicer Sample Data entry checks the scan against it).
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from ONFHAssistLib.imaging import io
 from ONFHAssistLib.models import store as modelstore
 from ONFHAssistLib.phantom import cohort as phantom
 from ONFHAssistLib.atomic import atomic_write_text
+from ONFHAssistLib.resources import DEMO
 
-OUT = Path(__file__).resolve().parent / "Demo"
+OUT = DEMO
 SEED = 2026
 
 

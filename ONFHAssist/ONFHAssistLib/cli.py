@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     m_export.add_argument("folder", type=Path)
     m_export.add_argument("--out", required=True, type=Path)
     m_build = m_sub.add_parser("build", help="retrain the shipped models (fixed seeds; `make models`)")
-    m_build.add_argument("--out", type=Path, default=Path("Resources/Models"))
+    m_build.add_argument("--out", type=Path, default=Path("ONFHAssist/Resources/Models"))
     m_build.add_argument("--work", type=Path, default=Path("out/models-build"))
     m_build.add_argument("--task", action="append", choices=list(TASKS))
     m_build.add_argument("--device", default="auto")

@@ -3,7 +3,10 @@
 Slicer's GUI thread must never block or import torch, so a panel starts a Job, and a Qt timer calls
 `drain()` to pick up the events a reader thread has parsed from the child's JSON-lines stdout.
 Cancel terminates the child and every process it started (DataLoader workers, torchrun ranks),
-then kills whatever did not exit in time.
+then kills whatever did not exit in time. psutil is imported only then: Slicer does not ship it, and
+this module is imported by the panels' `setup()` before the first-use install could add it. On Windows
+children start without a console window (PythonSlicer.exe is a console program; closing that window
+would kill the run), as `slicer.util.launchConsoleProcess` does.
 """
 from __future__ import annotations
 
@@ -15,9 +18,10 @@ import threading
 from collections import deque
 from pathlib import Path
 
-import psutil
-
 from .progress import parse_line
+
+# No console window for a child on Windows; 0 (no flags) elsewhere.
+HIDDEN_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)
 
 
 class Job:
@@ -30,7 +34,8 @@ class Job:
 
     def start(self) -> "Job":
         self.process = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1)
+                                        stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace", bufsize=1,
+                                        creationflags=HIDDEN_WINDOW)
         self._readers = [threading.Thread(target=self._read_stdout, daemon=True),
                          threading.Thread(target=self._read_stderr, daemon=True)]
         for reader in self._readers:
@@ -74,6 +79,12 @@ class Job:
     def cancel(self, grace_seconds: float = 5.0) -> None:
         """Terminate the child and all its descendants; kill those still alive after the grace period."""
         if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            import psutil
+        except ImportError:  # before the first-use install: only the child itself can be stopped
+            self.process.kill()
+            self.wait(timeout=grace_seconds)
             return
         try:
             parent = psutil.Process(self.process.pid)

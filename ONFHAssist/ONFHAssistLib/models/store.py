@@ -1,6 +1,6 @@
 """Model folders (DESIGN §4): `model.json` + `weights.safetensors`, checksummed, never pickled.
 
-Two stores are searched: the shipped one (`Resources/Models` of the extension) and the user's
+Two stores are searched: the shipped one (`Resources/Models` of the module) and the user's
 (`$ONFH_MODELS`, default `~/.onfh/models`). Every load re-hashes the weights, so a corrupted or
 tampered file stops the run with a clear message instead of producing wrong numbers.
 """
@@ -20,13 +20,14 @@ from typing import Callable
 import torch
 from safetensors import SafetensorError
 
+from .. import resources
 from ..atomic import atomic_path, atomic_write_text
 from ..errors import InputError
 from . import weights
 
 WEIGHTS = "weights.safetensors"
 CARD = "model.json"
-SHIPPED_STORE = Path(__file__).resolve().parents[3] / "Resources" / "Models"
+SHIPPED_STORE = resources.MODELS
 DEMO_LABEL = "phantom-trained demo — not for clinical use"
 
 

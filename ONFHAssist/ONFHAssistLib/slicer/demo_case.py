@@ -5,9 +5,10 @@ import hashlib
 import json
 from pathlib import Path
 
+from .. import resources
 from ..errors import InputError
 
-DEMO_DIR = Path(__file__).resolve().parents[3] / "Resources" / "Demo"
+DEMO_DIR = resources.DEMO
 
 
 def manifest() -> dict:

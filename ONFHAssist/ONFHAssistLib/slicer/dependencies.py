@@ -16,9 +16,10 @@ from typing import Callable
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from .. import resources
 from ..errors import InputError
 
-REQUIREMENTS_FILE = Path(__file__).resolve().parents[2] / "Resources" / "requirements.txt"
+REQUIREMENTS_FILE = resources.REQUIREMENTS
 PROTECTED = ("SimpleITK", "torch", "requests", "numpy")  # Slicer's own (torch: the PyTorch extension's)
 VersionOf = Callable[[str], str]
 

@@ -16,11 +16,12 @@ import vtk
 from vtk.util import numpy_support
 
 from ..analysis.results import mean_sd_text
+from .. import resources
 from ..errors import InputError
 from ..imaging import io
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
-TERMS_FILE = Path(__file__).resolve().parents[2] / "Resources" / "ONFH.term.json"
+TERMS_FILE = resources.TERMS
 LABELS = {1: ("Pelvis", (0.95, 0.80, 0.20)), 2: ("Femur", (0.20, 0.60, 1.00)), 3: ("Necrosis", (0.95, 0.15, 0.15))}
 PROVENANCE_KEYS = ("name", "version", "sha256")
 # Colour maps of the two heat maps (IDs of Slicer's default colour nodes): hot for attention, rainbow for Grad-CAM.

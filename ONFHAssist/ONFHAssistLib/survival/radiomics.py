@@ -2,20 +2,29 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 
-PARAMS = Path(__file__).resolve().parents[3] / "Resources" / "Radiomics" / "onfh_radiomics_v1.yaml"
+from .. import resources
+from ..errors import InputError
+
+PARAMS = resources.RADIOMICS_PARAMS
 PARAMS_VERSION = "onfh_radiomics_v1"
 MASKS = {"lesion": (3,), "femur": (2, 3)}
 
 
 def _extractor():
-    import radiomics
-    from radiomics import featureextractor
+    """pyradiomics is installed on demand (only the radiomics baselines need it): no wheel exists for
+    Python ≥ 3.10, so it is a source build that needs a C compiler."""
+    try:
+        import radiomics
+        from radiomics import featureextractor
+    except ImportError:
+        raise InputError("the radiomics baselines need pyradiomics, which is not installed: run "
+                         "`pip install pyradiomics` (a source build on Python ≥ 3.10: it needs a C compiler), "
+                         "or leave the radiomics models out with --models.") from None
 
     radiomics.setVerbosity(logging.ERROR)
     logging.getLogger("radiomics").setLevel(logging.ERROR)  # its feature-class notes are not for users
