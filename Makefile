@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-cv models phantom clean-venv
+.PHONY: demo test bench bench-cv models phantom clean-venv slicer-deps
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ bench: $(STAMP)
 
 bench-cv: $(STAMP)  # adds the ≈ 11 min survival CV of a seed-000-sized cohort to bench/results.*
 	$(VENV)/bin/onfh bench --cv --only cv
+
+slicer-deps: $(STAMP)  # which requirements have CPython 3.12 wheels on Linux, Windows, macOS (needs the index)
+	$(PY) Resources/slicer_deps.py
 
 models: $(STAMP)
 	$(VENV)/bin/onfh models build --out ONFHAssist/Resources/Models

@@ -45,6 +45,14 @@ def test_constraints_pin_the_protected_packages_that_are_installed():
     text = deps.constraints_text(_versions({"SimpleITK": "2.4.0", "numpy": "1.26.4", "requests": "2.32.0"}))
     assert text.splitlines() == ["SimpleITK==2.4.0", "requests==2.32.0", "numpy==1.26.4"]
     assert deps.constraints_text(_versions({})) == ""
+    slicer_owned = deps.constraints_text(_versions({"scipy": "1.14.1", "pillow": "11.0.0", "packaging": "24.2"}))
+    assert slicer_owned.splitlines() == ["scipy==1.14.1", "Pillow==11.0.0", "packaging==24.2"]
+
+
+def test_requirements_have_no_source_build_and_nothing_slicer_owns():
+    names = {r.name.lower() for r in deps.read_requirements()}
+    assert "pyradiomics" not in names  # no wheel for Python >= 3.10: installed on demand (radiomics baselines)
+    assert not names & {p.lower() for p in deps.PROTECTED}
 
 
 def test_pip_args_with_wheelhouse_and_constraints_and_refusals(tmp_path):

@@ -20,7 +20,11 @@ from .. import resources
 from ..errors import InputError
 
 REQUIREMENTS_FILE = resources.REQUIREMENTS
-PROTECTED = ("SimpleITK", "torch", "requests", "numpy")  # Slicer's own (torch: the PyTorch extension's)
+# Slicer's own Python packages (its SuperBuild External_python-*.cmake, 5.10) and torch (the PyTorch
+# extension's): never installed by pip here, and pinned in the constraints file so that no dependency of
+# what we install can upgrade them under Slicer.
+PROTECTED = ("SimpleITK", "torch", "requests", "numpy", "scipy", "urllib3", "certifi", "idna", "charset-normalizer",
+             "Pillow", "packaging", "pydicom", "dicomweb-client", "pip", "setuptools", "wheel")
 VersionOf = Callable[[str], str]
 
 
