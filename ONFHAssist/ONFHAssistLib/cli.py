@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("inputs", type=Path, nargs="+", metavar="IN",
                     help="hip MRI/CT files, DICOM series folders, or folders of volume files")
     an.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per scan for several)")
-    an.add_argument("--modality", choices=["auto", "mr_t1", "ct"], default="auto")
+    an.add_argument("--modality", choices=["auto", "mr_t1", "ct"], default="auto",
+                    help="auto: CT or T1-weighted MR told from the scan, any other MR sequence refused; "
+                         "mr_t1 or ct: analysed as that, with a warning when the scan looks otherwise")
     an.add_argument("--models", action="append", default=[], metavar="TASK=NAME",
                     help="pick a model per task (folder, name or name@version), e.g. staging=onfh-staging-arco")
     an.add_argument("--grades", action="append", metavar="SIDE:key=value,...|FILE.json",

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 
 from ..atomic import atomic_write_json
 from ..imaging import io
-from ..imaging.crops import guess_modality
+from ..imaging.modality import check_modality
 from ..models.networks import load
 from . import plausibility
 from .figures import coronal_overlay_png
@@ -103,14 +103,15 @@ def segment_file(image_path, out_dir, modality: str, localizer_name, segmenter_n
     """`onfh segment`: labels.nii.gz on the input grid, analysis.json, and an overlay PNG, each written atomically."""
     start = time.perf_counter()
     image = io.read_image(image_path)
-    modality = guess_modality(image) if modality == "auto" else modality
+    modality, modality_check, warnings = check_modality(image, image_path, modality)
     localizer, loc_entry = load("localizer", localizer_name, device)
     segmenter, seg_entry = load("segmentation", segmenter_name, device)
     findings, label = find_and_segment(localizer, segmenter, image, modality, device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     io.write_image(label, out / "labels.nii.gz")
-    summary = {"input": {"path": str(Path(image_path).resolve()), "modality": modality, **io.describe(image)},
+    summary = {"input": {"path": str(Path(image_path).resolve()), "modality": modality, "modality_check": modality_check,
+                         **io.describe(image)}, "warnings": warnings,
                "hips": [finding_json(f) for f in findings], "models": [loc_entry.provenance(), seg_entry.provenance()],
                "files": {"label_map": "labels.nii.gz", **({"overlay": "overlay.png"} if png else {})},
                "seconds": round(time.perf_counter() - start, 2)}

@@ -25,7 +25,8 @@ from ..atomic import atomic_write_json
 from ..devices import describe_device, resolve_device
 from ..errors import InputError
 from ..imaging import io
-from ..imaging.crops import CropSpec, crop_arrays, guess_modality
+from ..imaging.crops import CropSpec, crop_arrays
+from ..imaging.modality import check_modality
 from ..models import store as modelstore
 from ..models.networks import build
 from ..models.sranet import patch_map_to_volume
@@ -129,7 +130,7 @@ class Analyzer:
 
         self.reporter.progress("analyze", 0.0, message=f"reading {Path(image_path).name}")
         image = io.read_image(image_path)
-        modality = guess_modality(image) if modality == "auto" else modality
+        modality, modality_check, modality_warnings = check_modality(image, image_path, modality)
         lap("read")
         self.reporter.progress("analyze", 0.1, message="finding both femoral heads")
         with _autocast(self.device):
@@ -143,7 +144,7 @@ class Analyzer:
             files["gradcam"] = "gradcam.nii.gz"
         if "sranet" in self.models:
             files["attention"] = "attention.nii.gz"
-        hips, warnings = [], list(self.model_warnings)
+        hips, warnings = [], [*modality_warnings, *self.model_warnings]
         for n, finding in enumerate(findings):
             self.reporter.progress("analyze", 0.3 + 0.5 * n / len(findings), message=f"{finding.estimate.side} hip")
             hip = self._hip(finding, image, label, modality, (grades or {}).get(finding.estimate.side), files,
@@ -169,7 +170,8 @@ class Analyzer:
             warnings.append("models are a phantom-trained demo: not for clinical use.")
         timings["total"] = round(time.perf_counter() - start, 3)
         result = AnalysisResult(
-            input={"path": str(Path(image_path).resolve()), "modality": modality, **io.describe(image)},
+            input={"path": str(Path(image_path).resolve()), "modality": modality, "modality_check": modality_check,
+                   **io.describe(image)},
             hips=hips, files=files, models=[e.provenance() for e in entries], device=describe_device(self.device),
             timings_s=timings, warnings=warnings, demo_model=demo).to_json()
         survival = self.models.get("survival")

@@ -13,6 +13,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import io
+from .modality import ct_evidence
 
 CT_WINDOW = (-200.0, 1600.0)
 
@@ -47,10 +48,9 @@ def uncrop(crop: sitk.Image, side: str, center_lps: Sequence[float], reference: 
 
 
 def guess_modality(image: sitk.Image) -> str:
-    """CT if intensities look like Hounsfield units (air near -1000), otherwise MR-T1."""
-    arr = sitk.GetArrayViewFromImage(image)
-    sample = arr.reshape(-1)[:: max(1, arr.size // 200000)]
-    return "ct" if np.percentile(sample, 1) < -500 else "mr_t1"
+    """The model input scale: "ct" on the Hounsfield scale, otherwise "mr_t1" (whether the MR sequence is
+    really T1 is `modality.decide_modality`'s question, asked by the analysis before it trusts the scan)."""
+    return "ct" if ct_evidence(image)[0] else "mr_t1"
 
 
 def normalise(array: np.ndarray, modality: str) -> np.ndarray:

@@ -59,13 +59,18 @@ def _read_file(path: Path) -> sitk.Image:
         raise InputError(f"{path}: the image data could not be read (truncated or corrupt file).") from None
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
+def _series_files(folder: Path) -> tuple[str, ...]:
+    """The slice files of the folder's one DICOM series, in slice order."""
     series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
     if not series:
         raise InputError(f"{folder}: the folder holds no DICOM series.")
     if len(series) > 1:
         raise InputError(f"{folder}: the folder holds {len(series)} DICOM series; put one series per folder.")
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+    return sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+
+
+def _read_dicom_series(folder: Path) -> sitk.Image:
+    files = _series_files(folder)
     if len(files) < MIN_DIM:
         raise InputError(f"{folder}: the DICOM series has only {len(files)} slices; a 3D volume is needed.")
     reader = sitk.ImageSeriesReader()
@@ -74,6 +79,18 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
         return reader.Execute()
     except RuntimeError:
         raise InputError(f"{folder}: the DICOM series could not be read (corrupt or inconsistent slices).") from None
+
+
+def dicom_tags(path: str | Path) -> dict[str, str]:
+    """Tags ('gggg|eeee' -> value) of the first slice of a DICOM series folder, or {} for a volume file,
+    which keeps none: the acquisition (echo time, inversion, description) says which MR sequence it is."""
+    path = Path(path)
+    if not path.is_dir():
+        return {}
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(_series_files(path)[0])
+    reader.ReadImageInformation()
+    return {key: reader.GetMetaData(key).strip() for key in reader.GetMetaDataKeys()}
 
 
 def _check_header(path: Path, dim: int, size: Sequence[int], components: int) -> None:
