@@ -18,6 +18,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 from slicer.util import VTKObservationMixin
 
 WHEELHOUSE_SETTING = "ONFHAssist/WheelhouseFolder"
+DATASET_SETTING = "ONFH/DatasetFolder"  # shared by both ONFH panels; empty means "not chosen"
 LAYERS = ("segmentation", "attention", "gradcam")
 
 CITATIONS = """
@@ -70,7 +71,6 @@ class ONFHAssistParameterNode:
     attentionOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     gradcamVisible: bool = False
     gradcamOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
-    datasetFolder: Path = Path()
     patientId: str = ""
     rightOutcome: str = ""
     leftOutcome: str = ""
@@ -82,6 +82,60 @@ def reloadLib():
                    key=lambda n: -n.count("."))
     for name in names:
         importlib.reload(sys.modules[name])
+
+
+def bindDatasetFolder(pathEdit) -> None:
+    """The dataset folder field remembers the last folder chosen in either ONFH panel (application settings,
+    not the scene), and starts empty until one is chosen."""
+    pathEdit.currentPath = qt.QSettings().value(DATASET_SETTING, "")
+    pathEdit.currentPathChanged.connect(lambda path: qt.QSettings().setValue(DATASET_SETTING, path))
+
+
+class _Install:
+    running = False  # a second click while pip runs must not start a nested install
+
+
+def ensureDependencies() -> bool:
+    """torch through the PyTorch extension, the rest from requirements.txt after one confirmation listing every
+    package; Slicer's own packages are never replaced (constraints file). Shared by both ONFH panels; call it
+    inside `slicer.util.tryWithErrorDisplay` so that a failed install is shown. False while one is running."""
+    from ONFHAssistLib.slicer import dependencies as deps
+    if _Install.running:
+        return False
+    _Install.running = True
+    try:
+        return _installDependencies(deps)
+    finally:
+        _Install.running = False
+
+
+def _installDependencies(deps) -> bool:
+    if importlib.util.find_spec("torch") is None:
+        try:
+            import PyTorchUtils
+        except ImportError:
+            slicer.util.errorDisplay("ONFH Assist needs the PyTorch extension: install it from the Extensions Manager.")
+            return False
+        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
+            return False
+    plan = deps.plan(deps.read_requirements())
+    if not plan.install:
+        if plan.protected_unmet:
+            slicer.util.warningDisplay(deps.confirmation_text(plan))
+        return True
+    if not slicer.util.confirmOkCancelDisplay(deps.confirmation_text(plan), "ONFH Assist: Python packages"):
+        return False
+    wheelhouse = deps.check_wheelhouse(qt.QSettings().value(WHEELHOUSE_SETTING, ""))
+    ensure = _pipEnsure()
+    if ensure is not None and wheelhouse is None:
+        ensure(plan.install, skip_packages=list(deps.PROTECTED), requester="ONFHAssist")
+    else:
+        with tempfile.TemporaryDirectory(prefix="onfh-pip-") as tmp:
+            constraints = Path(tmp) / "constraints.txt"
+            constraints.write_text(deps.constraints_text(), encoding="utf-8")
+            slicer.util.pip_install(deps.pip_args(plan.install, constraints, wheelhouse))
+    importlib.invalidate_caches()
+    return not deps.plan(deps.read_requirements()).install
 
 
 def pythonSlicer() -> str:
@@ -108,6 +162,9 @@ class ParameterNodeGuiMixin:
             self.initializeParameterNode()
 
     def setParameterNode(self, parameterNode):
+        if parameterNode is not None and self._parameterNode is not None and \
+                parameterNode.parameterNode is self._parameterNode.parameterNode:
+            return  # already bound: binding again would stack a second set of GUI connections
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParametersChanged)
@@ -143,6 +200,7 @@ class ONFHAssistWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VTKO
         self.ui.showSurvivalButton.clicked.connect(self.onShowSurvival)
         self.ui.refreshModelsButton.clicked.connect(self.startDeviceCheck)
         self.ui.installDependenciesButton.clicked.connect(self.onInstallDependencies)
+        bindDatasetFolder(self.ui.datasetPathEdit)
         self.ui.wheelhousePathEdit.currentPath = qt.QSettings().value(WHEELHOUSE_SETTING, "")
         self.ui.wheelhousePathEdit.currentPathChanged.connect(
             lambda path: qt.QSettings().setValue(WHEELHOUSE_SETTING, path))
@@ -165,6 +223,7 @@ class ONFHAssistWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VTKO
     def onSceneStartClose(self, caller, event):
         self.onCancel()
         self.logic.forgetResults()
+        self._stopped()  # the result buttons go grey with the nodes they act on
         self.setParameterNode(None)
 
     def initializeParameterNode(self):
@@ -189,7 +248,12 @@ class ONFHAssistWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VTKO
         self.deviceTimer.start()
 
     def onDeviceTick(self):
-        line = self.logic.pollDeviceCheck()
+        try:
+            line = self.logic.pollDeviceCheck()
+        except Exception as error:  # one message, not one every 300 ms
+            self.deviceTimer.stop()
+            self.ui.deviceLabel.text = f"Device check failed: {error}"
+            return
         if line is None:
             return
         self.deviceTimer.stop()
@@ -203,10 +267,11 @@ class ONFHAssistWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VTKO
 
     # Analysis ------------------------------------------------------------------------------------------------
     def onSegment(self):
-        if not self.logic.ensureDependencies():
-            self.ui.statusLabel.text = "ONFH Assist needs its Python packages first (Settings → Check / install dependencies)."
-            return
         with slicer.util.tryWithErrorDisplay("Could not start the analysis.", waitCursor=True):
+            if not ensureDependencies():
+                self.ui.statusLabel.text = ("ONFH Assist needs its Python packages first (Settings → Check / install "
+                                            "dependencies).")
+                return
             params = self._parameterNode
             grades = {"R": params.rightGrades, "L": params.leftGrades}
             note = self.logic.startSegmentation(params.inputVolume, params.modality, params.device, grades,
@@ -220,7 +285,12 @@ class ONFHAssistWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VTKO
             self.timer.start()
 
     def onTick(self):
-        messages, fraction, finished = self.logic.poll()
+        try:
+            messages, fraction, finished = self.logic.poll()
+        except Exception as error:  # one message and the job stopped, not one every 200 ms
+            self.onCancel()
+            slicer.util.errorDisplay(f"The analysis could not be followed and was stopped: {error}")
+            return
         for message in messages:
             self.ui.logTextEdit.appendPlainText(message)
         if messages and finished is None:
@@ -278,7 +348,7 @@ class ONFHAssistWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VTKO
 
     def onInstallDependencies(self):
         with slicer.util.tryWithErrorDisplay("Could not install the dependencies.", waitCursor=True):
-            done = self.logic.ensureDependencies()
+            done = ensureDependencies()
             self.ui.statusLabel.text = ("All Python packages ONFH Assist needs are installed." if done else
                                         "Dependencies not installed.")
             self.startDeviceCheck()
@@ -286,6 +356,9 @@ class ONFHAssistWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VTKO
     def onReload(self):
         reloadLib()
         ScriptedLoadableModuleWidget.onReload(self)
+
+    def onReloadAndTest(self, **kwargs):
+        ScriptedLoadableModuleWidget.onReloadAndTest(self, full=True, **kwargs)
 
 
 class ONFHAssistLogic(ScriptedLoadableModuleLogic):
@@ -304,38 +377,6 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
     @property
     def running(self) -> bool:
         return self.job is not None and self.job.poll() is None
-
-    # Dependencies on first use ------------------------------------------------------------------------------
-    def ensureDependencies(self) -> bool:
-        """torch through the PyTorch extension, the rest from requirements.txt after one confirmation
-        listing every package; Slicer's own SimpleITK, numpy, requests and torch are never replaced."""
-        from ONFHAssistLib.slicer import dependencies as deps
-        if importlib.util.find_spec("torch") is None:
-            try:
-                import PyTorchUtils
-            except ImportError:
-                slicer.util.errorDisplay("ONFH Assist needs the PyTorch extension: install it from the Extensions Manager.")
-                return False
-            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
-                return False
-        plan = deps.plan(deps.read_requirements())
-        if not plan.install:
-            if plan.protected_unmet:
-                slicer.util.warningDisplay(deps.confirmation_text(plan))
-            return True
-        if not slicer.util.confirmOkCancelDisplay(deps.confirmation_text(plan), "ONFH Assist: Python packages"):
-            return False
-        wheelhouse = deps.check_wheelhouse(qt.QSettings().value(WHEELHOUSE_SETTING, ""))
-        ensure = _pipEnsure()
-        if ensure is not None and wheelhouse is None:
-            ensure(plan.install, skip_packages=list(deps.PROTECTED), requester="ONFHAssist")
-        else:
-            with tempfile.TemporaryDirectory(prefix="onfh-pip-") as tmp:
-                constraints = Path(tmp) / "constraints.txt"
-                constraints.write_text(deps.constraints_text(), encoding="utf-8")
-                slicer.util.pip_install(deps.pip_args(plan.install, constraints, wheelhouse))
-        importlib.invalidate_caches()
-        return not deps.plan(deps.read_requirements()).install
 
     # Device check -------------------------------------------------------------------------------------------
     def startDeviceCheck(self):
@@ -491,11 +532,15 @@ class ONFHAssistTest(ScriptedLoadableModuleTest):
     def setUp(self):
         slicer.mrmlScene.Clear()
 
-    def runTest(self):
+    def runTest(self, full: bool = False):
+        """ctest runs the fast part (seconds, no torch, no PyTorch extension); Reload and Test adds the whole
+        flow (`full`, minutes: the first-use install and an analysis in a child process)."""
         self.setUp()
         self.test_status_names_the_input()
-        self.setUp()
-        self.test_demo_flow_analyse_display_save_and_add_to_dataset()
+        self.test_dependency_plan_reads_the_installed_requirements()
+        if full:
+            self.setUp()
+            self.test_demo_flow_analyse_display_save_and_add_to_dataset()
 
     def test_status_names_the_input(self):
         logic = ONFHAssistLogic()
@@ -503,6 +548,13 @@ class ONFHAssistTest(ScriptedLoadableModuleTest):
         node = logic.loadDemoCase()
         self.assertIn(node.GetName(), logic.status(node))
         self.delayDisplay("ONFH Assist status line names the loaded demo case")
+
+    def test_dependency_plan_reads_the_installed_requirements(self):
+        from ONFHAssistLib.slicer import dependencies as deps
+        requirements = deps.read_requirements()
+        self.assertTrue(any(r.name == "monai" for r in requirements))
+        self.assertFalse(any(deps.is_protected(r.name) for r in requirements))
+        self.delayDisplay("The first-use requirements are installed with the module and readable")
 
     def test_demo_flow_analyse_display_save_and_add_to_dataset(self):
         from ONFHAssistLib import dataset
@@ -512,7 +564,7 @@ class ONFHAssistTest(ScriptedLoadableModuleTest):
         import SimpleITK as sitk
 
         logic = ONFHAssistLogic()
-        self.assertTrue(logic.ensureDependencies())
+        self.assertTrue(ensureDependencies())
         volume = logic.loadDemoCase()
         logic.startSegmentation(volume, "auto", "cpu", {"R": "", "L": ""})
         status = waitUntilFinished(logic.poll, logic.cancel, 900.0, "the analysis")

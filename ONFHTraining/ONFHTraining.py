@@ -11,7 +11,8 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
 from slicer.util import VTKObservationMixin
 
-from ONFHAssist import CITATIONS, ParameterNodeGuiMixin, pythonSlicer, reloadLib, waitUntilFinished
+from ONFHAssist import (CITATIONS, ParameterNodeGuiMixin, bindDatasetFolder, ensureDependencies, pythonSlicer,
+                        reloadLib, waitUntilFinished)
 
 TASKS = ["segmentation", "localizer", "staging", "sranet", "survival"]
 
@@ -33,7 +34,6 @@ class ONFHTraining(ScriptedLoadableModule):
 class ONFHTrainingParameterNode:
     """The training panel's settings (0 or 'default' = the recipe's own value), saved with the scene."""
 
-    datasetFolder: Path = Path()
     task: Annotated[str, Choice(TASKS)] = "segmentation"
     mode: Annotated[str, Choice(["train", "cv"])] = "train"
     epochs: Annotated[int, WithinRange(0, 1000)] = 0
@@ -60,6 +60,8 @@ class ONFHTrainingWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VT
         self.ui = slicer.util.childWidgetVariables(panel)
         panel.setMRMLScene(slicer.mrmlScene)
         self.logic = ONFHTrainingLogic()
+        bindDatasetFolder(self.ui.datasetPathLineEdit)
+        self.ui.datasetPathLineEdit.currentPathChanged.connect(lambda path: self.onParametersChanged())
         self.ui.validateButton.clicked.connect(self.onValidate)
         self.ui.startButton.clicked.connect(self.onStartStop)
         self.ui.publishButton.clicked.connect(self.onPublish)
@@ -81,6 +83,7 @@ class ONFHTrainingWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VT
 
     def onSceneStartClose(self, caller, event):
         self.logic.chart = None  # its nodes go with the scene
+        self.ui.resultsTableView.setMRMLTableNode(None)
         self.setParameterNode(None)
 
     def initializeParameterNode(self):
@@ -99,6 +102,9 @@ class ONFHTrainingWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VT
             self._idle()
             return
         with slicer.util.tryWithErrorDisplay("Could not start the run.", waitCursor=True):
+            if not ensureDependencies():
+                self.ui.statusLabel.text = "ONFH Training needs ONFH Assist's Python packages first."
+                return
             self.logic.start(self._parameterNode, self.ui.datasetPathLineEdit.currentPath)
             self.ui.logTextEdit.clear()
             self.ui.trainingProgressBar.value = 0
@@ -107,7 +113,13 @@ class ONFHTrainingWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VT
             self.timer.start()
 
     def onTick(self):
-        lines, fraction, finished = self.logic.poll()
+        try:
+            lines, fraction, finished = self.logic.poll()
+        except Exception as error:  # one message and the run stopped, not one every 250 ms
+            self.logic.stop()
+            self._idle()
+            slicer.util.errorDisplay(f"The run could not be followed and was stopped: {error}")
+            return
         for line in lines:
             self.ui.logTextEdit.appendPlainText(line)
         if fraction is not None:
@@ -145,11 +157,17 @@ class ONFHTrainingWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VT
 
     def onValidate(self):
         with slicer.util.tryWithErrorDisplay("Dataset validation failed.", waitCursor=True):
+            if not ensureDependencies():
+                self.ui.statusLabel.text = "ONFH Training needs ONFH Assist's Python packages first."
+                return
             self.ui.statusLabel.text = self.logic.validationSummary(self.ui.datasetPathLineEdit.currentPath)
 
     def onReload(self):
         reloadLib()
         ScriptedLoadableModuleWidget.onReload(self)
+
+    def onReloadAndTest(self, **kwargs):
+        ScriptedLoadableModuleWidget.onReloadAndTest(self, full=True, **kwargs)
 
 
 class ONFHTrainingLogic(ScriptedLoadableModuleLogic):
@@ -220,10 +238,13 @@ class ONFHTrainingLogic(ScriptedLoadableModuleLogic):
         return folder if folder is not None and (folder / "model.json").exists() else None
 
     def publish(self) -> str:
-        from ONFHAssistLib.models import store as modelstore
-        entry = modelstore.publish_folder(self.model_folder())
-        return (f"Published {entry.name} {entry.version} to {entry.folder}; ONFH Assist offers it after "
-                "Refresh (no restart).")
+        """Copy the trained model into the user store in a child (`onfh models publish`): the store checks the
+        weights with torch, which never runs in Slicer's GUI process."""
+        from ONFHAssistLib import jobs
+        if self.model_folder() is None:
+            raise ValueError("No trained model to publish yet.")
+        line = jobs.run_short(["models", "publish", str(self.model_folder())], pythonSlicer())
+        return f"{line[0].upper()}{line[1:]}; ONFH Assist offers it after Refresh (no restart)."
 
     def validationSummary(self, folder: str) -> str:
         from ONFHAssistLib import dataset
@@ -237,11 +258,24 @@ class ONFHTrainingTest(ScriptedLoadableModuleTest):
     def setUp(self):
         slicer.mrmlScene.Clear()
 
-    def runTest(self):
+    def runTest(self, full: bool = False):
+        """ctest runs the fast part; Reload and Test adds the training run (`full`, minutes, needs torch)."""
         self.setUp()
-        self.test_missing_folder_is_reported()
-        self.setUp()
-        self.test_one_epoch_training_run_and_publish()
+        self.test_the_chosen_task_reaches_the_training_command()
+        if full:
+            self.setUp()
+            self.test_missing_folder_is_reported()
+            self.setUp()
+            self.test_one_epoch_training_run_and_publish()
+
+    def test_the_chosen_task_reaches_the_training_command(self):
+        from ONFHAssistLib import jobs
+        params = ONFHTrainingLogic().getParameterNode()
+        params.task, params.mode = "staging", "cv"
+        args = jobs.training_args(params.mode, params.task, Path("data"), Path("out"), params.epochs, params.device,
+                                  params.folds, params.learningRate, params.batchSize, params.preset, params.initModel)
+        self.assertEqual(args[:2], ["cv", "staging"])
+        self.delayDisplay("The panel's task and mode reach the command line")
 
     def test_missing_folder_is_reported(self):
         message = ONFHTrainingLogic().validationSummary("/nonexistent/onfh-dataset")

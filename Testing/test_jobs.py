@@ -7,7 +7,7 @@ import pytest
 
 from ONFHAssistLib.devices import describe_device, resolve_device, summary_line
 from ONFHAssistLib.cli import main
-from ONFHAssistLib.jobs import Job, analysis_folder, analyze_args, child_env, onfh_command
+from ONFHAssistLib.jobs import Job, analysis_folder, analyze_args, child_env, onfh_command, run_short
 
 from ONFHAssistLib.slicer import demo_case
 
@@ -174,3 +174,17 @@ def test_learning_rate_batch_size_and_preset_reach_the_training_cli(tmp_path, mo
     assert (seen["lr"], seen["batch_size"], seen["preset"], seen["epochs"]) == (3e-4, 16, "cpu", 1)
     bare = training_args("train", "survival", tmp_path, tmp_path / "run", preset="default")
     assert not {"--lr", "--batch-size", "--preset", "--epochs"} & set(bare)
+
+
+def test_publish_runs_in_a_child_and_its_error_sentence_reaches_the_panel(tmp_path, monkeypatch):
+    """ONFH Training's Publish: torch is imported by the child, never by Slicer's GUI process."""
+    from ONFHAssistLib.models import store as modelstore
+
+    monkeypatch.setenv("ONFH_MODELS", str(tmp_path / "store"))
+    shipped = modelstore.list_models("localizer")[0]
+    message = run_short(["models", "publish", str(shipped.folder)])
+    assert message.startswith(f"published {shipped.name} {shipped.version}")
+    published = tmp_path / "store" / f"{shipped.name}-{shipped.version}"
+    assert (published / "weights.safetensors").read_bytes() == (shipped.folder / "weights.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="already in the store"):
+        run_short(["models", "publish", str(shipped.folder)])

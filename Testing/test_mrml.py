@@ -397,3 +397,26 @@ def test_cv_results_with_undefined_metrics_are_strict_json_and_read_n_a(tmp_path
     assert "| never converged | n/a |" in markdown and "| one fold | 0.712 |" in markdown
     node = mrml.load_cv_results(mrml.new_scene(), tmp_path)["table"].GetTable()
     assert [node.GetValue(r, 1).ToString() for r in range(2)] == ["n/a", "0.712"]
+
+
+def test_a_segment_the_user_added_is_refused_by_name(demo_analysis, tmp_path):
+    scene = mrml.new_scene()
+    nodes = mrml.load_analysis(scene, demo_analysis)
+    nodes["segmentation"].GetSegmentation().AddEmptySegment("cement", "Bone cement")
+    data = tmp_path / "dataset"
+    with pytest.raises(InputError, match="'Bone cement' are not ONFH labels"):
+        mrml.add_to_dataset(scene, nodes["segmentation"], nodes["input"], demo_analysis, data, "P009",
+                            {"R": "time_months=12,event=1", "L": "time_months=12,event=0"})
+    assert not data.exists()  # nothing written
+
+
+def test_results_follow_the_inputs_parent_transform(demo_analysis):
+    scene = mrml.new_scene()
+    volume = mrml.add_volume(scene, io.read_image(demo_case.image_path()), "moved input")
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "patient shift")
+    volume.SetAndObserveTransformNodeID(transform.GetID())
+    nodes = mrml.load_analysis(scene, demo_analysis, volume)
+    placed = [nodes["segmentation"], *nodes["maps"], *nodes["rois"]]
+    assert len(placed) == 1 + 2 + 2
+    assert all(node.GetTransformNodeID() == transform.GetID() for node in placed)
+    assert nodes["input"].GetTransformNodeID() == transform.GetID()  # the input itself is left where the user put it

@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--fold", type=int, help=argparse.SUPPRESS)  # cv: one fold only (a --parallel-folds child)
         _add_progress(p)
 
-    models = sub.add_parser("models", help="list, verify, import or export model folders")
+    models = sub.add_parser("models", help="list, verify, import, publish or export model folders")
     m_sub = models.add_subparsers(dest="action", required=True, parser_class=_Parser)
     m_list = m_sub.add_parser("list", help="every model in the shipped and user stores")
     m_list.add_argument("--task")
@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     m_verify.add_argument("folder", nargs="?", type=Path)
     m_import = m_sub.add_parser("import", help="unpack a model zip into the user store ($ONFH_MODELS)")
     m_import.add_argument("zip", type=Path)
+    m_publish = m_sub.add_parser("publish", help="copy a trained model folder into the user store ($ONFH_MODELS)")
+    m_publish.add_argument("folder", type=Path)
     m_export = m_sub.add_parser("export", help="zip a model folder")
     m_export.add_argument("folder", type=Path)
     m_export.add_argument("--out", required=True, type=Path)
@@ -313,6 +315,10 @@ def cmd_models(args) -> int:
     if args.action == "import":
         e = modelstore.import_zip(args.zip)
         print(f"imported {e.name} {e.version} into {e.folder}")
+        return 0
+    if args.action == "publish":
+        e = modelstore.publish_folder(args.folder)
+        print(f"published {e.name} {e.version} to {e.folder}")
         return 0
     path = modelstore.export_zip(modelstore.read_entry(args.folder), args.out)
     print(f"exported to {path}")

@@ -114,6 +114,18 @@ def onfh_command(args: list[str], python: str | None = None) -> list[str]:
 SIDE_CHOICES = {"both": ("R", "L"), "right": ("R",), "left": ("L",)}  # the panel's Hips choice -> --sides
 
 
+def run_short(args: list[str], python: str | None = None, timeout_s: float = 300.0) -> str:
+    """Run a short `onfh` command to its end (a publish, a check) and return its last output line; its
+    one-sentence error (exit 2) or exit code is raised as ValueError, which the panels show as such."""
+    run = subprocess.run(onfh_command(args, python), capture_output=True, text=True, encoding="utf-8",
+                         errors="replace", timeout=timeout_s, env=child_env(), creationflags=HIDDEN_WINDOW)
+    lines = [line for line in run.stdout.splitlines() if line.strip()]
+    if run.returncode != 0:
+        errors = [line for line in run.stderr.splitlines() if line.strip()]
+        raise ValueError(errors[-1] if errors else f"`onfh {' '.join(args)}` stopped (exit code {run.returncode}).")
+    return lines[-1] if lines else ""
+
+
 def analyze_args(image: Path, out: Path, modality: str = "auto", device: str = "auto",
                  grades: dict[str, str] | None = None, models: list[str] | None = None,
                  sides: str = "both") -> list[str]:

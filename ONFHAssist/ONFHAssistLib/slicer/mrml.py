@@ -431,8 +431,19 @@ def load_analysis(scene, out_dir: str | Path, input_node=None) -> dict:
     for node in [nodes.get("segmentation"), nodes["table"], nodes["chart"], *nodes["maps"], *nodes["rois"]]:
         if node is not None:
             set_provenance(node, analysis.get("models", []))
+    _follow_transform(input_node, [nodes.get("segmentation"), *nodes["maps"], *nodes["rois"]])
     _place_under_study(scene, input_node, nodes)
     return nodes
+
+
+def _follow_transform(input_node, nodes) -> None:
+    """The analysis ran on the input's own voxels (its local frame): results that lie in space go under the
+    same parent transform, so they stay on the anatomy wherever the user has moved the volume."""
+    transform_id = input_node.GetTransformNodeID()
+    if transform_id:
+        for node in nodes:
+            if node is not None:
+                node.SetAndObserveTransformNodeID(transform_id)
 
 
 def set_layer_visibility(scene, node, visible: bool, opacity: float | None = None) -> None:
@@ -490,9 +501,9 @@ def segmentation_to_label(scene, seg_node, reference_node) -> sitk.Image:
         out = np.zeros(sitk.GetArrayViewFromImage(exported).shape, np.uint8)
         arr = sitk.GetArrayViewFromImage(exported)
         segmentation = seg_node.GetSegmentation()
-        for index in range(ids.GetNumberOfValues()):
-            segment = segmentation.GetSegment(ids.GetValue(index))
-            out[arr == index + 1] = _label_value(segment)
+        values = _label_values([segmentation.GetSegment(ids.GetValue(i)) for i in range(ids.GetNumberOfValues())])
+        for index, value in enumerate(values):
+            out[arr == index + 1] = value
         image = sitk.GetImageFromArray(out)
         image.CopyInformation(exported)
         return image
@@ -521,6 +532,13 @@ def add_to_dataset(scene, seg_node, volume_node, analysis_dir: str | Path, datas
                                 original_label_path=Path(analysis_dir) / original if original else None)
 
 
-def _label_value(segment) -> int:
+def _label_values(segments) -> list[int]:
+    """Each segment's label value by its name in the ONFH terms; a segment with another name (one the user
+    added) is refused by name rather than written into a dataset under a value it does not mean."""
     terms = {name.lower(): value for value, (name, _) in label_terms().items()}
-    return terms.get(segment.GetName().lower(), segment.GetLabelValue())
+    unknown = [s.GetName() for s in segments if s.GetName().lower() not in terms]
+    if unknown:
+        names = ", ".join(repr(n) for n in unknown)
+        raise InputError(f"segment(s) {names} are not ONFH labels ({', '.join(n for n, _ in label_terms().values())}): "
+                         "rename them to one of these or delete them before adding the case.")
+    return [terms[s.GetName().lower()] for s in segments]
