@@ -24,6 +24,10 @@ def test_extension_cmake_is_a_slicer_extension():
                    "find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(ONFHAssist)",
                    "add_subdirectory(ONFHTraining)", "${Slicer_EXTENSION_GENERATE_CONFIG}", "${Slicer_EXTENSION_CPACK}"):
         assert needle in text, needle
+    screenshots = re.search(r'set\(EXTENSION_SCREENSHOTURLS "([^"]*)"\)', text).group(1).split()
+    prefix = "https://raw.githubusercontent.com/onfh-assist/SlicerONFHAssist/main/"
+    assert screenshots and all(url.startswith(prefix) and (ROOT / url[len(prefix):]).is_file() for url in screenshots)
+    assert "Slicer 5.10 or newer" in text
 
 
 def test_module_cmake_lists_every_python_file_and_resource():
