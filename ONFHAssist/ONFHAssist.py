@@ -95,21 +95,22 @@ class _Install:
     running = False  # a second click while pip runs must not start a nested install
 
 
-def ensureDependencies() -> bool:
+def ensureDependencies(report=lambda line: None) -> bool:
     """torch through the PyTorch extension, the rest from requirements.txt after one confirmation listing every
     package; Slicer's own packages are never replaced (constraints file). Shared by both ONFH panels; call it
-    inside `slicer.util.tryWithErrorDisplay` so that a failed install is shown. False while one is running."""
+    inside `slicer.util.tryWithErrorDisplay` so that a failed install is shown. pip's output lines go to
+    `report` (the panel's log) while the GUI stays live. False while an install is already running."""
     from ONFHAssistLib.slicer import dependencies as deps
     if _Install.running:
         return False
     _Install.running = True
     try:
-        return _installDependencies(deps)
+        return _installDependencies(deps, report)
     finally:
         _Install.running = False
 
 
-def _installDependencies(deps) -> bool:
+def _installDependencies(deps, report) -> bool:
     if importlib.util.find_spec("torch") is None:
         try:
             import PyTorchUtils
@@ -133,9 +134,23 @@ def _installDependencies(deps) -> bool:
         with tempfile.TemporaryDirectory(prefix="onfh-pip-") as tmp:
             constraints = Path(tmp) / "constraints.txt"
             constraints.write_text(deps.constraints_text(), encoding="utf-8")
-            slicer.util.pip_install(deps.pip_args(plan.install, constraints, wheelhouse))
+            _pipInChild(deps.pip_args(plan.install, constraints, wheelhouse), report)
     importlib.invalidate_caches()
     return not deps.plan(deps.read_requirements()).install
+
+
+def _pipInChild(args: list[str], report) -> None:
+    """`pip install ARGS` in a child process, as `slicer.util.pip_install` runs it, but with each output line
+    sent to `report` and Slicer's event loop kept running: the panel shows progress instead of freezing."""
+    from ONFHAssistLib import jobs
+    job = jobs.Job([pythonSlicer(), "-m", "pip", "install", *args]).start()
+    while job.poll() is None:
+        for event in job.drain():
+            report(event.get("message", ""))
+        slicer.app.processEvents()
+        time.sleep(0.1)
+    if job.wait() != 0:
+        raise RuntimeError(f"pip could not install the packages: {job.error_message or 'see the log'}")
 
 
 def pythonSlicer() -> str:
@@ -268,7 +283,7 @@ class ONFHAssistWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VTKO
     # Analysis ------------------------------------------------------------------------------------------------
     def onSegment(self):
         with slicer.util.tryWithErrorDisplay("Could not start the analysis.", waitCursor=True):
-            if not ensureDependencies():
+            if not ensureDependencies(self._showInstallLine):
                 self.ui.statusLabel.text = ("ONFH Assist needs its Python packages first (Settings → Check / install "
                                             "dependencies).")
                 return
@@ -348,10 +363,15 @@ class ONFHAssistWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VTKO
 
     def onInstallDependencies(self):
         with slicer.util.tryWithErrorDisplay("Could not install the dependencies.", waitCursor=True):
-            done = ensureDependencies()
+            done = ensureDependencies(self._showInstallLine)
             self.ui.statusLabel.text = ("All Python packages ONFH Assist needs are installed." if done else
                                         "Dependencies not installed.")
             self.startDeviceCheck()
+
+    def _showInstallLine(self, line: str):
+        if line:
+            self.ui.logTextEdit.appendPlainText(line)
+            self.ui.statusLabel.text = f"Installing Python packages: {line}"
 
     def onReload(self):
         reloadLib()

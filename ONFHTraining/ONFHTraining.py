@@ -102,7 +102,7 @@ class ONFHTrainingWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VT
             self._idle()
             return
         with slicer.util.tryWithErrorDisplay("Could not start the run.", waitCursor=True):
-            if not ensureDependencies():
+            if not ensureDependencies(self._showInstallLine):
                 self.ui.statusLabel.text = "ONFH Training needs ONFH Assist's Python packages first."
                 return
             self.logic.start(self._parameterNode, self.ui.datasetPathLineEdit.currentPath)
@@ -157,10 +157,15 @@ class ONFHTrainingWidget(ParameterNodeGuiMixin, ScriptedLoadableModuleWidget, VT
 
     def onValidate(self):
         with slicer.util.tryWithErrorDisplay("Dataset validation failed.", waitCursor=True):
-            if not ensureDependencies():
+            if not ensureDependencies(self._showInstallLine):
                 self.ui.statusLabel.text = "ONFH Training needs ONFH Assist's Python packages first."
                 return
             self.ui.statusLabel.text = self.logic.validationSummary(self.ui.datasetPathLineEdit.currentPath)
+
+    def _showInstallLine(self, line: str):
+        if line:
+            self.ui.logTextEdit.appendPlainText(line)
+            self.ui.statusLabel.text = f"Installing Python packages: {line}"
 
     def onReload(self):
         reloadLib()

@@ -62,6 +62,14 @@ SCRIPT = textwrap.dedent('''
     ONFHTraining.ONFHTrainingLogic()
     from ONFHAssistLib.slicer import dependencies as deps
     deps.plan(deps.read_requirements())
+    lines = []  # the first-use install: pip runs in a child and each of its lines reaches the panel
+    ONFHAssist._pipInChild(["--no-index", "packaging"], lines.append)  # already satisfied: nothing fetched
+    assert any("already satisfied" in line for line in lines), lines
+    try:
+        ONFHAssist._pipInChild(["--no-index", "onfh-no-such-package"], lines.append)
+        raise AssertionError("a failed pip install passed silently")
+    except RuntimeError as error:
+        assert "pip could not install" in str(error)
     loaded = sorted(n for n in sys.modules if n.split(".")[0] in NOT_SHIPPED)
     print("GUI OK", loaded)
 ''')
