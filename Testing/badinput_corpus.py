@@ -18,6 +18,8 @@ from ONFHAssistLib.imaging import io
 from ONFHAssistLib.models import store as modelstore
 
 NRRD_HEAD = "NRRD0004\ntype: short\ndimension: 3\nsizes: 8 8 8\nspace: left-posterior-superior\n"
+TAIL = "space origin: (0,0,0)\nendian: little\nencoding: raw\n\n"
+BODY = np.zeros((8, 8, 8), np.int16).tobytes()
 
 
 @dataclass
@@ -27,13 +29,45 @@ class Case:
     clean: Path | None = None  # folder that must not exist (or not change) afterwards
 
 
+def _hip_sized(array: np.ndarray) -> sitk.Image:
+    """An image of 8 voxels a side at 10 mm: 80 mm, large enough to hold a hip, so each case fails for its own reason."""
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((10.0, 10.0, 10.0))
+    return image
+
+
+def _integrity_files(d: Path, raw: bytes) -> dict[str, Path]:
+    """Files a reader once took without complaint: a gzip without its tail, skewed axes, missing or short data,
+    a too-small field of view, a DICOM series with missing slices."""
+    files = {}
+    (d / "tail.nii.gz").write_bytes(raw[:-6])
+    files["volume: gzip without its CRC tail"] = d / "tail.nii.gz"
+    (d / "skew.nrrd").write_bytes((NRRD_HEAD + "space directions: (10,0,0) (9,3,0) (0,0,10)\n" + TAIL).encode() + BODY)
+    files["volume: skewed direction"] = d / "skew.nrrd"
+    io.write_image(sitk.GetImageFromArray(np.zeros((8, 8, 8), np.int16)), d / "tiny.nii.gz")
+    files["volume: too small to hold a hip"] = d / "tiny.nii.gz"
+    for name in ("nodata", "short"):
+        sitk.WriteImage(_hip_sized(np.zeros((8, 8, 8), np.int16)), str(d / f"{name}.mhd"))
+    (d / "nodata.raw").unlink()
+    (d / "short.raw").write_bytes(b"\0" * 100)
+    files["volume: mhd data file missing"] = d / "nodata.mhd"
+    files["volume: mhd data file short"] = d / "short.mhd"
+    series = _hip_sized(np.zeros((12, 8, 8), np.int16))
+    io.write_dicom_series(series, d / "gappy")
+    for k in (5, 6, 7):
+        (d / "gappy" / f"slice{k:04d}.dcm").unlink()
+    files["volume: DICOM slices missing"] = d / "gappy"
+    return files
+
+
 def _volume_files(d: Path) -> dict[str, Path]:
-    good = sitk.GetImageFromArray(np.zeros((8, 8, 8), np.int16))
+    good = _hip_sized(np.zeros((8, 8, 8), np.int16))
     io.write_image(good, d / "good.nii.gz")
     raw = (d / "good.nii.gz").read_bytes()
     files = {"volume: missing file": d / "missing.nii.gz"}
     (d / "trunc.nii.gz").write_bytes(raw[: len(raw) // 2])
     files["volume: truncated gzip"] = d / "trunc.nii.gz"
+    files.update(_integrity_files(d, raw))
     (d / "magic.nii").write_bytes(b"not an image at all " * 40)
     files["volume: wrong magic"] = d / "magic.nii"
     sitk.WriteImage(sitk.Image([8, 8], sitk.sitkInt16), str(d / "flat.nrrd"))
@@ -45,13 +79,11 @@ def _volume_files(d: Path) -> dict[str, Path]:
     for bad, suffix in ((np.nan, "nan.nrrd"), (np.inf, "inf.mha")):
         arr = np.zeros((8, 8, 8), np.float32)
         arr[1, 2, 3] = bad
-        sitk.WriteImage(sitk.GetImageFromArray(arr), str(d / suffix))
+        sitk.WriteImage(_hip_sized(arr), str(d / suffix))
         files[f"volume: {suffix.split('.')[0]}"] = d / suffix
-    body = np.zeros((8, 8, 8), np.int16).tobytes()
-    tail = "space origin: (0,0,0)\nendian: little\nencoding: raw\n\n"
-    (d / "zsp.nrrd").write_bytes((NRRD_HEAD + "space directions: (0,0,0) (0,1,0) (0,0,1)\n" + tail).encode() + body)
+    (d / "zsp.nrrd").write_bytes((NRRD_HEAD + "space directions: (0,0,0) (0,1,0) (0,0,1)\n" + TAIL).encode() + BODY)
     files["volume: zero spacing"] = d / "zsp.nrrd"
-    (d / "sing.nrrd").write_bytes((NRRD_HEAD + "space directions: (1,0,0) (1,0,0) (0,0,1)\n" + tail).encode() + body)
+    (d / "sing.nrrd").write_bytes((NRRD_HEAD + "space directions: (1,0,0) (1,0,0) (0,0,1)\n" + TAIL).encode() + BODY)
     files["volume: singular direction"] = d / "sing.nrrd"
     sitk.WriteImage(sitk.Image([1, 1, 1], sitk.sitkInt16), str(d / "one.nrrd"))
     files["volume: 1 voxel"] = d / "one.nrrd"
@@ -64,17 +96,31 @@ def _volume_files(d: Path) -> dict[str, Path]:
 
 
 def _label_files(d: Path) -> tuple[Path, dict[str, Path]]:
-    image = sitk.GetImageFromArray(np.zeros((8, 8, 8), np.int16))
+    image = _hip_sized(np.zeros((8, 8, 8), np.int16))
     io.write_image(image, d / "img.nii.gz")
     wild = np.zeros((8, 8, 8), np.uint8)
     wild[2, 2, 2] = 9
-    lab = sitk.GetImageFromArray(wild)
+    lab = _hip_sized(wild)
     io.write_image(lab, d / "lab_values.nii.gz")
-    shifted = sitk.GetImageFromArray(np.zeros((8, 8, 8), np.uint8))
+    shifted = _hip_sized(np.zeros((8, 8, 8), np.uint8))
     shifted.SetOrigin((5.0, 0.0, 0.0))
     io.write_image(shifted, d / "lab_grid.nii.gz")
+    _training_set(d / "train7", image, lab)
     return d / "img.nii.gz", {"label: values outside 0-3": d / "lab_values.nii.gz",
                               "label: grid mismatch": d / "lab_grid.nii.gz"}
+
+
+def _training_set(root: Path, image: sitk.Image, label: sitk.Image) -> None:
+    """A dataset whose label map holds a 9, written past `dataset add`: training must refuse it by name."""
+    io.write_image(image, root / "images" / "P1_S1.nii.gz")
+    io.write_image(label, root / "labels" / "P1_S1.nii.gz")
+    centre = ",".join(str(v) for v in image.TransformContinuousIndexToPhysicalPoint((3.5, 3.5, 3.5)))
+    rows = [f"P{i},P{i}_S1,R,12,{i % 2},2,B,2,2,2,{centre}" for i in (1, 2, 3)]
+    (root / "hips.csv").write_text(",".join([*GOOD_ROW, "head_x", "head_y", "head_z"]) + "\n" + "\n".join(rows) + "\n")
+    (root / "dataset.json").write_text(json.dumps({"name": "t", "modality": "ct", "labels": {}}))
+    for i in (2, 3):
+        for kind in ("images", "labels"):
+            (root / kind / f"P{i}_S1.nii.gz").write_bytes((root / kind / "P1_S1.nii.gz").read_bytes())
 
 
 GOOD_ROW = {"patient_id": "P1", "scan_id": "P1_S1", "side": "R", "time_months": "12", "event": "1",
@@ -99,17 +145,48 @@ def _table_cases(d: Path) -> dict[str, str]:
         "table: a scan under two patient IDs": f"{header}\n{good}\n{row(patient_id='P2', side='L')}\n",
         "table: bad side": f"{header}\n{row(side='left')}\n",
         "table: path escaping scan id": f"{header}\n{row(scan_id='../../etc/passwd')}\n",
+        "table: header but no rows": f"{header}\n",
+        "table: one hip with two fates": f"{header}\n{good}\n{row(scan_id='P1_S2', event='0')}\n",
         "table: empty file": "",
         "table: binary garbage": "\x00\x01\x02\x03" * 50,
     }
 
 
+def _damaged_zip(good: Path, path: Path) -> Path:
+    """A stored (uncompressed) model zip with one byte of the weights flipped: its CRC-32 no longer matches."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for fname in (modelstore.CARD, modelstore.WEIGHTS):
+            zf.write(good / fname, f"toy-1/{fname}")
+    raw = bytearray(path.read_bytes())
+    weights = (good / modelstore.WEIGHTS).read_bytes()
+    raw[raw.find(weights) + len(weights) - 1] ^= 0x55
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _card_cases(d: Path, good: Path) -> dict[str, list[str]]:
+    """Cards a loader would trip over: JSON null, and a segmentation card without the `features` it builds from."""
+    null, bare = d / "null", d / "bare"
+    for folder in (null, bare):
+        folder.mkdir()
+        (folder / modelstore.WEIGHTS).write_bytes((good / modelstore.WEIGHTS).read_bytes())
+    (null / modelstore.CARD).write_text("null")
+    card = json.loads((good / modelstore.CARD).read_text())
+    (bare / modelstore.CARD).write_text(json.dumps({k: v for k, v in card.items() if k != "features"}))
+    (d / "exported").mkdir()
+    return {"model: card is JSON null": ["models", "verify", str(null)],
+            "model: card without features": ["models", "verify", str(bare)],
+            "model: zip with a damaged member": ["models", "import", str(_damaged_zip(good, d / "damaged.zip"))],
+            "model: export onto an existing folder": ["models", "export", str(good), "--out", str(d / "exported")]}
+
+
 def _model_cases(d: Path) -> dict[str, list[str]]:
     net = torch.nn.Linear(2, 2)
-    good = modelstore.save_model(d / "good", net, {"name": "toy", "task": "segmentation", "version": "1"})
-    missing = modelstore.save_model(d / "missing", net, {"name": "toy", "task": "segmentation", "version": "1"})
+    toy = {"name": "toy", "task": "segmentation", "version": "1", "features": [2]}
+    good = modelstore.save_model(d / "good", net, toy)
+    missing = modelstore.save_model(d / "missing", net, toy)
     (missing.folder / modelstore.WEIGHTS).unlink()
-    tampered = modelstore.save_model(d / "tampered", net, {"name": "toy", "task": "segmentation", "version": "1"})
+    tampered = modelstore.save_model(d / "tampered", net, toy)
     raw = bytearray((tampered.folder / modelstore.WEIGHTS).read_bytes())
     raw[-1] ^= 0x55
     (tampered.folder / modelstore.WEIGHTS).write_bytes(bytes(raw))
@@ -130,6 +207,7 @@ def _model_cases(d: Path) -> dict[str, list[str]]:
         "model: not a model folder": ["models", "verify", str(d)],
         "model: zip slip": ["models", "import", str(slip)],
         "model: not a zip": ["models", "import", str(notzip)],
+        **_card_cases(d, good.folder),
     }
 
 
@@ -165,7 +243,29 @@ def build(root: Path) -> list[Case]:
     cases.append(Case("model: wrong task", ["analyze", str(vol_dir / "good.nii.gz"), "--out", str(wrong_task_out),
                                             "--models", f"staging={mod_dir / 'good'}", "--progress", "none"],
                       wrong_task_out))
+    (vol_dir / "partial").mkdir()
+    (vol_dir / "partial" / ".tmp-abc.nii.gz").write_bytes((vol_dir / "good.nii.gz").read_bytes())
+    (vol_dir / "twin").mkdir()
+    sitk.WriteImage(_hip_sized(np.zeros((8, 8, 8), np.int16)), str(vol_dir / "twin" / "good.nrrd"))
+    a_file = root / "out" / "a-file"
+    a_file.parent.mkdir(parents=True, exist_ok=True)
+    a_file.write_text("not a folder")
+    train = ["train", "segmentation", "--data", str(tab_dir)]
     misuse = {
+        "label: values outside 0-3 met by training": ["train", "segmentation", "--data", str(lab_dir / "train7"),
+                                                      "--epochs", "1", "--out", str(root / "out" / "t7"),
+                                                      "--device", "cpu", "--progress", "none"],
+        "volume: folder holding only a hidden partial file": ["analyze", str(vol_dir / "partial"), "--out",
+                                                              str(root / "out" / "hidden")],
+        "cli: negative learning rate": [*train, "--lr", "-1"],
+        "cli: nan learning rate": [*train, "--lr", "nan"],
+        "cli: zero batch size": [*train, "--batch-size", "0"],
+        "cli: negative seed": [*train, "--seed", "-1"],
+        "cli: one fold": ["cv", "survival", "--data", str(tab_dir), "--folds", "1"],
+        "cli: --out names an existing file": ["segment", str(vol_dir / "good.nii.gz"), "--out", str(a_file)],
+        "cli: two batch inputs with the same name": ["analyze", str(vol_dir / "good.nii.gz"),
+                                                     str(vol_dir / "twin" / "good.nrrd"), "--out",
+                                                     str(root / "out" / "twin"), "--progress", "none"],
         "cli: unknown command": ["frobnicate"],
         "cli: missing required option": ["phantom"],
         "cli: bad device": ["train", "segmentation", "--data", str(tab_dir), "--device", "gpu9"],
@@ -190,6 +290,6 @@ def build(root: Path) -> list[Case]:
                                     if not torch.cuda.is_available() else ["frobnicate"]),
     }
     for name, argv in misuse.items():
-        clean = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
+        clean = Path(argv[argv.index("--out") + 1]) if "--out" in argv and "existing file" not in name else None
         cases.append(Case(name, argv, clean))
     return cases

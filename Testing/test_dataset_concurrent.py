@@ -49,3 +49,92 @@ def test_reader_sees_only_whole_rows_while_a_writer_appends(tmp_path):
     assert sizes[-1] == len(first) + 2 * ADDS
     assert len(set(sizes)) > 3, "the reads did not overlap the appends"
     assert dataset.validate(root).ok
+
+
+def _hip_image(path):
+    """A blank 80 mm cube: big enough to hold a hip, quick to write and read."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from ONFHAssistLib.imaging import io
+
+    image = sitk.GetImageFromArray(np.zeros((16, 16, 16), np.int16))
+    image.SetSpacing((5.0, 5.0, 5.0))
+    return io.write_image(image, path)
+
+
+STARTER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from ONFHAssistLib import dataset
+    go, root, image, patient, side = sys.argv[1:]
+    print("ready", flush=True)
+    while not Path(go).exists():  # imports done: all three start their add at the same moment
+        time.sleep(0.005)
+    dataset.add_case(root, image, None, patient, [dataset.parse_side(side)])  # what `onfh dataset add` runs
+""")
+
+
+def test_three_concurrent_adds_keep_every_row(tmp_path):
+    """Three `dataset add` processes released at once: the hips.csv lock serialises their read-modify-write
+    (without it, rows are lost: each reads the same old table)."""
+    image, root, go = _hip_image(tmp_path / "scan.nii.gz"), tmp_path / "data", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", STARTER, str(go), str(root), str(image), f"C{i}",
+                               f"R:time_months={12 + i},event=1"],
+                              env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(3)]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 3
+    go.touch()
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err[-500:] for _, err in outcomes]
+    assert sorted(dataset.read_hips(root).patient_id) == ["C0", "C1", "C2"]
+    assert dataset.validate(root).ok
+
+
+KILLED_HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from ONFHAssistLib import dataset
+    root = Path(sys.argv[1])
+    with dataset.hips_lock(root):
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        (root / "images" / ".tmp-partial.nii.gz").write_bytes(b"half an image")
+        print("holding", flush=True)
+        time.sleep(600)
+""")
+
+
+def test_an_add_killed_mid_write_leaves_no_lock_and_no_listed_partial(tmp_path):
+    """SIGKILL a writer that holds the lock with a partial image on disk: the next add neither waits nor keeps
+    the partial, and a batch folder scan never takes a hidden file for a scan."""
+    from ONFHAssistLib.analysis.batch import expand_inputs
+
+    image, root = _hip_image(tmp_path / "scan.nii.gz"), tmp_path / "data"
+    holder = subprocess.Popen([sys.executable, "-c", KILLED_HOLDER, str(root)], env=child_env(),
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "holding"
+    holder.kill()
+    holder.wait(timeout=30)
+    start = time.monotonic()
+    dataset.add_case(root, image, None, "K1", [{"side": "L", "time_months": "6", "event": "0"}])
+    assert time.monotonic() - start < 10, "the dead writer's lock was not released"
+    assert sorted(p.name for p in (root / "images").iterdir()) == ["K1_S1.nii.gz"]
+    assert dataset.validate(root).ok
+    (root / "images" / ".tmp-other.nii.gz").write_bytes((root / "images" / "K1_S1.nii.gz").read_bytes())
+    assert expand_inputs([root / "images"]) == [root / "images" / "K1_S1.nii.gz"]
+
+
+def test_an_add_waits_while_another_writer_holds_the_lock(tmp_path):
+    """Mutual exclusion shown deterministically: an add started while the lock is held finishes only after release."""
+    import threading
+
+    image, root = _hip_image(tmp_path / "scan.nii.gz"), tmp_path / "data"
+    dataset.add_case(root, image, None, "A1", [{"side": "R"}])
+    done = threading.Event()
+    adder = threading.Thread(target=lambda: (dataset.add_case(root, image, None, "B1", [{"side": "R"}]), done.set()))
+    with dataset.hips_lock(root):
+        adder.start()
+        assert not done.wait(1.0), "the add did not wait for the lock"
+        assert list(dataset.read_hips(root).patient_id) == ["A1"]
+    adder.join(timeout=30)
+    assert done.is_set() and list(dataset.read_hips(root).patient_id) == ["A1", "B1"]

@@ -135,8 +135,12 @@ def test_crop_and_uncrop_put_a_left_hip_back_exactly():
 
 
 def test_publish_copies_a_verified_model_into_the_user_store_once(tmp_path):
-    trained = modelstore.save_model(tmp_path / "run" / "model", torch.nn.Linear(3, 2),
-                                    {"name": "my-staging", "task": "staging", "version": "2.0.0"})
+    from ONFHAssistLib.models.staging import MulPoolDenseNet
+
+    card = {"name": "my-staging", "task": "staging", "version": "2.0.0", "system": "binary", "classes": 2,
+            "architecture": dict(growth=4, blocks=[2, 2], init_features=8), "crop": {}}
+    trained = modelstore.save_model(tmp_path / "run" / "model", MulPoolDenseNet(2, growth=4, blocks=(2, 2),
+                                                                                init_features=8), card)
     published = modelstore.publish_folder(trained.folder, tmp_path / "store")
     assert published.folder == tmp_path / "store" / "my-staging-2.0.0"
     assert published.card["sha256"] == trained.card["sha256"]

@@ -5,8 +5,10 @@ Exit codes: 0 success, 2 bad input (one clear line on stderr, nothing half-writt
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -27,6 +29,30 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"{self.prog}: {message}.")
 
 
+def _int_at_least(low: int):
+    """argparse type: a whole number >= low (argparse names the option in the message)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low} (got {value})")
+        return value
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number above 0 (a learning rate of -1 or nan trains nothing useful)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0 (got {text})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="onfh", description="ONFH Assist: osteonecrosis of the femoral head, from hip MRI/CT.")
     parser.add_argument("--version", action="version", version=f"onfh {__version__}")
@@ -36,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     ph = sub.add_parser("phantom", help="generate a synthetic hip cohort with ground truth")
     ph.add_argument("--out", required=True, type=Path)
     ph.add_argument("--patients", type=int, default=70)
-    ph.add_argument("--seed", type=int, default=0)
+    ph.add_argument("--seed", type=_int_at_least(0), default=0)
     ph.add_argument("--modality", choices=["mr_t1", "ct", "mixed"], default="mr_t1")
     ph.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"))
     ph.add_argument("--spacing", type=float, nargs="+", metavar="MM", help="one value or three (x y z)")
@@ -63,17 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("task", choices=sorted(TASKS))
         p.add_argument("--data", required=True, type=Path)
         p.add_argument("--out", type=Path, help="output folder (default out/<verb>/<task>)")
-        p.add_argument("--epochs", type=int)
+        p.add_argument("--epochs", type=_int_at_least(1), help="default: the task's own")
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=_int_at_least(0), default=0)
         p.add_argument("--system", help="staging grading system (ficat3, ficat, arco, jic_stage, binary)")
         p.add_argument("--preset", help="model size preset (e.g. cpu, paper)")
-        p.add_argument("--batch-size", type=int)
-        p.add_argument("--lr", type=float)
+        p.add_argument("--batch-size", type=_int_at_least(1))
+        p.add_argument("--lr", type=_positive_float)
         p.add_argument("--alpha", type=float, help="SRANet: weight of the classification loss (1 = no structure term)")
         p.add_argument("--guidance", type=float,
                        help="SRANet: weight of the attention-mass-on-lesion term (default 0.5; 0 = seed 001's loss)")
-        p.add_argument("--folds", type=int, default=5)
+        p.add_argument("--folds", type=_int_at_least(2), default=5,
+                       help="cv: number of folds; train: 1/FOLDS of the patients is held out for validation")
         p.add_argument("--model", help="model folder, name or name@version (evaluate)")
         p.add_argument("--init", metavar="MODEL", help="train segmentation|staging|sranet starting from this model's weights")
         p.add_argument("--models", default="all", help="comma-separated model rows for cv, or all")
@@ -229,6 +256,7 @@ def cmd_analyze(args) -> int:
     from .analysis.batch import expand_inputs, run_batch
     from .analysis.grades import parse_grade_args
     from .analysis.pipeline import Analyzer
+    from .imaging import io
     from .progress import make_reporter
 
     grades = parse_grade_args(args.grades)
@@ -236,6 +264,8 @@ def cmd_analyze(args) -> int:
     if left_out:
         raise InputError(f"--grades names the {'/'.join(left_out)} hip, which --sides {' '.join(args.sides)} leaves out.")
     scans = expand_inputs(args.inputs)
+    if len(scans) == 1:
+        io.check_scan(scans[0])
     reporter = make_reporter(args.progress)
     human = args.progress != "jsonl"  # stdout belongs to the JSON lines then
     analyzer = Analyzer(args.device, _model_choices(args.models), reporter, tuple(dict.fromkeys(args.sides)))
@@ -343,8 +373,6 @@ INIT_TASKS = ("segmentation", "staging", "sranet")  # recipes that read TrainSet
 
 def cmd_task(args) -> int:
     """`onfh train|evaluate|cv TASK`: hand the shared settings to the task's recipe."""
-    if args.epochs is not None and args.epochs < 1:
-        raise InputError("--epochs must be at least 1.")
     if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:
         raise InputError("--alpha must lie between 0 and 1 (1 = no structure term).")
     if args.guidance is not None and args.guidance < 0:
@@ -387,7 +415,9 @@ def cmd_task(args) -> int:
 
 def cmd_segment(args) -> int:
     from .analysis.hipfinder import segment_file
+    from .imaging import io
 
+    io.check_scan(args.image)
     summary = segment_file(args.image, args.out, args.modality, args.localizer, args.segmenter,
                            resolve_device(args.device), args.png)
     for hip in summary["hips"]:
@@ -404,22 +434,73 @@ COMMANDS = {"analyze": cmd_analyze, "info": cmd_info, "phantom": cmd_phantom, "s
             "models": cmd_models, "bench": cmd_bench, "train": cmd_task, "evaluate": cmd_task, "cv": cmd_task}
 
 
+# The place the user named cannot take the output: bad input, not a bug (EDQUOT does not exist on Windows).
+WRITE_ERRNOS = {getattr(errno, name) for name in ("EACCES", "EPERM", "EROFS", "ENOSPC", "EDQUOT", "EEXIST", "EISDIR",
+                                                  "ENOTDIR") if hasattr(errno, name)}
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_writable_under(path: Path) -> None:
+    base = _existing_ancestor(path)
+    if not base.is_dir():
+        raise InputError(f"--out {path}: {base} is a file, not a folder.")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise InputError(f"--out {path}: {base} is not writable (read-only or no permission).")
+
+
+def _check_out(args) -> None:
+    """Refuse an output the run could never write before any work starts: a file where a folder goes (or the
+    reverse for `models export`), or a read-only place."""
+    out = getattr(args, "out", None)
+    if out is None:
+        return
+    if args.command == "models" and args.action == "export":
+        if out.is_dir():
+            raise InputError(f"--out {out}: is a folder; name the zip file to write.")
+    elif out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: a file of that name exists; name a folder.")
+    _check_writable_under(out)
+
+
+QUIET_LIBRARIES = ("numexpr",)  # log at INFO on import ("NumExpr defaulting to 2 threads"): noise on stderr
+
+
+def _fail(message: str) -> None:
+    """The error sentence as stderr's last line, on a line of its own even mid-bar."""
+    from .progress import clear_bar
+
+    clear_bar()
+    print(message, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.WARNING)
     try:
         args = build_parser().parse_args(argv)
         if args.verbose:
             logging.getLogger().setLevel(logging.DEBUG)
+        _check_out(args)
         return COMMANDS[args.command](args)
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _fail(f"error: {exc}")
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted.", file=sys.stderr)
+        _fail("error: interrupted.")
         return 130
     except Exception as exc:  # noqa: BLE001 - the CLI boundary: one line for users, traceback in debug
         log.debug("internal error", exc_info=True)
-        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS and exc.filename:
+            _fail(f"error: {exc.filename}: cannot write there ({exc.strerror}).")
+            return 2
+        _fail(f"internal error: {type(exc).__name__}: {exc}")
         return 1
 
 

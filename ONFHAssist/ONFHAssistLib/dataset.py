@@ -7,11 +7,14 @@ running alongside never sees a torn file.
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import IO, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -33,6 +36,8 @@ GRADE_CODES = {
 LABEL_NAMES = {"0": "background", "1": "pelvis", "2": "femur", "3": "necrosis"}
 ORIGINAL_LABELS = "labels/original"  # the model's own label maps; labels/<scan> holds the final, corrected ones
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+LOCK_NAME = ".hips.lock"
+LOCK_TIMEOUT_S = 120.0
 
 
 def write_table(table: pd.DataFrame, path: Path) -> None:
@@ -77,8 +82,40 @@ class ValidationReport:
                 f"outcome known for {s['hips_with_outcome']} hips: {s['events']} collapses, {s['censored']} censored")
 
 
-def read_hips(root: Path) -> pd.DataFrame:
-    """hips.csv as strings (so codes like '0' stay exact); raises InputError if it cannot be parsed."""
+def _try_lock(f: IO) -> bool:
+    """Take an exclusive lock on an open file without waiting; the OS drops it when its holder dies, even by
+    SIGKILL, so a killed `dataset add` never blocks the next (fcntl.flock on POSIX, msvcrt.locking on Windows)."""
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def hips_lock(root: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """One writer at a time for a dataset's read-modify-write of hips.csv: concurrent adds keep every row."""
+    root.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    with open(root / LOCK_NAME, "a+b") as f:
+        while not _try_lock(f):
+            if time.monotonic() > deadline:
+                raise InputError(f"{root / LOCK_NAME}: another process has held the dataset lock for "
+                                 f"{timeout_s:.0f} s; try again when it has finished.")
+            time.sleep(0.05)
+        yield  # closing the file releases the lock
+
+
+def read_hips(root: Path, allow_empty: bool = False) -> pd.DataFrame:
+    """hips.csv as strings (so codes like '0' stay exact); raises InputError if it cannot be parsed or, unless
+    `allow_empty` (a dataset being started), has no rows: training would fail later with a vaguer message."""
     path = Path(root) / "hips.csv"
     if not path.is_file():
         raise InputError(f"{path}: missing; a dataset needs hips.csv with one row per hip.")
@@ -89,6 +126,8 @@ def read_hips(root: Path) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}.")
+    if table.empty and not allow_empty:
+        raise InputError(f"{path}: has a header but no rows; a dataset needs one row per hip.")
     return table
 
 
@@ -112,7 +151,15 @@ def check_rows(table: pd.DataFrame, where: str = "hips.csv") -> list[str]:
     owners = table.groupby("scan_id")["patient_id"].nunique()
     for scan in owners[owners > 1].index:
         problems.append(f"{where}: scan {scan} is listed under more than one patient_id.")
-    return problems
+    return problems + _contradictions(table, where)
+
+
+def _contradictions(table: pd.DataFrame, where: str) -> list[str]:
+    """One hip has one fate: scans of the same patient and side (follow-ups) may differ in time, never in event."""
+    known = table[table.event.isin(["0", "1"])]
+    events = known.groupby(["patient_id", "side"])["event"].nunique()
+    return [f"{where}: patient {patient} side {side} has rows with event 0 and event 1; one hip cannot both "
+            "collapse and not collapse." for patient, side in events[events > 1].index]
 
 
 def _check_outcome(row: dict, at: str) -> list[str]:
@@ -206,12 +253,17 @@ def _check_scan(root: Path, scan_id: str, report: ValidationReport, coverage: di
             coverage[LABEL_NAMES[str(int(value))]] += 1
 
 
-def check_label(label: sitk.Image, image: sitk.Image, name: str) -> None:
-    """A label map must hold only 0-3 and share the image's grid exactly (to 1e-4 mm)."""
+def check_label_values(label: sitk.Image, name: str) -> None:
+    """A label map holds only 0-3: any other value would index past the classes of every network."""
     values = np.unique(sitk.GetArrayViewFromImage(label))
-    bad = [v for v in values if v not in (0, 1, 2, 3)]
+    bad = [int(v) for v in values if v not in (0, 1, 2, 3)]
     if bad:
         raise InputError(f"{name}: label values {bad[:5]} are outside 0-3 (background, pelvis, femur, necrosis).")
+
+
+def check_label(label: sitk.Image, image: sitk.Image, name: str) -> None:
+    """A label map must hold only 0-3 and share the image's grid exactly (to 1e-4 mm)."""
+    check_label_values(label, name)
     same = (label.GetSize() == image.GetSize()
             and np.allclose(label.GetSpacing(), image.GetSpacing(), atol=1e-4)
             and np.allclose(label.GetOrigin(), image.GetOrigin(), atol=1e-4)
@@ -284,13 +336,26 @@ def add_case(root: str | Path, image_path: str | Path, label_path: str | Path | 
     if not SAFE_ID.match(patient_id):
         raise InputError(f"patient id {patient_id!r} must be a plain name (letters, digits, _ . -).")
     image = io.read_image(image_path)
+    io.check_hip_extent(image.GetSize(), image.GetSpacing(), str(image_path))
     label = io.read_image(label_path) if label_path else None
     if label is not None:
         check_label(label, image, str(label_path))
     original = io.read_image(original_label_path) if original_label_path else None
     if original is not None:
         check_label(original, image, str(original_label_path))
-    table = read_hips(root) if (root / "hips.csv").exists() else pd.DataFrame(columns=list(REQUIRED_COLUMNS))
+    with hips_lock(root):
+        return _add_locked(root, image, label, original, patient_id, sides, scan_id)
+
+
+def _add_locked(root: Path, image: sitk.Image, label: sitk.Image | None, original: sitk.Image | None,
+                patient_id: str, sides: Iterable[dict], scan_id: str | None) -> str:
+    """add_case's read-modify-write of hips.csv, under the dataset lock; first sweeps away the hidden partial
+    files a killed writer left (no live writer can own them: writers hold the lock)."""
+    for folder in (root / "images", root / "labels", root / ORIGINAL_LABELS):
+        for partial in folder.glob(".tmp-*"):
+            partial.unlink(missing_ok=True)
+    table = (read_hips(root, allow_empty=True) if (root / "hips.csv").exists()
+             else pd.DataFrame(columns=list(REQUIRED_COLUMNS)))
     if scan_id is None:
         existing = set(table.scan_id)
         n = 1

@@ -51,27 +51,49 @@ class JsonLinesReporter(Reporter):
         self.stream.flush()
 
 
+_open_bar: IO[str] | None = None  # a terminal whose last line is a bar still waiting for its newline
+
+
+def clear_bar() -> None:
+    """Erase a half-drawn bar so an error message that follows is a line of its own, and the last one."""
+    global _open_bar
+    if _open_bar is not None:
+        _open_bar.write("\r\033[K")
+        _open_bar.flush()
+        _open_bar = None
+
+
 class BarReporter(Reporter):
-    """A one-line progress bar on stderr for terminals; plain lines when stderr is not a terminal."""
+    """A one-line progress bar on stderr for terminals; plain lines when stderr is not a terminal, the first
+    after 5 s, so a run that fails at once prints its error line alone."""
 
     def __init__(self, stream: IO[str] | None = None, width: int = 30):
         self.stream = stream or sys.stderr
         self.width, self.tty = width, self.stream.isatty()
-        self._last = 0.0
+        self._last = time.monotonic()
+
+    def _bar(self, stage: str, fraction: float, message: str) -> None:
+        global _open_bar
+        done = int(round(fraction * self.width))
+        self.stream.write(f"\r{stage:12s} [{'#' * done}{'.' * (self.width - done)}] {fraction:4.0%} {message[:40]:40s}")
+        _open_bar = self.stream
+        if fraction >= 1.0:
+            self.stream.write("\n")
+            _open_bar = None
 
     def emit(self, event: str, stage: str, **fields) -> None:
         message = fields.get("message", "")
         if event == "progress":
             fraction = fields["fraction"]
             if self.tty:
-                done = int(round(fraction * self.width))
-                self.stream.write(f"\r{stage:12s} [{'#' * done}{'.' * (self.width - done)}] {fraction:4.0%} {message[:40]:40s}")
-                if fraction >= 1.0:
-                    self.stream.write("\n")
+                self._bar(stage, fraction, message)
             elif fraction >= 1.0 or time.monotonic() - self._last > 5.0:
                 self.stream.write(f"{stage}: {fraction:.0%} {message}\n")
                 self._last = time.monotonic()
-        elif event in ("log", "error"):
+            self.stream.flush()
+            return
+        clear_bar()
+        if event in ("log", "error"):
             self.stream.write(f"{'error: ' if event == 'error' else ''}{message}\n")
         elif event == "metric":
             shown = ", ".join(f"{k}={v}" for k, v in fields.items())

@@ -6,7 +6,10 @@ arrays, which keeps it exact for oblique and anisotropic grids: mirror twice is 
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
+import logging
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +19,8 @@ import SimpleITK as sitk
 from ..atomic import atomic_path
 from ..errors import InputError
 
+log = logging.getLogger(__name__)
+
 # ITK prints its own warnings to stderr (e.g. "No Series were found"); we report problems ourselves.
 sitk.ProcessObject_SetGlobalWarningDisplay(False)
 
@@ -23,6 +28,12 @@ VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 MAX_VOXELS = 1024**3 // 2  # 512 M voxels: larger than any hip scan, small enough to refuse absurd headers
 MAX_DIM = 4096
 MIN_DIM = 4
+MIN_EXTENT_MM = 60.0  # a femoral head is 40-55 mm across: a scan narrower than this on any axis cannot hold one
+ORTHONORMAL_TOL = 1e-3  # direction cosines are stored to ~1e-6; a larger skew is a broken header, not rounding
+SLICE_GAP_LIMIT = 1.5  # a DICOM slice gap above this many median spacings means missing slices: refused
+SLICE_GAP_WARN = 0.01  # a relative spread of slice spacings above this is warned about
+META_TYPES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+              "MET_LONG": 8, "MET_ULONG": 8, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8}
 REFLECT_X = np.diag([-1.0, 1.0, 1.0])
 
 
@@ -45,7 +56,8 @@ def read_image(path: str | Path) -> sitk.Image:
     return image
 
 
-def _read_file(path: Path) -> sitk.Image:
+def _header(path: Path) -> sitk.ImageFileReader:
+    """A reader with the file's header read and checked (size, type, geometry); no voxel data read yet."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -53,6 +65,15 @@ def _read_file(path: Path) -> sitk.Image:
     except RuntimeError:
         raise InputError(f"{path}: not a readable image file (unknown format or damaged header).") from None
     _check_header(path, reader.GetDimension(), reader.GetSize(), reader.GetNumberOfComponents())
+    _check_geometry(str(path), reader.GetSpacing(), reader.GetDirection())
+    return reader
+
+
+def _read_file(path: Path) -> sitk.Image:
+    reader = _header(path)
+    _check_gzip(path)
+    if path.suffix.lower() in (".mha", ".mhd"):
+        _check_meta_data_file(path)
     try:
         return reader.Execute()
     except RuntimeError:
@@ -73,6 +94,7 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     files = _series_files(folder)
     if len(files) < MIN_DIM:
         raise InputError(f"{folder}: the DICOM series has only {len(files)} slices; a 3D volume is needed.")
+    _check_slice_spacing(folder, files)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
@@ -107,17 +129,127 @@ def check_image(image: sitk.Image, name: str = "image") -> None:
     _check_header(Path(name), image.GetDimension(), image.GetSize(), image.GetNumberOfComponentsPerPixel())
     if min(image.GetSize()) < MIN_DIM:
         raise InputError(f"{name}: the volume is too small {image.GetSize()}; at least {MIN_DIM} voxels per axis are needed.")
-    spacing = np.array(image.GetSpacing())
-    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise InputError(f"{name}: voxel spacing {tuple(spacing)} must be positive.")
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    if not np.all(np.isfinite(direction)) or abs(np.linalg.det(direction)) < 1e-3:
-        raise InputError(f"{name}: the direction matrix is singular.")
+    _check_geometry(name, image.GetSpacing(), image.GetDirection())
     if not np.all(np.isfinite(image.GetOrigin())):
         raise InputError(f"{name}: the origin is not finite.")
     array = sitk.GetArrayViewFromImage(image)
     if np.issubdtype(array.dtype, np.floating) and not np.all(np.isfinite(array)):
         raise InputError(f"{name}: the volume contains NaN or infinite voxels.")
+
+
+def _check_geometry(name: str, spacing: Sequence[float], direction: Sequence[float]) -> None:
+    """Zero or negative spacing and a singular or skewed direction matrix put every millimetre in the wrong place."""
+    spacing = np.asarray(spacing, float)
+    if np.any(spacing == 0):
+        raise InputError(f"{name}: zero spacing {tuple(spacing.tolist())}: a voxel axis has no length.")
+    if not np.all(np.isfinite(spacing)) or np.any(spacing < 0):
+        raise InputError(f"{name}: voxel spacing {tuple(spacing.tolist())} must be positive.")
+    matrix = np.asarray(direction, float).reshape(3, 3)
+    if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-3:
+        raise InputError(f"{name}: the direction matrix is singular.")
+    skew = float(np.abs(matrix.T @ matrix - np.eye(3)).max())
+    if skew > ORTHONORMAL_TOL:
+        raise InputError(f"{name}: the direction matrix is not orthonormal (off by {skew:.3g}, "
+                         f"tolerance {ORTHONORMAL_TOL:g}); the header's geometry is broken.")
+
+
+def check_hip_extent(size: Sequence[int], spacing: Sequence[float], name: str) -> None:
+    """Refuse a field of view narrower than MIN_EXTENT_MM on any axis: no femoral head fits in it."""
+    extent = np.asarray(size, float) * np.asarray(spacing, float)
+    if extent.min() < MIN_EXTENT_MM:
+        shown = " x ".join(f"{e:.0f}" for e in extent)
+        raise InputError(f"{name}: the volume covers only {shown} mm, too small to hold a hip "
+                         f"(at least {MIN_EXTENT_MM:.0f} mm on every axis is needed).")
+
+
+def check_scan(path: str | Path) -> None:
+    """Before any model is loaded: is the scan there, and (from a file's header) large enough to hold a hip?
+    A DICOM folder is checked after it is read (`pipeline`, `hipfinder`), not read twice."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder.")
+    if path.is_dir():
+        return
+    reader = _header(path)
+    check_hip_extent(reader.GetSize(), reader.GetSpacing(), str(path))
+
+
+def _check_gzip(path: Path) -> None:
+    """Read a gzip stream to its end: ITK fills a truncated one with zeros without a word; gzip checks CRC and length."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            return
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(1 << 22):
+                pass
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise InputError(f"{path}: the compressed data is truncated or corrupt ({exc}).") from None
+
+
+def _meta_header(path: Path) -> tuple[dict[str, str], int]:
+    """A MetaImage header as key -> value, and its length in bytes (it ends with the ElementDataFile line)."""
+    fields, length = {}, 0
+    with open(path, "rb") as f:
+        for raw in f:
+            length += len(raw)
+            key, eq, value = raw.decode("latin-1").partition("=")
+            if eq:
+                fields[key.strip()] = value.strip()
+            if key.strip() == "ElementDataFile":
+                break
+    return fields, length
+
+
+def _check_meta_data_file(path: Path) -> None:
+    """An .mha/.mhd whose voxel data is missing or short: say which file, before ITK prints its own lines."""
+    fields, header_length = _meta_header(path)
+    data_name = fields.get("ElementDataFile", "")
+    if not data_name or data_name.startswith("LIST") or "%" in data_name:
+        return  # a slice list or pattern: ITK checks it
+    local = data_name == "LOCAL"
+    data_file = path if local else path.parent / data_name
+    if not data_file.is_file():
+        raise InputError(f"{path}: its data file {data_file} is missing.")
+    if fields.get("CompressedData", "False").lower() == "true" or fields.get("ElementType") not in META_TYPES:
+        return
+    dims = [int(v) for v in fields.get("DimSize", "0").split()]
+    channels = int(fields.get("ElementNumberOfChannels", "1"))
+    needed = int(np.prod(dims, dtype=np.int64)) * channels * META_TYPES[fields["ElementType"]]
+    have = data_file.stat().st_size - (header_length if local else 0)
+    if have < needed:
+        raise InputError(f"{path}: its data file {data_file} is short ({have} of {needed} bytes).")
+
+
+def _slice_positions(files: Sequence[str]) -> np.ndarray:
+    """Each slice's position along the slice normal (mm), from ImagePositionPatient and ImageOrientationPatient."""
+    reader = sitk.ImageFileReader()
+    positions = []
+    for name in files:
+        reader.SetFileName(name)
+        reader.ReadImageInformation()
+        positions.append(np.array(reader.GetOrigin()))
+    direction = np.array(reader.GetDirection()).reshape(3, 3)
+    normal = np.cross(direction[:, 0], direction[:, 1])
+    return np.array(positions) @ normal
+
+
+def _check_slice_spacing(folder: Path, files: Sequence[str]) -> None:
+    """Missing slices make ITK stretch the volume silently: warn on uneven spacing, refuse a gap > 1.5 slices."""
+    try:
+        gaps = np.abs(np.diff(np.sort(_slice_positions(files))))
+    except RuntimeError:
+        return  # an unreadable slice: the series read below reports it
+    median = float(np.median(gaps))
+    if median <= 0:
+        raise InputError(f"{folder}: the DICOM series has slices at the same position (duplicates or mixed series).")
+    worst = float(gaps.max())
+    if worst > SLICE_GAP_LIMIT * median:
+        raise InputError(f"{folder}: the DICOM series has a gap of {worst:.2f} mm between slices where the usual "
+                         f"spacing is {median:.2f} mm (more than {SLICE_GAP_LIMIT} slices: slices are missing).")
+    if (worst - float(gaps.min())) > SLICE_GAP_WARN * median:
+        log.warning("%s: DICOM slice spacing varies from %.3f to %.3f mm; the volume is resampled as if even.",
+                    folder, float(gaps.min()), worst)
 
 
 def write_image(image: sitk.Image, path: str | Path, compress: bool = True) -> Path:

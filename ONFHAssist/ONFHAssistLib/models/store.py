@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -29,6 +30,14 @@ WEIGHTS = "weights.safetensors"
 CARD = "model.json"
 SHIPPED_STORE = resources.MODELS
 DEMO_LABEL = "phantom-trained demo — not for clinical use"
+REQUIRED_FIELDS = ("name", "task", "version", "sha256")
+TASK_FIELDS = {  # what networks.build and the pipeline read from a card of each task
+    "localizer": ("features",),
+    "segmentation": ("features",),
+    "staging": ("classes", "architecture", "crop", "system"),
+    "sranet": ("classes", "architecture", "crop"),
+    "survival": ("config", "crop", "baseline"),
+}
 
 
 def user_store() -> Path:
@@ -105,7 +114,10 @@ def read_entry(folder: str | Path) -> ModelEntry:
         card = json.loads(card_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InputError(f"{card_path}: not valid JSON.") from None
-    missing = [k for k in ("name", "task", "version", "sha256") if k not in card]
+    if not isinstance(card, dict):
+        raise InputError(f"{card_path}: not a model card (a JSON object is needed, found {type(card).__name__}).")
+    missing = [k for k in REQUIRED_FIELDS if k not in card]
+    missing += [k for k in TASK_FIELDS.get(str(card.get("task")), ()) if k not in card]
     if missing:
         raise InputError(f"{card_path}: missing {', '.join(missing)}.")
     if not (folder / WEIGHTS).is_file():
@@ -139,13 +151,15 @@ def load_weights(entry: ModelEntry, model: torch.nn.Module, task: str | None = N
     return model.eval()
 
 
-def list_models(task: str | None = None) -> list[ModelEntry]:
-    """Every readable model folder in the stores (shipped first), optionally for one task."""
+def list_models(task: str | None = None, roots: list[Path] | None = None) -> list[ModelEntry]:
+    """Every readable model folder in the stores (shipped first, or `roots`), optionally for one task."""
     found = []
-    for store in stores():
+    for store in stores() if roots is None else roots:
         if not store.is_dir():
             continue
         for card in sorted(store.glob(f"*/{CARD}")):
+            if card.parent.name.startswith("."):
+                continue  # a staging folder of an import still running, or killed: never a model
             try:
                 entry = read_entry(card.parent)
             except InputError:
@@ -187,11 +201,13 @@ def publish_folder(folder: str | Path, store: Path | None = None) -> ModelEntry:
     """Copy a trained model folder into the user store (checksum verified first; an existing name@version is
     never overwritten), so the analysis panel offers it without a restart."""
     entry = read_entry(folder)
-    return _install(store or user_store(), f"{entry.name}-{entry.version}", lambda f: (entry.folder / f).read_bytes())
+    return _install(store or user_store(), f"{entry.name}-{entry.version}", lambda f: (entry.folder / f).read_bytes(),
+                    str(entry.folder))
 
 
-def _install(store: Path, name: str, read: Callable[[str], bytes]) -> ModelEntry:
-    """Write a card and weights into a hidden folder of the store, verify them, then rename into place."""
+def _install(store: Path, name: str, read: Callable[[str], bytes], source: str) -> ModelEntry:
+    """Write a card and weights into a hidden folder of the store, check them, then rename into place; a
+    problem is told against `source` (the zip or folder the user named), never the vanished staging path."""
     target = store / name
     if target.exists():
         raise InputError(f"{target}: a model with this name and version is already in the store.")
@@ -200,12 +216,32 @@ def _install(store: Path, name: str, read: Callable[[str], bytes]) -> ModelEntry
     try:
         for fname in (CARD, WEIGHTS):
             (staging / fname).write_bytes(read(fname))
-        verify(read_entry(staging))
+        _check_installable(read_entry(staging), store)
         os.replace(staging, target)
+    except InputError as exc:
+        raise InputError(f"{source}: {str(exc).replace(str(staging) + os.sep, '').replace(str(staging), name)}") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging)
     return read_entry(target)
+
+
+def _check_installable(entry: ModelEntry, store: Path) -> None:
+    """Checksum, one copy per name@version in the target store, and weights that fit the network the card
+    describes: what would otherwise fail every later analysis."""
+    verify(entry)
+    installed = list_models(entry.task, [store])
+    twin = next((e for e in installed if e.name == entry.name and e.version == entry.version), None)
+    if twin is not None:
+        raise InputError(f"{entry.name} {entry.version} is already installed at {twin.folder}.")
+    from .networks import BUILDERS  # networks imports this module
+
+    if entry.task in BUILDERS:
+        try:
+            network = BUILDERS[entry.task](entry.card)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise InputError(f"{CARD}: does not describe a {entry.task} network ({exc}).") from None
+        load_weights(entry, network, task=entry.task)
 
 
 def import_zip(zip_path: str | Path, store: Path | None = None) -> ModelEntry:
@@ -225,4 +261,8 @@ def import_zip(zip_path: str | Path, store: Path | None = None) -> ModelEntry:
         if len(tops) != 1 or {f"{next(iter(tops))}/{CARD}", f"{next(iter(tops))}/{WEIGHTS}"} - set(names):
             raise InputError(f"{zip_path}: expected one folder holding {CARD} and {WEIGHTS}.")
         top = next(iter(tops))
-        return _install(store, top, lambda f: zf.read(f"{top}/{f}"))
+        try:  # read (and CRC-check) every member before the store is touched
+            members = {f: zf.read(f"{top}/{f}") for f in (CARD, WEIGHTS)}
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise InputError(f"{zip_path}: a member is damaged ({exc}).") from None
+    return _install(store, top, members.__getitem__, str(zip_path))

@@ -8,13 +8,14 @@ saved by the pipeline when a corrected case was added).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_path, atomic_write_text
-from ..dataset import find_volume, read_hips
+from ..dataset import check_label, find_volume, read_hips
 from ..errors import InputError
 from ..imaging import io
 from ..imaging.crops import CropSpec, crop_arrays, guess_modality
@@ -30,12 +31,28 @@ def build(data_dir: str | Path, spec: CropSpec, cache_dir: str | Path, reporter=
     if missing:
         raise InputError(f"{data_dir / 'hips.csv'}: needs head centre columns {', '.join(CENTRE_COLUMNS)} "
                          "to crop training hips (add cases from the ONFHAssist panel, which records them).")
+    fresh = not cache_dir.exists()
     cache_dir.mkdir(parents=True, exist_ok=True)
     spec_file = cache_dir / "spec.json"
     if spec_file.exists() and json.loads(spec_file.read_text(encoding="utf-8")) != spec.to_json():
         raise InputError(f"{cache_dir}: holds crops of another spec; use a new cache folder.")
     atomic_write_text(spec_file, json.dumps(spec.to_json()))
+    try:
+        _crop_all(data_dir, table, spec, cache_dir, reporter)
+    except InputError:
+        if fresh:  # a bad scan or label stops the run: a cache this run started is not left behind
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        raise
     paths = []
+    for _, r in table.iterrows():
+        paths.append(str(cache_dir / f"{r.scan_id}_{r.side}.npz"))
+    given = table["modality"].fillna("") if "modality" in table else pd.Series("", index=table.index)
+    used = [m or _cached_modality(p) for m, p in zip(given, paths)]
+    return table.assign(crop=paths, modality=used)
+
+
+def _crop_all(data_dir: Path, table: pd.DataFrame, spec: CropSpec, cache_dir: Path, reporter) -> None:
+    """Crop the hips not cached yet, scan by scan."""
     scans = list(dict.fromkeys(table.scan_id))
     for n, scan in enumerate(scans):
         rows = table[table.scan_id == scan]
@@ -44,11 +61,6 @@ def build(data_dir: str | Path, spec: CropSpec, cache_dir: str | Path, reporter=
             _crop_scan(data_dir, scan, todo, spec, cache_dir)
         if reporter is not None:
             reporter.progress("crops", (n + 1) / len(scans), message=scan)
-    for _, r in table.iterrows():
-        paths.append(str(cache_dir / f"{r.scan_id}_{r.side}.npz"))
-    given = table["modality"].fillna("") if "modality" in table else pd.Series("", index=table.index)
-    used = [m or _cached_modality(p) for m, p in zip(given, paths)]
-    return table.assign(crop=paths, modality=used)
 
 
 def _cached_modality(path: str) -> str:
@@ -64,6 +76,8 @@ def _crop_scan(data_dir: Path, scan: str, rows: list, spec: CropSpec, cache_dir:
     image = io.read_image(image_path)
     label_path = find_volume(data_dir / "labels", scan)
     label = io.read_image(label_path) if label_path else None
+    if label is not None:
+        check_label(label, image, str(label_path))
     modality = rows[0].get("modality", "") or guess_modality(image)
     for row in rows:
         centre = [float(row[c]) for c in CENTRE_COLUMNS]

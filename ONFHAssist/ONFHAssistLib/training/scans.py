@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import SimpleITK as sitk
 
-from ..dataset import find_volume, patient_folds, read_hips
+from ..dataset import check_label_values, find_volume, patient_folds, read_hips
 from ..errors import InputError
 from ..imaging import io
 from ..imaging.crops import guess_modality
@@ -26,7 +26,12 @@ class Scan:
         return io.read_image(self.image_path)
 
     def label(self) -> sitk.Image | None:
-        return io.read_image(self.label_path) if self.label_path else None
+        """The label map, checked: a value outside 0-3 must be one sentence, not an index error mid-training."""
+        if not self.label_path:
+            return None
+        label = io.read_image(self.label_path)
+        check_label_values(label, str(self.label_path))
+        return label
 
     def modality(self, image: sitk.Image) -> str:
         value = str(self.rows.iloc[0].get("modality", "") or "")
