@@ -2,6 +2,7 @@
 input grid, left–right mirror equivariance, batch behaviour and refusals."""
 import json
 import shutil
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -257,6 +258,33 @@ def test_a_run_that_fails_half_way_leaves_nothing_behind(analyzer, tmp_path, mon
         analyzer.analyze(demo_case.image_path(), tmp_path / "old")
     assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["analysis.json"]
     assert (tmp_path / "old" / "analysis.json").read_text(encoding="utf-8") == "{}"
+
+
+def test_a_run_killed_while_moving_its_files_leaves_no_finished_looking_folder(analyzer, tmp_path, monkeypatch):
+    """Killed after the first new file moved in: the old analysis.json must not sit beside the new label map,
+    and the hidden folder of an earlier killed run is swept away."""
+    import os
+    from types import SimpleNamespace
+
+    from ONFHAssistLib.analysis import pipeline
+
+    out = tmp_path / "old"
+    (out / ".partial-killed-earlier").mkdir(parents=True)
+    (out / "analysis.json").write_text("{}", encoding="utf-8")
+    moved = []
+
+    def dies_after_one(src, dst):
+        if moved:
+            raise KeyboardInterrupt  # the process stops here
+        moved.append(Path(dst).name)
+        os.replace(src, dst)
+
+    monkeypatch.setattr(pipeline, "os", SimpleNamespace(replace=dies_after_one))
+    with pytest.raises(KeyboardInterrupt):
+        analyzer.analyze(demo_case.image_path(), out)
+    assert moved == ["labels.nii.gz"] and (out / "labels.nii.gz").exists()
+    assert not (out / "analysis.json").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["labels.nii.gz"]
 
 
 def test_one_side_only_is_segmented_and_reported(tmp_path, demo):

@@ -69,7 +69,7 @@ def _analysis_folder(tmp_path, image):
     io.write_image(attention, tmp_path / "attention.nii.gz")
     hips = [{"side": "R", "found": True, "center_lps": [-40.0, 10.0, 5.0], "radius_mm": 24.0,
              "box": {"size_mm": 96.0}, "necrotic_ratio": 0.21, "necrotic_angle_deg": 180.5,
-             "sranet": {"probability": 0.8},
+             "sranet": {"probability": 0.8}, "ood": {"score": 35.18, "threshold": 15.37, "reliable": False},
              "risk": {"score": 1.25, "group": "high", "collapse_probability": {"12": 0.1, "36": 0.3, "60": 0.5},
                       "survival": {"months": [0, 12, 36, 60], "probability": [1.0, 0.9, 0.7, 0.5]}}},
             {"side": "L", "found": False, "reason": "prosthesis: metal in the joint"}]
@@ -101,6 +101,9 @@ def test_load_analysis_builds_every_node_with_provenance(tmp_path):
     assert table.GetValue(0, column["collapse_36m"]).ToString() == "0.300"
     assert table.GetValue(1, column["found"]).ToString() == "no"
     assert table.GetValue(1, column["note"]).ToString() == analysis["hips"][1]["reason"]
+    assert table.GetValue(0, column["reliability"]).ToString() == (
+        "not reliable: scan unlike the training data (score 35.2 above 15.4)")
+    assert table.GetValue(1, column["reliability"]).ToString() == ""  # a hip not found has nothing to judge
 
     assert nodes["chart"].GetNumberOfPlotSeriesNodes() == 1
     for node in (nodes["segmentation"], nodes["table"], roi):
@@ -270,6 +273,7 @@ def test_a_corrected_segmentation_is_the_final_label_and_the_models_own_is_kept_
 
 def test_add_case_refuses_an_original_label_on_another_grid(tmp_path):
     image = _oblique_image(np.zeros((6, 7, 8), np.int16))
+    image.SetSpacing((12.0, 12.0, 12.0))  # large enough to hold a hip: the grid is what must be refused
     io.write_image(image, tmp_path / "image.nrrd")
     label = sitk.Image(image.GetSize(), sitk.sitkUInt8)
     label.CopyInformation(image)

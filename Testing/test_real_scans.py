@@ -85,10 +85,11 @@ def test_real_ct_gives_one_answer_at_any_resolution(analyzer, tmp_path):
         right, left = hips["R"], hips["L"]
         error = np.linalg.norm(np.array(right["center_lps"]) - reference) if right["found"] else None
         answers.append((name, right["found"], error, right["volumes_ml"], right["stage"].get("arco", {}).get("index"),
-                        right["risk"], left["found"], left["reason"], left["stage"], left["risk"]))
+                        right["risk"], left["found"], left["reason"], left["stage"], left["risk"], right["ood"]))
     print("\n".join(map(str, answers)))
-    for name, found, error, volumes, stage, risk, left_found, left_reason, left_stage, left_risk in answers:
+    for name, found, error, volumes, stage, risk, left_found, left_reason, left_stage, left_risk, ood in answers:
         assert risk is None and stage in (0, None), name  # never a stage or a risk for this healthy head
+        assert (ood is not None) == found, name  # every analysed head carries its out-of-distribution score
         if name in KNOWN_MISSES and not found:
             assert volumes is None, name
         else:

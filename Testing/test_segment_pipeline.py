@@ -73,3 +73,19 @@ def test_evaluate_cli_with_a_missing_model_exits_2(tmp_path, capsys):
                  "--progress", "none"])
     assert code == 2
     assert "no segmentation model" in capsys.readouterr().err
+
+
+def test_a_lesion_against_the_pelvis_is_dropped_one_inside_the_head_is_kept():
+    """Two lesions of the same size: one subchondral, 3 mm of joint space from the pelvis (kept), one pressed
+    against the pelvis label over its whole top (the acetabular roof through an unresolved joint: dropped)."""
+    from ONFHAssistLib.analysis.segment import MAX_CONTACT_SHARE, _drop_touching
+
+    pelvis = np.zeros((40, 40, 40), bool)
+    pelvis[30:, :, :] = True  # a slab above z = 30
+    inside, roof = np.zeros_like(pelvis), np.zeros_like(pelvis)
+    inside[20:28, 5:13, 5:13] = True  # top face 4.5 mm below the slab
+    inside[28:30, 8, 8] = True  # ... but a two-voxel spike (partial volume) reaches it: one voxel of 514 touches
+    roof[22:30, 25:33, 25:33] = True  # top face against the slab: 1/8 of its voxels within 1.5 mm
+    kept = _drop_touching(inside | roof, pelvis, (1.5, 1.5, 1.5))
+    assert np.array_equal(kept, inside)
+    assert 1 / 8 >= MAX_CONTACT_SHARE  # the roof's contact share is what the rule refuses

@@ -103,12 +103,14 @@ def segment_file(image_path, out_dir, modality: str, localizer_name, segmenter_n
     """`onfh segment`: labels.nii.gz on the input grid, analysis.json, and an overlay PNG, each written atomically."""
     start = time.perf_counter()
     image = io.read_image(image_path)
+    io.check_hip_extent(image.GetSize(), image.GetSpacing(), str(image_path))
     modality, modality_check, warnings = check_modality(image, image_path, modality)
     localizer, loc_entry = load("localizer", localizer_name, device)
     segmenter, seg_entry = load("segmentation", segmenter_name, device)
     findings, label = find_and_segment(localizer, segmenter, image, modality, device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "analysis.json").unlink(missing_ok=True)  # written last: without it the folder is not a finished result
     io.write_image(label, out / "labels.nii.gz")
     summary = {"input": {"path": str(Path(image_path).resolve()), "modality": modality, "modality_check": modality_check,
                          **io.describe(image)}, "warnings": warnings,

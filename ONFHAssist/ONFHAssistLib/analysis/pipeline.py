@@ -34,6 +34,7 @@ from ..models.sranet_patches import lesion_patches
 from ..progress import Reporter
 from ..survival.curves import BreslowBaseline
 from . import grades as user_grades
+from . import ood
 from .grading import decide_stage, grade_codes, lateral_reach_deg, predicted_grades
 from .hipfinder import SIDES, HipFinding, find_and_segment
 from .maps import crop_map, gradcam_for, on_grid, paste
@@ -93,6 +94,7 @@ class Analyzer:
         self.reporter = reporter or Reporter()
         self.model_warnings: list[str] = []
         self.models = load_models(model_names or {}, self.device, self.model_warnings)
+        self.ood = _ood_stats(self.models["segmentation"].entry, self.model_warnings)
         staging = self.models.get("staging")  # hooks are registered once, not per hip
         self.gradcam = gradcam_for(staging.network) if staging else None
 
@@ -101,14 +103,20 @@ class Analyzer:
         """Analyse one scan into `out_dir`; returns the analysis.json content (already written and validated).
 
         Everything is written into a hidden folder inside `out_dir` first and moved into place at the end,
-        analysis.json last, so a run that fails half-way leaves nothing behind.
+        analysis.json last, so a run that fails half-way leaves nothing behind. A previous analysis.json is
+        removed before the new files move in: a run killed while moving leaves a folder without one, which
+        no reader takes for a finished analysis. The hidden folder of a run killed earlier (one analysis per
+        output folder at a time) is swept away by the next.
         """
         out = Path(out_dir)
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
+        for leftover in out.glob(".partial-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
         work = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
         try:
             result = self._analyze(image_path, work, modality, grades)
+            (out / "analysis.json").unlink(missing_ok=True)
             for name in [*result["files"].values(), "analysis.json"]:
                 os.replace(work / name, out / name)
             return result
@@ -130,6 +138,7 @@ class Analyzer:
 
         self.reporter.progress("analyze", 0.0, message=f"reading {Path(image_path).name}")
         image = io.read_image(image_path)
+        io.check_hip_extent(image.GetSize(), image.GetSpacing(), str(image_path))
         modality, modality_check, modality_warnings = check_modality(image, image_path, modality)
         lap("read")
         self.reporter.progress("analyze", 0.1, message="finding both femoral heads")
@@ -152,8 +161,8 @@ class Analyzer:
             if not hip.found:
                 warnings.append(f"{hip.side} hip not analysed: {hip.reason}.")
             else:
-                warnings += [f"{hip.side} hip: {note}" for note in (_stage_overruled(hip), _lesion_dropped(finding))
-                             if note]
+                warnings += [f"{hip.side} hip: {note}" for note in
+                             (_out_of_distribution(hip), _stage_overruled(hip), _lesion_dropped(finding)) if note]
             hips.append(hip)
         self.reporter.progress("analyze", 0.85, message="writing maps and report")
         maps = {"labels": label}
@@ -201,6 +210,7 @@ class Analyzer:
         reach = lateral_reach_deg(sitk.GetArrayViewFromImage(seg_crop), seg_crop.GetOrigin(), seg_crop.GetSpacing(),
                                   m.center_xyz, m.radius_mm) if m.necrosis_volume_ml > 0 else None
         hip.lateral_reach_deg = None if reach is None else round(reach, 1)
+        hip.ood = self.ood.assess(finding.segmentation.features) if self.ood else None
         centre, side = est.center_lps, est.side
         stage_index = None
         if "staging" in self.models:
@@ -278,6 +288,22 @@ class Analyzer:
         hip.risk = RiskResult(round(score, 5), baseline.group(score),
                               {"months": CURVE_MONTHS.tolist(), "probability": [round(float(s), 5) for s in curve]},
                               {k: round(v, 5) for k, v in baseline.collapse_probability(score).items()}, used, source)
+
+
+def _ood_stats(entry: modelstore.ModelEntry, warnings: list[str]) -> ood.OODStats | None:
+    """The segmentation model's out-of-distribution statistics; without them, a warning that no hip is checked."""
+    stats = ood.load_stats(entry.folder, entry.card["sha256"])
+    if stats is None:
+        warnings.append(f"no out-of-distribution statistics for the segmentation model {entry.name} {entry.version}: "
+                        "no hip is checked against its training data.")
+    return stats
+
+
+def _out_of_distribution(hip: HipResult) -> str:
+    if hip.ood is None or hip.ood["reliable"]:
+        return ""
+    return (f"scan unlike the training data (score {hip.ood['score']:.1f} above {hip.ood['threshold']:.1f}): "
+            "stage and risk are not reliable")
 
 
 def _stage_overruled(hip: HipResult) -> str:

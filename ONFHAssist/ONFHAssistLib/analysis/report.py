@@ -131,19 +131,32 @@ def _fmt(value, digits=2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
 
 
+def _unreliable(hip: dict) -> str:
+    """The words shown beside the stage and risk of a hip whose crop is unlike the training data; '' otherwise."""
+    ood = hip.get("ood")
+    if not ood or ood["reliable"]:
+        return ""
+    return f"not reliable: scan unlike the training data (score {ood['score']:.1f} above {ood['threshold']:.1f})"
+
+
 def _quant_table(hip: dict) -> str:
     volumes = hip.get("volumes_ml") or {}
     risk = hip.get("risk") or {}
     collapse = risk.get("collapse_probability", {})
+    note = _unreliable(hip)
+    flag = f" <strong class='warn'>{html.escape(note)}</strong>" if note else ""
     rows = [("head radius (mm)", _fmt(hip["radius_mm"], 1)), ("head volume (ml)", _fmt(volumes.get("head"), 1)),
             ("necrosis volume (ml)", _fmt(volumes.get("necrosis"), 2)),
             ("necrotic ratio", _fmt(hip["necrotic_ratio"], 3)), ("necrotic angle (°)", _fmt(hip["necrotic_angle_deg"], 0))]
-    rows += [(f"stage ({system})", stage_text(s)) for system, s in hip["stage"].items()]
+    if hip.get("ood"):
+        rows.append(("unlike the training data: score (threshold)",
+                     f"{hip['ood']['score']:.1f} ({hip['ood']['threshold']:.1f})"))
+    rows += [(f"stage ({system})", stage_text(s) + flag) for system, s in hip["stage"].items()]
     if hip.get("sranet"):
         rows.append(("SRANet P(necrosis)", _fmt(hip["sranet"]["probability"], 3)))
         rows.append(("attention on segmented lesion", _fmt(hip["sranet"]["attention_on_lesion"], 2)))
     if risk:
-        rows += [("risk score (group)", f"{risk['score']:.2f} ({risk['group']})")]
+        rows += [("risk score (group)", f"{risk['score']:.2f} ({risk['group']})" + flag)]
         rows += [(f"collapse by {h // 12} y", f"{collapse[str(h)]:.0%}") for h in HORIZONS]
         rows.append(("grades used", html.escape(", ".join(f"{k} {v}" for k, v in risk["grades_used"].items()))
                      + f" ({risk['grades_source']})"))
@@ -170,6 +183,8 @@ def write_report(analysis: dict, image: sitk.Image, maps: dict[str, sitk.Image],
         if not hip["found"]:
             parts.append(f"<p>Not analysed: {html.escape(hip['reason'])}.</p>")
             continue
+        if note := _unreliable(hip):
+            parts.append(f"<p class='warn'>Stage and risk {html.escape(note)}.</p>")
         parts.append('<div class="row">' + _quant_table(hip) + _img(stage_png(hip), "stage probabilities")
                      + (_img(survival_png(hip["risk"], training_km), "survival curve") if hip.get("risk") else "")
                      + "</div>")

@@ -58,6 +58,7 @@ class HipResult:
     necrotic_ratio: float | None = None
     necrotic_angle_deg: float | None = None
     lateral_reach_deg: float | None = None
+    ood: dict | None = None  # {"score", "threshold", "reliable"}: how unlike the training crops (`ood`); None unchecked
     stage: dict[str, StageResult] = field(default_factory=dict)
     gradcam_file: str | None = None
     sranet: dict | None = None  # {"probability", "attention_file", "attention_on_lesion"}

@@ -245,8 +245,7 @@ def add_head_roi(scene, hip: dict, name: str):
 def add_results_table(scene, analysis: dict, name: str):
     """Table node with one row per hip and the numbers a clinician reads."""
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
-    columns = ["side", "found", "radius_mm", "necrotic_ratio", "necrotic_angle_deg", "sranet_probability",
-               "risk_score", "risk_group", "collapse_12m", "collapse_36m", "collapse_60m", "note"]
+    columns = list(_table_row({"side": "", "found": False}))  # the row's own keys, in order
     rows = [_table_row(h) for h in analysis["hips"]]
     for col in columns:
         array = vtk.vtkStringArray()
@@ -274,7 +273,20 @@ def _table_row(hip: dict) -> dict:
             "sranet_probability": _fmt((hip.get("sranet") or {}).get("probability")),
             "risk_score": _fmt(risk.get("score")), "risk_group": _fmt(risk.get("group")),
             "collapse_12m": _fmt(collapse.get("12")), "collapse_36m": _fmt(collapse.get("36")),
-            "collapse_60m": _fmt(collapse.get("60")), "note": hip.get("reason") or ""}
+            "collapse_60m": _fmt(collapse.get("60")), "reliability": _reliability(hip),
+            "note": hip.get("reason") or ""}
+
+
+def _reliability(hip: dict) -> str:
+    """The out-of-distribution verdict in the words the report uses, so the panel says what the report says."""
+    ood = hip.get("ood")
+    if not hip["found"]:
+        return ""
+    if ood is None:
+        return "not checked"
+    if not ood["reliable"]:
+        return f"not reliable: scan unlike the training data (score {ood['score']:.1f} above {ood['threshold']:.1f})"
+    return f"like the training data (score {ood['score']:.1f}, limit {ood['threshold']:.1f})"
 
 
 def add_survival_chart(scene, analysis: dict, name: str):
