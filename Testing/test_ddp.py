@@ -33,7 +33,7 @@ def test_two_gloo_ranks_match_one_process_on_the_whole_batch(tmp_path):
     np.testing.assert_allclose(ranks[0]["val_mse"], single["val_mse"], rtol=1e-5)
     assert ranks[1]["val_mse"] == [None] * ddp_worker.EPOCHS  # only rank 0 validates
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == \
-        ["best.safetensors", "last.safetensors", "state.pt"]  # no temp files of a second writer left
+        ["best.safetensors", "last.safetensors", "rng.json", "state.pt"]  # no temp files of a second writer left
 
 
 def test_sharding_covers_every_sample_once_with_shares_summing_to_one():

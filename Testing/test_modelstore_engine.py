@@ -113,6 +113,33 @@ def test_engine_learns_keeps_best_and_resumes_exactly(tmp_path):
                                rtol=1e-5)
 
 
+def test_a_resumed_run_draws_the_same_random_batches_as_an_uninterrupted_one(tmp_path):
+    """Batches drawn from the recipe's generator, numpy's global and Python's `random`: all three states are
+    checkpointed (rng.json), so every resumed epoch trains on the uninterrupted run's batches, loss for loss."""
+    import random
+
+    def run(folder, epochs, init_seed=0):
+        model, opt, loss, validate, _ = _regression_setup(init_seed)
+        x, y = torch.randn(64, 3, generator=torch.Generator().manual_seed(5)), torch.randn(64, 1)
+        rng = np.random.default_rng(7)
+
+        def batches(epoch):
+            order = rng.permutation(64)[: 16 + np.random.randint(0, 16) + random.randint(0, 8)]
+            return [(x[order], y[order])]
+
+        fit = Trainer(model, opt, loss, validate, "val_loss", "min", folder, rng=rng).fit(epochs, batches)
+        return [h["train_loss"] for h in fit.history]
+
+    np.random.seed(3), random.seed(3)
+    uninterrupted = run(tmp_path / "a", 6)
+    np.random.seed(3), random.seed(3)
+    run(tmp_path / "b", 3)  # "killed" after 3 epochs
+    np.random.seed(99), random.seed(99)  # a fresh process: other global states, other initial weights
+    resumed = run(tmp_path / "b", 6, init_seed=1)
+    assert resumed == uninterrupted and len(set(uninterrupted)) == 6
+    assert json.loads((tmp_path / "b" / "rng.json").read_text())["generator"]["bit_generator"] == "PCG64"
+
+
 def test_crop_and_uncrop_put_a_left_hip_back_exactly():
     import SimpleITK as sitk
 

@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--init", metavar="MODEL", help="train segmentation|staging|sranet starting from this model's weights")
         p.add_argument("--models", default="all", help="comma-separated model rows for cv, or all")
         p.add_argument("--no-resume", dest="resume", action="store_false")
+        p.add_argument("--overwrite", action="store_true",
+                       help="train/cv: replace a run in --out that was started with other arguments")
         p.add_argument("--parallel-folds", type=int, default=1, metavar="N", help="cv: run N folds at once as child processes")
         p.add_argument("--fold", type=int, help=argparse.SUPPRESS)  # cv: one fold only (a --parallel-folds child)
         _add_progress(p)
@@ -396,12 +398,16 @@ def cmd_task(args) -> int:
     if not hasattr(module, args.command):
         raise InputError(f"'{args.command}' is not available for {args.task}.")
     from .progress import make_reporter
-    from .training import distributed
+    from .training import distributed, run_folder
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "train":
         raise InputError(f"only 'onfh train' runs under torchrun; run '{args.command}' as one process"
                          + (" (--parallel-folds N runs folds side by side)." if args.command == "cv" else "."))
     job = distributed.init_from_env(args.device)
+    if args.command in ("train", "cv") and args.fold is None:  # a --fold child runs in its parent's folder
+        if job.primary:
+            run_folder.claim(args.command, settings, args.overwrite)
+        distributed.barrier(job)
     if not job.primary:  # rank 0 alone reports; the others only train
         logging.getLogger().setLevel(logging.WARNING)
     reporter = make_reporter(args.progress if job.primary else "none")

@@ -11,13 +11,16 @@ other ranks wait at a barrier until each checkpoint is on disk.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 
 from ..atomic import atomic_path
@@ -43,18 +46,38 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
         write(tmp)
 
 
+def random_states(rng: np.random.Generator | None) -> dict:
+    """numpy's global, Python's and the recipe's generator state as JSON (no pickle: a checkpoint folder is
+    something a user may hand us); torch's own state travels in state.pt."""
+    legacy = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {"numpy_legacy": [legacy[0], legacy[1].tolist(), int(legacy[2]), int(legacy[3]), float(legacy[4])],
+            "python": [version, list(internal), gauss], "generator": rng.bit_generator.state if rng is not None else None}
+
+
+def restore_random_states(states: dict, rng: np.random.Generator | None) -> None:
+    name, keys, pos, has_gauss, cached = states["numpy_legacy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if rng is not None and states.get("generator") is not None:
+        rng.bit_generator.state = states["generator"]
+
+
 class Trainer:
     """Runs epochs; `monitor` names the validation metric to maximise (or minimise with mode='min')."""
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                  batch_loss: Callable[[torch.nn.Module, object], torch.Tensor],
                  validate: Callable[[torch.nn.Module], dict] | None, monitor: str = "loss", mode: str = "min",
-                 checkpoint_dir: str | Path | None = None, patience: int = 0, reporter=None, stage: str = "train"):
+                 checkpoint_dir: str | Path | None = None, patience: int = 0, reporter=None, stage: str = "train",
+                 rng: np.random.Generator | None = None):
         self.model, self.optimizer = model, optimizer
         self.batch_loss, self.validate = batch_loss, validate
         self.monitor, self.sign = monitor, (1.0 if mode == "max" else -1.0)
         self.dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.patience, self.reporter, self.stage = patience, reporter, stage
+        self.rng = rng  # the recipe's batch and augmentation generator: checkpointed so a resume is bit-identical
         self.dist = distributed.context()
         self.net = distributed.wrap(model, self.dist)  # what the training step calls (DDP in a job)
         self.device = next(model.parameters()).device
@@ -126,6 +149,7 @@ class Trainer:
         _atomic(self.dir / "last.safetensors", lambda p: weight_files.save(self.model, p))
         meta = {"epoch": epoch, "history": history, "best_metric": best[0], "best_epoch": best[1], "stale": stale,
                 "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+        _atomic(self.dir / "rng.json", lambda p: Path(p).write_text(json.dumps(random_states(self.rng)), encoding="utf-8"))
         _atomic(self.dir / "state.pt", lambda p: torch.save(meta, p))
 
     def _resume(self) -> dict | None:
@@ -135,6 +159,8 @@ class Trainer:
         weight_files.load(self.model, self.dir / "last.safetensors", device=str(next(self.model.parameters()).device))
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        if (self.dir / "rng.json").exists():
+            restore_random_states(json.loads((self.dir / "rng.json").read_text(encoding="utf-8")), self.rng)
         log.info("resuming after epoch %d", state["epoch"])
         return state
 

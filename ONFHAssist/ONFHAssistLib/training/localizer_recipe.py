@@ -117,7 +117,7 @@ def train(settings, reporter):
         return {"val_median_mm": float(np.median(errors)), "val_max_mm": float(np.max(errors))}
 
     trainer = Trainer(network, optimizer, batch_loss, validate, monitor="val_median_mm", mode="min",
-                      checkpoint_dir=out / "checkpoints", patience=10, reporter=reporter, stage="train localizer")
+                      checkpoint_dir=out / "checkpoints", patience=10, reporter=reporter, stage="train localizer", rng=rng)
     fit = trainer.fit(settings.epochs or EPOCHS, batches, resume=settings.resume)
     card = {"name": "onfh-localizer", "task": "localizer", "version": "1.0.0", "features": list(FEATURES),
             "grid_mm": GRID_MM, "heatmap_sigma_mm": HEATMAP_SIGMA_MM, "seed": settings.seed,

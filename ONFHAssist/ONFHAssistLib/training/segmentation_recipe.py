@@ -95,7 +95,8 @@ def train(settings, reporter):
                 "val_dice_necrosis": float(means[2]), "val_dice_mean": float(np.nanmean(means))}
 
     trainer = Trainer(network, optimizer, batch_loss, validate, monitor="val_dice_mean", mode="max",
-                      checkpoint_dir=out / "checkpoints", patience=8, reporter=reporter, stage="train segmentation")
+                      checkpoint_dir=out / "checkpoints", patience=8, reporter=reporter, stage="train segmentation",
+                      rng=rng)
     fit = trainer.fit(settings.epochs or EPOCHS, batches, resume=settings.resume)
     best = next((h for h in fit.history if h["epoch"] == fit.best_epoch), {})
     card = {"name": "onfh-segmentation", "task": "segmentation", "version": "1.0.0", "features": list(FEATURES),

@@ -191,7 +191,7 @@ def train(settings, reporter):
                     w[positive], [centre_crop(lab, CROP) for lab in l_val[positive]]).mean())}
 
     trainer = Trainer(model, optimizer, batch_loss, validate, monitor="val_auc", mode="max",
-                      checkpoint_dir=out / "checkpoints", patience=6, reporter=reporter, stage="train sranet")
+                      checkpoint_dir=out / "checkpoints", patience=6, reporter=reporter, stage="train sranet", rng=rng)
     fit = trainer.fit(settings.epochs or EPOCHS, batches, resume=settings.resume)
     card = {"name": "onfh-sranet" if alpha < 1 else "onfh-sranet-nostructure", "task": "sranet", "version": "1.0.0",
             "classes": 2, "architecture": ARCHITECTURE, "alpha": alpha, "guidance": guidance, "input": CROP, "crop": INFER_SPEC.to_json(),

@@ -158,7 +158,8 @@ def train(settings, reporter):
         return {"val_macro_auc": macro_auc(y_val, probabilities(net, x_val, device))}
 
     trainer = Trainer(model, optimizer, batch_loss, validate, monitor="val_macro_auc", mode="max",
-                      checkpoint_dir=out / "checkpoints", patience=10, reporter=reporter, stage=f"train staging ({system})")
+                      checkpoint_dir=out / "checkpoints", patience=10, reporter=reporter, stage=f"train staging ({system})",
+                      rng=rng)
     fit = trainer.fit(settings.epochs or EPOCHS, batches, resume=settings.resume)
     card = {"name": f"onfh-staging-{system}", "task": "staging", "version": "1.0.0", "system": system,
             "classes": n_classes, "architecture": ARCHITECTURE, "input": INPUT,

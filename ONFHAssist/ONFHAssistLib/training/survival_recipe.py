@@ -121,7 +121,8 @@ def fit_network(hips: HipSet, variant: str, preset: dict, seed: int, device, che
         return {"val_c": stats.harrell_c(val.time, val.event, predict_risk(net, val, device))}
 
     trainer = Trainer(model, optimizer, batch_loss, validate, monitor="val_c", mode="max", checkpoint_dir=checkpoint_dir,
-                      patience=preset["patience"], reporter=reporter, stage=f"train survival ({variant})")
+                      patience=preset["patience"], reporter=reporter, stage=f"train survival ({variant})",
+                      rng=rng)
     fit = trainer.fit(preset["epochs"], batches)
     baseline = BreslowBaseline.fit(predict_risk(model, train, device), train.time, train.event)
     return model, baseline, fit

@@ -1,0 +1,65 @@
+"""A train/cv output folder holds one run: the same arguments resume it, others are refused or replaced."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ONFHAssistLib.cli import main
+from ONFHAssistLib.errors import InputError
+from ONFHAssistLib.training import TrainSettings, run_folder
+
+
+def _settings(tmp_path: Path, **changes) -> TrainSettings:
+    (tmp_path / "data").mkdir(exist_ok=True)
+    return TrainSettings(**{"task": "localizer", "data": tmp_path / "data", "out": tmp_path / "run", **changes})
+
+
+def test_same_arguments_resume_other_arguments_are_named_and_overwrite_starts_afresh(tmp_path):
+    run_folder.claim("train", _settings(tmp_path, lr=0.001, seed=1))
+    (tmp_path / "run" / "checkpoints").mkdir()
+    run_folder.claim("train", _settings(tmp_path, lr=0.001, seed=1, device="cpu"))  # the device does not matter
+    assert (tmp_path / "run" / "checkpoints").is_dir()
+    with pytest.raises(InputError, match=r"seed 1 -> 2, lr 0\.001 -> 0\.01"):
+        run_folder.claim("train", _settings(tmp_path, lr=0.01, seed=2))
+    run_folder.claim("train", _settings(tmp_path, lr=0.01, seed=2), overwrite=True)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # the old run's checkpoints are gone
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["lr"] == 0.01
+
+
+def test_the_cli_refuses_a_used_folder_before_any_training(tmp_path, capsys):
+    run_folder.claim("train", _settings(tmp_path))
+    code = main(["train", "localizer", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"),
+                 "--seed", "5", "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "seed 0 -> 5" in err[0] and "--overwrite" in err[0]
+
+
+def test_segment_killed_mid_write_never_leaves_the_old_analysis_beside_new_labels(tmp_path):
+    """SIGKILL `onfh segment` as soon as its new label map appears: the folder either has no analysis.json (not a
+    finished result) or the new one, never the previous run's beside the new label map."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ONFHAssistLib.jobs import child_env
+    from ONFHAssistLib.slicer import demo_case
+
+    out = tmp_path / "seg"
+    out.mkdir()
+    (out / "analysis.json").write_text("{}", encoding="utf-8")  # an earlier run's result
+    child = subprocess.Popen([sys.executable, "-m", "ONFHAssistLib", "segment", str(demo_case.image_path()),
+                              "--out", str(out), "--device", "cpu"], env=child_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and child.poll() is None and not (out / "labels.nii.gz").exists():
+        time.sleep(0.01)
+    if child.poll() is None:  # the new label map is being written: stop the process here
+        os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert (out / "labels.nii.gz").exists()
+    finished = out / "analysis.json"
+    assert not finished.exists() or json.loads(finished.read_text(encoding="utf-8")).get("hips")
