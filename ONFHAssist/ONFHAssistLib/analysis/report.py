@@ -21,7 +21,7 @@ import SimpleITK as sitk  # noqa: E402
 from ..imaging import io  # noqa: E402
 from ..atomic import atomic_write_text  # noqa: E402
 from .figures import LABEL_COLOURS  # noqa: E402
-from .results import stage_text  # noqa: E402
+from .results import stage_text, unreliable_text  # noqa: E402
 
 VIEW_MM = 100.0
 HORIZONS = (12, 36, 60)
@@ -131,19 +131,11 @@ def _fmt(value, digits=2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
 
 
-def _unreliable(hip: dict) -> str:
-    """The words shown beside the stage and risk of a hip whose crop is unlike the training data; '' otherwise."""
-    ood = hip.get("ood")
-    if not ood or ood["reliable"]:
-        return ""
-    return f"not reliable: scan unlike the training data (score {ood['score']:.1f} above {ood['threshold']:.1f})"
-
-
 def _quant_table(hip: dict) -> str:
     volumes = hip.get("volumes_ml") or {}
     risk = hip.get("risk") or {}
     collapse = risk.get("collapse_probability", {})
-    note = _unreliable(hip)
+    note = unreliable_text(hip)
     flag = f" <strong class='warn'>{html.escape(note)}</strong>" if note else ""
     rows = [("head radius (mm)", _fmt(hip["radius_mm"], 1)), ("head volume (ml)", _fmt(volumes.get("head"), 1)),
             ("necrosis volume (ml)", _fmt(volumes.get("necrosis"), 2)),
@@ -183,12 +175,12 @@ def write_report(analysis: dict, image: sitk.Image, maps: dict[str, sitk.Image],
         if not hip["found"]:
             parts.append(f"<p>Not analysed: {html.escape(hip['reason'])}.</p>")
             continue
-        if note := _unreliable(hip):
+        if note := unreliable_text(hip):
             parts.append(f"<p class='warn'>Stage and risk {html.escape(note)}.</p>")
         parts.append('<div class="row">' + _quant_table(hip) + _img(stage_png(hip), "stage probabilities")
                      + (_img(survival_png(hip["risk"], training_km), "survival curve") if hip.get("risk") else "")
                      + "</div>")
-        parts.append(f"<p class='caption'>Slices through the head centre, 100 mm field, patient's right on the "
+        parts.append("<p class='caption'>Slices through the head centre, 100 mm field, patient's right on the "
                      "viewer's left (axial: anterior up; coronal: superior up). Yellow pelvis, blue femur, red necrosis."
                      "</p>" + _img(hip_slices_png(image, maps, hip), f"{hip['side']} hip slices"))
     model_rows = "".join(f"<tr><td>{html.escape(m['task'])}</td><td>{html.escape(m['name'])}</td>"

@@ -101,6 +101,15 @@ def stage_text(stage: dict) -> str:
     return f"{stage['label']} (p {p:.2f}{', uncertain' if p < UNCERTAIN_BELOW else ''})"
 
 
+def unreliable_text(hip: dict) -> str:
+    """The words beside the stage and risk of a hip whose crop is unlike the training data ('' otherwise):
+    one sentence for the report and the Slicer table alike."""
+    ood = hip.get("ood")
+    if not ood or ood["reliable"]:
+        return ""
+    return f"not reliable: scan unlike the training data (score {ood['score']:.1f} above {ood['threshold']:.1f})"
+
+
 def cohort_rows(scan: str, analysis: dict) -> list[dict]:
     """One `cohort.csv` row per hip of an analysis."""
     rows = []

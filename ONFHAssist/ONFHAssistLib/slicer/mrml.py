@@ -15,7 +15,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from ..analysis.results import mean_sd_text
+from ..analysis.results import mean_sd_text, unreliable_text
 from .. import resources
 from ..errors import InputError
 from ..imaging import io
@@ -285,7 +285,7 @@ def _reliability(hip: dict) -> str:
     if ood is None:
         return "not checked"
     if not ood["reliable"]:
-        return f"not reliable: scan unlike the training data (score {ood['score']:.1f} above {ood['threshold']:.1f})"
+        return unreliable_text(hip)
     return f"like the training data (score {ood['score']:.1f}, limit {ood['threshold']:.1f})"
 
 
