@@ -63,3 +63,14 @@ def test_segment_killed_mid_write_never_leaves_the_old_analysis_beside_new_label
     assert (out / "labels.nii.gz").exists()
     finished = out / "analysis.json"
     assert not finished.exists() or json.loads(finished.read_text(encoding="utf-8")).get("hips")
+
+
+def test_a_new_run_folder_refused_for_bad_input_is_taken_away_again(tmp_path):
+    settings = _settings(tmp_path)
+    assert run_folder.claim("train", settings) is True
+    run_folder.release(settings)
+    assert not (tmp_path / "run").exists()
+    assert run_folder.claim("train", settings) is True
+    (tmp_path / "run" / "checkpoints").mkdir()  # the run got further: its work is kept
+    run_folder.release(settings)
+    assert (tmp_path / "run" / "run.json").exists()

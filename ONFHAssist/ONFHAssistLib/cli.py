@@ -404,15 +404,20 @@ def cmd_task(args) -> int:
         raise InputError(f"only 'onfh train' runs under torchrun; run '{args.command}' as one process"
                          + (" (--parallel-folds N runs folds side by side)." if args.command == "cv" else "."))
     job = distributed.init_from_env(args.device)
+    new_folder = False
     if args.command in ("train", "cv") and args.fold is None:  # a --fold child runs in its parent's folder
         if job.primary:
-            run_folder.claim(args.command, settings, args.overwrite)
+            new_folder = run_folder.claim(args.command, settings, args.overwrite)
         distributed.barrier(job)
     if not job.primary:  # rank 0 alone reports; the others only train
         logging.getLogger().setLevel(logging.WARNING)
     reporter = make_reporter(args.progress if job.primary else "none")
     try:
         result = getattr(module, args.command)(settings, reporter)
+    except InputError:
+        if new_folder:
+            run_folder.release(settings)
+        raise
     finally:
         distributed.shutdown()
     reporter.result(args.command, task=args.task, **(result if isinstance(result, dict) else {}))

@@ -26,10 +26,12 @@ def arguments(command: str, settings) -> dict:
     return {"command": command, **values}
 
 
-def claim(command: str, settings, overwrite: bool = False) -> None:
-    """Record this run's arguments in its output folder, or refuse a folder that holds another run."""
+def claim(command: str, settings, overwrite: bool = False) -> bool:
+    """Record this run's arguments in its output folder, or refuse a folder that holds another run. True when
+    the folder is new (so a run refused for bad input can take it away again: `release`)."""
     out, wanted = Path(settings.out), arguments(command, settings)
     record = out / RUN_FILE
+    new = not out.exists()
     if record.is_file():
         recorded = json.loads(record.read_text(encoding="utf-8"))
         differ = [key for key in wanted if recorded.get(key) != wanted[key]]
@@ -41,3 +43,11 @@ def claim(command: str, settings, overwrite: bool = False) -> None:
             shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(record, wanted)
+    return new
+
+
+def release(settings) -> None:
+    """Remove a new run folder that holds nothing but its run.json: bad input leaves nothing behind."""
+    out = Path(settings.out)
+    if out.is_dir() and [p.name for p in out.iterdir()] == [RUN_FILE]:
+        shutil.rmtree(out)
