@@ -57,6 +57,13 @@ def _integrity_files(d: Path, raw: bytes) -> dict[str, Path]:
     for k in (5, 6, 7):
         (d / "gappy" / f"slice{k:04d}.dcm").unlink()
     files["volume: DICOM slices missing"] = d / "gappy"
+    io.write_dicom_series(series, d / "cutslice")
+    first = d / "cutslice" / "slice0000.dcm"
+    first.write_bytes(first.read_bytes()[:-50])
+    files["volume: DICOM slice with truncated pixel data"] = d / "cutslice"
+    sitk.WriteImage(_hip_sized(np.arange(512, dtype=np.int16).reshape(8, 8, 8)), str(d / "zip.nrrd"), useCompression=True)
+    (d / "zip.nrrd").write_bytes((d / "zip.nrrd").read_bytes()[:-10])
+    files["volume: gzip NRRD without its tail"] = d / "zip.nrrd"
     return files
 
 

@@ -138,3 +138,58 @@ def test_an_add_waits_while_another_writer_holds_the_lock(tmp_path):
         assert list(dataset.read_hips(root).patient_id) == ["A1"]
     adder.join(timeout=30)
     assert done.is_set() and list(dataset.read_hips(root).patient_id) == ["A1", "B1"]
+
+
+def test_a_failed_first_add_leaves_no_dataset_folder(tmp_path):
+    """The add's own checks refuse the row after the lock was taken: nothing is left, not even `.hips.lock`,
+    and a later add into the same folder starts a clean dataset."""
+    import pytest
+
+    from ONFHAssistLib.errors import InputError
+
+    image = _hip_image(tmp_path / "scan.nii.gz")
+    root = tmp_path / "new_dataset"
+    with pytest.raises(InputError):
+        dataset.add_case(root, image, None, "P1", [{"side": "R", "time_months": "-3", "event": "1"}])
+    assert not root.exists(), sorted(root.rglob("*"))
+    dataset.add_case(root, image, None, "P1", [{"side": "R", "time_months": "3", "event": "1"}])
+    assert len(dataset.read_hips(root)) == 1
+
+
+def test_a_waiter_on_a_removed_lock_file_takes_the_new_one(tmp_path, monkeypatch):
+    """A failed first add removes its lock file while another add may have it open. If that waiter then locks
+    the orphan, it must not count: a third writer may already hold the new file at the same path."""
+    import threading
+
+    root = tmp_path / "d"
+    root.mkdir()
+    path = root / dataset.LOCK_NAME
+    first = open(path, "a+b")
+    assert dataset._try_lock(first)
+    opened, go, entered = threading.Event(), threading.Event(), threading.Event()
+    real_try_lock = dataset._try_lock
+
+    def try_lock_after_the_swap(f):
+        if not go.is_set():  # the waiter's first attempt: it has the first file open; let the swap happen now
+            opened.set()
+            go.wait(10)
+        return real_try_lock(f)
+
+    monkeypatch.setattr(dataset, "_try_lock", try_lock_after_the_swap)
+
+    def waiter():
+        with dataset.hips_lock(root, timeout_s=30):
+            entered.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert opened.wait(10)
+    path.unlink()  # the failed add's clean-up
+    second = open(path, "a+b")  # a new writer takes the new lock file ...
+    assert real_try_lock(second)
+    first.close()  # ... and the orphan is free: the waiter's lock on it succeeds
+    go.set()
+    assert not entered.wait(1.0), "the waiter entered on the removed lock file while the new one was held"
+    second.close()
+    assert entered.wait(10)
+    thread.join()

@@ -103,14 +103,25 @@ def _try_lock(f: IO) -> bool:
 def hips_lock(root: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     """One writer at a time for a dataset's read-modify-write of hips.csv: concurrent adds keep every row."""
     root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_NAME
     deadline = time.monotonic() + timeout_s
-    with open(root / LOCK_NAME, "a+b") as f:
-        while not _try_lock(f):
-            if time.monotonic() > deadline:
-                raise InputError(f"{root / LOCK_NAME}: another process has held the dataset lock for "
-                                 f"{timeout_s:.0f} s; try again when it has finished.")
-            time.sleep(0.05)
-        yield  # closing the file releases the lock
+    while True:
+        with open(path, "a+b") as f:
+            if _try_lock(f) and _still_the_lock_file(f, path):
+                yield  # closing the file releases the lock
+                return
+        if time.monotonic() > deadline:
+            raise InputError(f"{path}: another process has held the dataset lock for "
+                             f"{timeout_s:.0f} s; try again when it has finished.")
+        time.sleep(0.05)
+
+
+def _still_the_lock_file(f: IO, path: Path) -> bool:
+    """A failed first add removes its lock file; a waiter that locked the removed file must start again."""
+    try:
+        return os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def read_hips(root: Path, allow_empty: bool = False) -> pd.DataFrame:
@@ -343,8 +354,25 @@ def add_case(root: str | Path, image_path: str | Path, label_path: str | Path | 
     original = io.read_image(original_label_path) if original_label_path else None
     if original is not None:
         check_label(original, image, str(original_label_path))
-    with hips_lock(root):
-        return _add_locked(root, image, label, original, patient_id, sides, scan_id)
+    new_dataset = not root.exists()
+    try:
+        with hips_lock(root):
+            return _add_locked(root, image, label, original, patient_id, sides, scan_id)
+    except BaseException:
+        if new_dataset:
+            _remove_if_only_scaffolding(root)
+        raise
+
+
+def _remove_if_only_scaffolding(root: Path) -> None:
+    """A first add that failed leaves no dataset behind: not the lock file, not empty folders (but never a file
+    that another add managed to write meanwhile)."""
+    (root / LOCK_NAME).unlink(missing_ok=True)
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    if not any(root.iterdir()):
+        root.rmdir()
 
 
 def _add_locked(root: Path, image: sitk.Image, label: sitk.Image | None, original: sitk.Image | None,

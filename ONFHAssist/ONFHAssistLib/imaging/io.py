@@ -87,7 +87,27 @@ def _series_files(folder: Path) -> tuple[str, ...]:
         raise InputError(f"{folder}: the folder holds no DICOM series.")
     if len(series) > 1:
         raise InputError(f"{folder}: the folder holds {len(series)} DICOM series; put one series per folder.")
-    return sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+    _check_left_out(folder, files)
+    return files
+
+
+def _is_dicom_file(path: Path) -> bool:
+    """A DICOM Part 10 file: 'DICM' after the 128-byte preamble (DICOMDIR, an index, is not a slice)."""
+    if path.name.upper() == "DICOMDIR" or not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(132)[128:] == b"DICM"
+
+
+def _check_left_out(folder: Path, files: Sequence[str]) -> None:
+    """GDCM silently leaves out a slice it cannot parse (e.g. truncated pixel data); at the top or bottom of the
+    series no gap shows it, so every DICOM file in the folder must be one of the series' slices."""
+    listed = {Path(name).resolve() for name in files}
+    left_out = sorted(p.name for p in folder.iterdir() if p.resolve() not in listed and _is_dicom_file(p))
+    if left_out:
+        raise InputError(f"{folder}: {len(left_out)} DICOM file(s) could not be read as slices of the series "
+                         f"(damaged or truncated, e.g. {left_out[0]}); repair or remove them.")
 
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
