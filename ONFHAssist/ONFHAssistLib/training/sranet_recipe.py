@@ -35,7 +35,7 @@ from . import crop_cache, distributed
 from .crop_cache import centre_crop
 from .engine import Trainer
 from .scans import list_scans, split_scans
-from .staging_recipe import auc_by_modality, macro_auc, per_class_table, target
+from .staging_recipe import auc_by_modality, macro_auc, necrosis_endpoints, per_class_table, target
 
 INFER_SPEC = CropSpec(96.0, 0.75)
 TRAIN_SPEC = CropSpec(108.0, 0.75)
@@ -225,6 +225,7 @@ def evaluate(settings, reporter):
     summary = {"hips": int(len(y)), "auc": macro_auc(y, probs), "accuracy": float((probs.argmax(1) == y).mean()),
                "sensitivity": float(per_class.sensitivity[1]), "specificity": float(per_class.specificity[1]),
                "f1": float(per_class.f1[1]), "attention_on_lesion": float(share.mean()), "by_modality": by_modality,
+               "endpoints": necrosis_endpoints(modality, target(table, "arco"), y, p),
                "confusion_matrix": cm.tolist(), "parameters": entry.card["parameters"],
                "size_mb": entry.card["size_mb"], "model": entry.provenance()}
     out.mkdir(parents=True, exist_ok=True)

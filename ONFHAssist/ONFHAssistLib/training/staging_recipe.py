@@ -87,6 +87,20 @@ def auc_by_modality(modality: np.ndarray, y: np.ndarray, score: np.ndarray) -> d
     return out
 
 
+def necrosis_endpoints(modality: np.ndarray, arco: np.ndarray, necrosis: np.ndarray, score: np.ndarray) -> dict:
+    """Necrosis-vs-none AUC on the primary endpoint, MR-T1 hips at every stage plus CT hips at ARCO 0 or >= II,
+    and, apart, CT ARCO I vs healthy: ARCO defines stage I as invisible on CT (and radiographs), so no CT
+    reader is expected to see it and it is reported, not hidden inside the primary figure."""
+    ct = modality == "ct"
+    groups = {"primary": ~ct | (arco == 0) | (arco >= 2), "ct_stage_I_vs_none": ct & (arco <= 1) & (arco >= 0)}
+    out = {}
+    for name, keep in groups.items():
+        both = len(np.unique(necrosis[keep])) == 2
+        out[name] = {"hips": int(keep.sum()), "necrosis": int(necrosis[keep].sum()),
+                     "auc": float(roc_auc_score(necrosis[keep], score[keep])) if both else float("nan")}
+    return out
+
+
 def early_stages(ficat3: np.ndarray, p: np.ndarray, modality: np.ndarray) -> dict:
     """`ficat3` (Ficat-Arlet 0/I/II, seed 003's task) read from a five-stage network: the hips truly at
     stage 0-II, with the probabilities of stages 0/I/II renormalised (ARCO and Ficat agree up to stage II)."""
@@ -200,6 +214,7 @@ def evaluate(settings, reporter):
     if len(np.unique(y > 0)) == 2:  # necrosis (any stage above 0) vs none, from the class-0 probability
         summary["binary_auc"] = float(roc_auc_score(y > 0, 1.0 - p[:, 0]))
         summary["binary_auc_by_modality"] = auc_by_modality(modality, y > 0, 1.0 - p[:, 0])
+        summary["endpoints"] = necrosis_endpoints(modality, target(table, "arco")[classes >= 0], y > 0, 1.0 - p[:, 0])
         roc_png(y > 0, 1.0 - p[:, 0], out / "roc.png", f"{entry.name}: necrosis vs none")
     if system in ("arco", "ficat") and "ficat" in table:  # also score seed 003's early-stage task
         summary["ficat3"] = early_stages(target(table, "ficat3")[classes >= 0], p, modality)
