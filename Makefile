@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-cv models phantom clean-venv slicer-deps
+.PHONY: demo test bench bench-cv models phantom clean-venv slicer-deps web test-web web-system
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,30 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider Testing
+
+# ONFH Assist Web: Debian's EGL (VTK renders offscreen, no X) and chromium (the browser test), each installed
+# only when dpkg does not list it as installed; then the web extra (trame-slicer, Playwright) into .venv.
+WEB_DEBS := libegl1 libegl-mesa0 libgl1-mesa-dri libgbm1 chromium
+WEB_STAMP := $(VENV)/.installed-web
+
+web-system:
+	@missing="$$(for p in $(WEB_DEBS); do dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  install="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing"; \
+	  $$install || { $$sudo apt-get update -q && $$install; }; \
+	fi
+
+$(WEB_STAMP): $(STAMP)
+	$(PIP) install -e ".[dev,web]"
+	touch $(WEB_STAMP)
+
+web: web-system $(WEB_STAMP)  # serves on 127.0.0.1 (a free port, printed); `.venv/bin/onfh web --help` for more
+	$(VENV)/bin/onfh web
+
+test-web: web-system $(WEB_STAMP)  # the browser test: fails (never skips) when something it needs is missing
+	ONFH_WEB_REQUIRED=1 $(PY) -m pytest -q -p no:cacheprovider Testing/test_web.py
 
 bench: $(STAMP)
 	$(VENV)/bin/onfh bench

@@ -1,6 +1,7 @@
 """ONFH Assist: the clinical module. Thin Slicer shell; the science lives in ONFHAssistLib."""
 import importlib
 import importlib.util
+import json
 import shutil
 import sys
 import tempfile
@@ -444,6 +445,7 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
     def poll(self):
         """(new log messages, latest progress fraction or None, final status or None while running); loads
         the results into the scene when the child succeeds."""
+        from ONFHAssistLib.analysis.findings import summary_text
         from ONFHAssistLib.slicer import mrml
         messages, fraction = [], None
         for event in self.job.drain():
@@ -463,6 +465,8 @@ class ONFHAssistLogic(ScriptedLoadableModuleLogic):
             self.report, self.analysis_dir = self.out / "report.html", self.out
             status = ("Done: segmentation, attention and Grad-CAM maps, femoral-head ROIs, the results table and the "
                       f"survival chart are in the scene; report and files kept in {self.out}.")
+            analysis = json.loads((self.out / "analysis.json").read_text(encoding="utf-8"))
+            status = summary_text(analysis) + "\n\n" + status  # the key findings first, in the report's words
         self._clean()
         return messages, fraction, status
 

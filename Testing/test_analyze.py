@@ -180,11 +180,27 @@ def test_report_is_self_contained_and_carries_the_banner(demo):
 def test_user_grades_override_predicted_ones(analyzer, tmp_path, demo):
     analysis, _ = demo
     lesion = next(h["side"] for h in analysis["hips"] if h["risk"])
-    given = {lesion: {"jic_stage": 4, "jic_type": "C2", "arco": 4, "steinberg": 5, "ficat": 4}}
+    given = {lesion: {"jic_stage": 1, "jic_type": "C2", "arco": 1, "steinberg": 1, "ficat": 1}}
     other = analyzer.analyze(demo_case.image_path(), tmp_path, grades=given)
     risk = _hips(other)[lesion]["risk"]
     assert risk["grades_source"] == "user" and risk["grades_used"]["jic_type"] == "C2"
+    assert _hips(other)[lesion]["grades"] == {"used": given[lesion], "source": "user", "given": sorted(given[lesion]),
+                                              "collapse": []}
     assert risk["score"] != _hips(analysis)[lesion]["risk"]["score"]  # the given grades reached the model
+
+
+def test_a_hip_given_a_collapse_stage_gets_no_risk(analyzer, tmp_path, demo):
+    """Issue 22: the risk model is for pre-collapse ONFH; ARCO III given for the lesion hip (the others still
+    predicted) withholds the risk in analysis.json with the reason, and every text says collapse is present."""
+    analysis, _ = demo
+    lesion = next(h["side"] for h in analysis["hips"] if h["risk"])
+    other = analyzer.analyze(demo_case.image_path(), tmp_path, grades={lesion: {"arco": 3}})
+    validate(other)
+    hip = _hips(other)[lesion]
+    assert hip["risk"] is None and hip["grades"]["collapse"] == ["arco"] and hip["grades"]["source"] == "mixed"
+    assert hip["risk_note"].startswith("collapse already present (ARCO III, given): no collapse risk is given")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "collapse already present — ARCO III (given)" in page and "collapse by 1 / 3 / 5 years" not in page
 
 
 def test_corrupted_weights_stop_with_a_checksum_message(tmp_path, capsys):
@@ -209,7 +225,8 @@ def test_batch_goes_past_a_bad_scan_and_lists_it(tmp_path, capsys):
     assert code == 2
     assert "broken" in capsys.readouterr().err
     rows = (tmp_path / "out" / "cohort.csv").read_text(encoding="utf-8").strip().splitlines()
-    assert len(rows) == 3 and all(r.startswith("good,") for r in rows[1:])
+    assert len(rows) == 5 and [r.split(",")[:3] for r in rows[1:]] == [  # the failed scan's hips too
+        ["broken", "R", "failed"], ["broken", "L", "failed"], ["good", "R", "lesion"], ["good", "L", "none"]]
     assert (tmp_path / "out" / "good" / "report.html").exists() and not (tmp_path / "out" / "broken").exists()
 
 

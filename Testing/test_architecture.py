@@ -77,6 +77,20 @@ def test_nothing_below_imports_cli():
     assert offenders(everything, [f"{PACKAGE}.cli"]) == []
 
 
+def test_web_room_imports_only_what_it_may_and_only_cli_imports_it():
+    """ONFH Assist Web is a room of its own on top: it shows analyses (analysis/), through the scene bridge
+    (slicer/), run as children (jobs, progress); it reaches Slicer's core only through trame-slicer and mrml."""
+    web = imports_of("web")
+    assert web, "the web room is empty"
+    ours = {name for names in web.values() for name in names if name.startswith(f"{PACKAGE}.")}
+    allowed = [f"{PACKAGE}.{r}" for r in ("web", "analysis", "slicer", "jobs", "progress")]
+    assert sorted(n for n in ours if not any(n == a or n.startswith(a + ".") for a in allowed)) == []
+    assert offenders(web, ["slicer", "vtk", "vtkmodules", "qt", "ctk", "torch"]) == []
+    others = {module_name(p): imported_modules(p) for p in lib_files()
+              if not module_name(p).startswith(f"{PACKAGE}.web") and module_name(p) != f"{PACKAGE}.cli"}
+    assert offenders(others, [f"{PACKAGE}.web"]) == []
+
+
 def test_model_store_knows_nothing_of_training():
     assert offenders({"store": imported_modules(LIB / "models" / "store.py")}, [f"{PACKAGE}.training"]) == []
 
@@ -91,6 +105,6 @@ def test_only_the_slicer_room_and_module_files_import_slicer_qt_ctk():
 
 
 def test_every_room_says_what_it_owns():
-    for room in ("imaging", "phantom", "analysis", "survival", "models", "training", "slicer"):
+    for room in ("imaging", "phantom", "analysis", "survival", "models", "training", "slicer", "web"):
         doc = ast.get_docstring(ast.parse((LIB / room / "__init__.py").read_text(encoding="utf-8")))
         assert doc and len(doc.split()) >= 15, f"{room}/__init__.py needs a docstring"

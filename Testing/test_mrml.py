@@ -97,8 +97,10 @@ def test_load_analysis_builds_every_node_with_provenance(tmp_path):
     table = nodes["table"].GetTable()
     assert table.GetNumberOfRows() == 2
     column = {table.GetColumnName(c): c for c in range(table.GetNumberOfColumns())}
-    assert table.GetValue(0, column["necrotic_ratio"]).ToString() == "0.210"
-    assert table.GetValue(0, column["collapse_36m"]).ToString() == "0.300"
+    assert list(column)[:3] == ["side", "finding", "confidence"]  # the key finding first, in the report's words
+    assert table.GetValue(1, column["finding"]).ToString() == "Left hip: not found: prosthesis: metal in the joint"
+    assert table.GetValue(0, column["necrotic_ratio"]).ToString() == "21.0 %"
+    assert table.GetValue(0, column["collapse_36m"]).ToString() == "30 %"
     assert table.GetValue(1, column["found"]).ToString() == "no"
     assert table.GetValue(1, column["note"]).ToString() == analysis["hips"][1]["reason"]
     assert table.GetValue(0, column["reliability"]).ToString() == (

@@ -66,50 +66,30 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--modality", choices=["mr_t1", "ct", "mixed"], default="mr_t1")
     ph.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"))
     ph.add_argument("--spacing", type=float, nargs="+", metavar="MM", help="one value or three (x y z)")
+    ph.add_argument("--preset", choices=["default", "seed000"], default="default",
+                    help="seed000: seed 000's pre-collapse population with clinicians' grades (README, Data)")
     _add_progress(ph)
 
     ds = sub.add_parser("dataset", help="validate a dataset folder or add a case to it")
     ds_sub = ds.add_subparsers(dest="action", required=True, parser_class=_Parser)
     val = ds_sub.add_parser("validate", help="print a summary and every problem; exit 2 on any error")
-    val.add_argument("dir", type=Path)
-    val.add_argument("--folds", type=int, default=0, help="also show the patient-grouped fold sizes")
+    val.add_argument("dir", type=Path, help="dataset folder")
+    val.add_argument("--folds", type=int, default=0, help="also show the patient-grouped fold sizes (default: 0, none)")
     val.add_argument("--json", action="store_true", help="print the report as JSON")
     add = ds_sub.add_parser("add", help="add one scan (image, optional label map, hip rows) atomically")
-    add.add_argument("dir", type=Path)
-    add.add_argument("--image", required=True, type=Path)
-    add.add_argument("--label", type=Path)
-    add.add_argument("--patient", required=True)
+    add.add_argument("dir", type=Path, help="dataset folder (created with dataset.json on the first add)")
+    add.add_argument("--image", required=True, type=Path, help="the scan (NIfTI, NRRD, MHA or a DICOM folder)")
+    add.add_argument("--label", type=Path,
+                     help="its corrected label map on the same grid (0 background, 1 pelvis, 2 femur, 3 necrosis)")
+    add.add_argument("--patient", required=True, help="patient id (letters, digits, _ . -); folds group by it")
     add.add_argument("--side", action="append", required=True, metavar="SIDE[:key=value,...]",
-                     help="e.g. R:time_months=24,event=1,jic_stage=2 (repeat for each hip)")
+                     help="one hip: R or L, then its outcome, grades and head centre, e.g. R:time_months=24,event=1,"
+                          "arco=II (repeat for each hip; grades as printed, roman or arabic). Without "
+                          "head_x,head_y,head_z (LPS mm) the centre is found by the localiser")
+    add.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                     help="where the localiser runs when a head centre is to be found (default: auto)")
 
-    for verb, helptext in (("train", "train a model on a dataset folder"),
-                           ("evaluate", "evaluate a model on a dataset folder (per-case CSV + summary)"),
-                           ("cv", "patient-level cross-validation")):
-        p = sub.add_parser(verb, help=helptext)
-        p.add_argument("task", choices=sorted(TASKS))
-        p.add_argument("--data", required=True, type=Path)
-        p.add_argument("--out", type=Path, help="output folder (default out/<verb>/<task>)")
-        p.add_argument("--epochs", type=_int_at_least(1), help="default: the task's own")
-        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-        p.add_argument("--seed", type=_int_at_least(0), default=0)
-        p.add_argument("--system", help="staging grading system (ficat3, ficat, arco, jic_stage, binary)")
-        p.add_argument("--preset", help="model size preset (e.g. cpu, paper)")
-        p.add_argument("--batch-size", type=_int_at_least(1))
-        p.add_argument("--lr", type=_positive_float)
-        p.add_argument("--alpha", type=float, help="SRANet: weight of the classification loss (1 = no structure term)")
-        p.add_argument("--guidance", type=float,
-                       help="SRANet: weight of the attention-mass-on-lesion term (default 0.5; 0 = seed 001's loss)")
-        p.add_argument("--folds", type=_int_at_least(2), default=5,
-                       help="cv: number of folds; train: 1/FOLDS of the patients is held out for validation")
-        p.add_argument("--model", help="model folder, name or name@version (evaluate)")
-        p.add_argument("--init", metavar="MODEL", help="train segmentation|staging|sranet starting from this model's weights")
-        p.add_argument("--models", default="all", help="comma-separated model rows for cv, or all")
-        p.add_argument("--no-resume", dest="resume", action="store_false")
-        p.add_argument("--overwrite", action="store_true",
-                       help="train/cv: replace a run in --out that was started with other arguments")
-        p.add_argument("--parallel-folds", type=int, default=1, metavar="N", help="cv: run N folds at once as child processes")
-        p.add_argument("--fold", type=int, help=argparse.SUPPRESS)  # cv: one fold only (a --parallel-folds child)
-        _add_progress(p)
+    _add_task_parsers(sub)
 
     models = sub.add_parser("models", help="list, verify, import, publish or export model folders")
     m_sub = models.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -160,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--sides", nargs="+", choices=["R", "L"], default=["R", "L"],
                     help="hips to analyse (default both); the other side is neither segmented nor reported")
     an.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    an.add_argument("--anonymise", "--anonymize", action="store_true",
+                    help="leave the patient's name, ID and birth date, the study date, accession number and series "
+                         "description out of everything written (analysis.json, reports, DICOM SEG/SR); sex and "
+                         "UIDs are kept")
+    an.add_argument("--no-dicom", dest="dicom", action="store_false",
+                    help="for a DICOM series input, skip the DICOM SEG and SR (dicom/seg.dcm, dicom/sr.dcm)")
     _add_progress(an)
 
     info = sub.add_parser("info", help="torch, device and installed models (what the panels show)")
@@ -169,11 +155,88 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("out/demo"))
     demo.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     _add_progress(demo)
+
+    web = sub.add_parser("web", help="the demo in a browser: serve the ONFH Assist Web page (needs the web extra)")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on; 0.0.0.0 only on a booth network")
+    web.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one, printed)")
+    web.add_argument("--results", type=Path, default=None,
+                     help="folder for the analyses (default: a temporary folder removed when the server stops)")
     return parser
 
 
+TASK_VERBS = {
+    "train": ("train a model on a dataset folder",
+              "Train TASK's network on a dataset folder; the model lands in OUT/model (publish it with `onfh models "
+              "publish`). A rerun with the same arguments resumes from the last finished epoch."),
+    "evaluate": ("evaluate a model on a dataset folder (per-case CSV + summary)",
+                 "Score an installed or trained model on a dataset folder: per_hip.csv and summary.json in OUT."),
+    "cv": ("patient-level cross-validation",
+           "Patient-level cross-validation of TASK (survival: every model row), mean ± sd per metric in "
+           "OUT/table.md. A small cohort is checked first: fewer folds, or a refusal naming the numbers."),
+}
+
+
+def _add_task_parsers(sub) -> None:
+    """`train`, `evaluate` and `cv`, each with the options it reads (its --help lists no other)."""
+    for verb, (summary, description) in TASK_VERBS.items():
+        p = sub.add_parser(verb, help=summary, description=description)
+        p.add_argument("task", choices=sorted(TASKS), help="what to " + ("evaluate" if verb == "evaluate" else verb))
+        p.add_argument("--data", required=True, type=Path,
+                       help="dataset folder: dataset.json, images/, labels/ and hips.csv (see `onfh dataset`)")
+        p.add_argument("--out", type=Path, help=f"output folder (default: out/{verb}/TASK)")
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                       help="auto: CUDA when present (default: auto)")
+        if verb == "evaluate":
+            p.add_argument("--model", help="model folder, name or name@version (default: the newest of TASK)")
+            _add_progress(p)
+            continue
+        p.add_argument("--epochs", type=_int_at_least(1), help="epochs to train (default: the task's own)")
+        p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of splits, batches and weights (default: 0)")
+        p.add_argument("--system", help="staging: grading system, one of ficat3, ficat, arco, jic_stage, binary")
+        p.add_argument("--preset", help="survival: network size preset, cpu or paper (default: cpu)")
+        p.add_argument("--batch-size", type=_int_at_least(1), help="hips per batch (default: the task's own)")
+        p.add_argument("--lr", type=_positive_float, help="learning rate (default: the task's own)")
+        p.add_argument("--alpha", type=float,
+                       help="SRANet: weight of the classification loss, 1 = no structure term (default: 0.9)")
+        p.add_argument("--guidance", type=float,
+                       help="SRANet: weight of the attention-mass-on-lesion term, 0 = seed 001's loss (default: 0.5)")
+        p.add_argument("--no-resume", dest="resume", action="store_false",
+                       help="train from the start even when OUT holds checkpoints of this run")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace a run in OUT that was started with other arguments")
+        if verb == "train":
+            p.add_argument("--folds", type=_folds_or_none, default=None, metavar="FOLDS",
+                           help="hold 1/FOLDS of the patients out to choose the best epoch; 0 = no validation: "
+                                "train on every case for --epochs and keep the last (default: 5, or 0 when the "
+                                "dataset has fewer than 2 patients)")
+            p.add_argument("--no-validation", dest="folds", action="store_const", const=0,
+                           help="the same as --folds 0")
+            p.add_argument("--init", metavar="MODEL",
+                           help="segmentation, staging, sranet: start from this model's weights (fine-tuning)")
+            p.add_argument("--name", help="name of the trained model (default: TASK-<dataset name>)")
+        else:
+            p.add_argument("--folds", type=_int_at_least(2), default=5, help="number of patient-grouped folds (default: 5)")
+            p.add_argument("--models", default="all",
+                           help="survival: comma-separated model ids, e.g. tri-stream,cox-grades; a wrong id is "
+                                "answered with the list (default: all)")
+            p.add_argument("--parallel-folds", type=_int_at_least(1), default=1, metavar="N",
+                           help="run N folds at once as child processes (default: 1)")
+            p.add_argument("--fold", type=int, help=argparse.SUPPRESS)  # one fold only (a --parallel-folds child)
+        _add_progress(p)
+
+
+def _folds_or_none(text: str) -> int:
+    """argparse type for `train --folds`: 0 (no validation) or at least 2."""
+    value = _int_at_least(0)(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError("must be 0 (no validation) or at least 2 (got 1)")
+    return value
+
+
 def _add_progress(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--progress", choices=["bar", "jsonl", "none"], default="bar")
+    p.add_argument("--progress", choices=["bar", "jsonl", "none"], default="bar",
+                   help="bar: a progress bar for people; jsonl: one JSON object per line on stdout (the Slicer "
+                        "panels); none (default: bar)")
 
 
 def cmd_phantom(args) -> int:
@@ -188,7 +251,8 @@ def cmd_phantom(args) -> int:
 
     reporter = make_reporter(args.progress)
     start = time.perf_counter()
-    out = write_cohort(args.out, args.patients, args.seed, args.modality, args.shape, args.spacing, reporter)
+    out = write_cohort(args.out, args.patients, args.seed, args.modality, args.shape, args.spacing, reporter,
+                       args.preset)
     reporter.result("phantom", dataset=str(out), seconds=round(time.perf_counter() - start, 2))
     return 0
 
@@ -197,13 +261,24 @@ def cmd_dataset(args) -> int:
     from . import dataset
 
     if args.action == "add":
-        scan = dataset.add_case(args.dir, args.image, args.label, args.patient, [dataset.parse_side(s) for s in args.side])
-        print(f"added {scan} to {args.dir}")
+        known = dataset.side_keys(args.dir)
+        rows = [dataset.parse_side(s, known) for s in args.side]
+        from .training.head_centres import fill_centres
+
+        found = fill_centres(args.image, args.label, rows, args.device)  # training crops around them, as the panel's rows do
+        scan = dataset.add_case(args.dir, args.image, args.label, args.patient, rows)
+        centres = "; ".join(f"{r['side']} head centre ({r['head_x']}, {r['head_y']}, {r['head_z']}) mm found by the "
+                            "localiser" for r in rows if r["side"] in found)
+        print(f"added {scan} to {args.dir}" + (f" ({centres})" if centres else ""))
         return 0
     report = dataset.validate(args.dir)
     if args.folds and report.ok:
         folds = dataset.patient_folds(dataset.read_hips(args.dir), args.folds)
         report.summary["patients_per_fold"] = [sum(1 for f in folds.values() if f == k) for k in range(args.folds)]
+        from .training.survival_plan import survival_warning
+
+        survival = survival_warning(dataset.read_hips(args.dir), args.folds)  # what cv survival would do
+        report.warnings += [survival] if survival else []
     if args.json:
         print(json.dumps({"summary": report.summary, "errors": report.errors, "warnings": report.warnings}, indent=2))
     else:
@@ -238,20 +313,10 @@ def _model_choices(items: list[str]) -> dict[str, str]:
 
 
 def _print_analysis(analysis: dict) -> None:
-    from .analysis.results import stage_text
+    """Per hip the key finding, then its confidence line indented (the words of the report's first box)."""
+    from .analysis.findings import summary_text
 
-    for hip in sorted(analysis["hips"], key=lambda h: h["side"] != "R"):
-        if not hip["found"]:
-            print(f"{hip['side']} hip: not analysed ({hip['reason']})")
-            continue
-        parts = [f"head r {hip['radius_mm']:.1f} mm", f"necrotic ratio {hip['necrotic_ratio']:.3f}"]
-        parts += [f"{system} {stage_text(stage)}" for system, stage in list(hip["stage"].items())[:1]]
-        if hip["sranet"]:
-            parts.append(f"SRANet P(necrosis) {hip['sranet']['probability']:.2f}")
-        risk = hip["risk"]
-        parts.append(f"{risk['group']} risk, collapse by 3 y {risk['collapse_probability']['36']:.0%}" if risk
-                     else hip["risk_note"])
-        print(f"{hip['side']} hip: " + "; ".join(parts))
+    print(summary_text(analysis))
 
 
 def cmd_analyze(args) -> int:
@@ -270,7 +335,8 @@ def cmd_analyze(args) -> int:
         io.check_scan(scans[0])
     reporter = make_reporter(args.progress)
     human = args.progress != "jsonl"  # stdout belongs to the JSON lines then
-    analyzer = Analyzer(args.device, _model_choices(args.models), reporter, tuple(dict.fromkeys(args.sides)))
+    analyzer = Analyzer(args.device, _model_choices(args.models), reporter, tuple(dict.fromkeys(args.sides)),
+                        args.anonymise, args.dicom)
     if len(scans) == 1:
         analysis = analyzer.analyze(scans[0], args.out, args.modality, grades)
         reporter.result("analyze", out=str(args.out), report=str(args.out / analysis["files"]["report"]))
@@ -309,6 +375,7 @@ def cmd_demo(args) -> int:
     set the results beside the phantom's truth."""
     from .analysis.pipeline import Analyzer
     from .progress import make_reporter
+    from .analysis.findings import grade_text, percent_text
     from .slicer import demo_case
 
     analysis = Analyzer(args.device, reporter=make_reporter(args.progress)).analyze(demo_case.image_path(), args.out)
@@ -316,8 +383,10 @@ def cmd_demo(args) -> int:
     truth = {row["side"]: row for row in demo_case.truth()}
     for hip in analysis["hips"]:
         t = truth[hip["side"]]
-        print(f"{hip['side']} truth: head r {t['head_radius_mm']:.1f} mm, necrotic ratio {t['necrotic_ratio']:.3f}, "
-              f"ARCO {t['arco']}, JIC type {t['jic_type']}")
+        lesion = f"lesion {percent_text(t['necrotic_ratio'])} of the head" if t["necrotic_ratio"] else "no lesion"
+        where = f", {grade_text('jic_type', t['jic_type'])}" if t["jic_type"] != "none" else ""
+        print(f"{hip['side']} truth (phantom): {lesion}, {grade_text('arco', t['arco'])}{where}; "
+              f"head r {t['head_radius_mm']:.1f} mm")
     print(f"demo finished in {analysis['timings_s']['total']:.1f} s; open {(args.out / 'report.html').resolve()}")
     return 0
 
@@ -374,26 +443,24 @@ INIT_TASKS = ("segmentation", "staging", "sranet")  # recipes that read TrainSet
 
 
 def cmd_task(args) -> int:
-    """`onfh train|evaluate|cv TASK`: hand the shared settings to the task's recipe."""
-    if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:
+    """`onfh train|evaluate|cv TASK`: hand the settings to the task's recipe (options a verb lacks keep the
+    defaults of TrainSettings)."""
+    given = {key: getattr(args, key) for key in ("epochs", "seed", "system", "preset", "batch_size", "lr", "alpha",
+                                                 "guidance", "folds", "model", "init", "models", "resume",
+                                                 "parallel_folds", "fold", "name") if hasattr(args, key)}
+    settings = TrainSettings(task=args.task, data=args.data, out=args.out or Path("out") / args.command / args.task,
+                             device=args.device, **given)
+    if settings.alpha is not None and not 0.0 <= settings.alpha <= 1.0:
         raise InputError("--alpha must lie between 0 and 1 (1 = no structure term).")
-    if args.guidance is not None and args.guidance < 0:
+    if settings.guidance is not None and settings.guidance < 0:
         raise InputError("--guidance must be 0 or more (0 = no attention-mass term).")
-    if args.init and (args.command != "train" or args.task not in INIT_TASKS):
+    if settings.init and args.task not in INIT_TASKS:
         raise InputError(f"--init works with `train {' or train '.join(INIT_TASKS)}` only.")
     if not args.data.is_dir():
         raise InputError(f"{args.data}: no such dataset folder.")
-    if args.parallel_folds < 1 or not 0 <= (args.fold or 0) < args.folds:
-        raise InputError("--parallel-folds must be at least 1 and --fold between 0 and --folds - 1.")
-    if (args.parallel_folds > 1 or args.fold is not None) and args.command != "cv":
-        raise InputError(f"--parallel-folds is for 'onfh cv', not '{args.command}'.")
+    if settings.fold is not None and not 0 <= settings.fold < settings.folds:
+        raise InputError("--fold must lie between 0 and --folds - 1.")
     resolve_device(args.device)
-    settings = TrainSettings(task=args.task, data=args.data, out=args.out or Path("out") / args.command / args.task,
-                             epochs=args.epochs, device=args.device, seed=args.seed, system=args.system,
-                             preset=args.preset, batch_size=args.batch_size, lr=args.lr, alpha=args.alpha,
-                             guidance=args.guidance, folds=args.folds,
-                             model=args.model, init=args.init, models=args.models, resume=args.resume,
-                             parallel_folds=args.parallel_folds, fold=args.fold)
     module = recipe(args.task)
     if not hasattr(module, args.command):
         raise InputError(f"'{args.command}' is not available for {args.task}.")
@@ -405,7 +472,7 @@ def cmd_task(args) -> int:
                          + (" (--parallel-folds N runs folds side by side)." if args.command == "cv" else "."))
     job = distributed.init_from_env(args.device)
     new_folder = False
-    if args.command in ("train", "cv") and args.fold is None:  # a --fold child runs in its parent's folder
+    if args.command in ("train", "cv") and settings.fold is None:  # a --fold child runs in its parent's folder
         if job.primary:
             new_folder = run_folder.claim(args.command, settings, args.overwrite)
         distributed.barrier(job)
@@ -420,7 +487,10 @@ def cmd_task(args) -> int:
         raise
     finally:
         distributed.shutdown()
-    reporter.result(args.command, task=args.task, **(result if isinstance(result, dict) else {}))
+    reporter.result(args.command, task=args.task, **{"out": str(settings.out), **(result if isinstance(result, dict) else {})})
+    if args.progress != "jsonl" and job.primary:  # stdout belongs to the JSON lines then
+        model = result.get("model") if isinstance(result, dict) else None
+        print(f"{args.command} {args.task}: wrote {settings.out.resolve()}" + (f"; model: {model}" if model else ""))
     return 0
 
 
@@ -441,8 +511,23 @@ def cmd_segment(args) -> int:
     return 0
 
 
+def cmd_web(args) -> int:
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port {args.port}: choose 0 (a free port) or a port between 1 and 65535.")
+    try:
+        from .web.app import serve
+    except ImportError as exc:
+        raise InputError(f"the web demo needs its extra ({exc.name} is missing): run `make web` or "
+                         "`pip install -e .[web]`.") from exc
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: serving on {args.host}: anyone on this network can open the page and run analyses; "
+              "use it only on a closed booth network.", file=sys.stderr)
+    serve(args.host, args.port, args.results)
+    return 0
+
+
 COMMANDS = {"analyze": cmd_analyze, "info": cmd_info, "phantom": cmd_phantom, "segment": cmd_segment, "dataset": cmd_dataset, "demo": cmd_demo,
-            "models": cmd_models, "bench": cmd_bench, "train": cmd_task, "evaluate": cmd_task, "cv": cmd_task}
+            "models": cmd_models, "bench": cmd_bench, "train": cmd_task, "evaluate": cmd_task, "cv": cmd_task, "web": cmd_web}
 
 
 # The place the user named cannot take the output: bad input, not a bug (EDQUOT does not exist on Windows).

@@ -6,6 +6,7 @@ running alongside never sees a torn file.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -177,6 +178,8 @@ def _check_outcome(row: dict, at: str) -> list[str]:
     time, event = row["time_months"], row["event"]
     if time == "" and event == "":
         return []  # outcome unknown: usable for segmentation and staging, not survival
+    if time == "" or event == "":
+        return [f"{at}: give time_months and event together (or neither, when the outcome is not known)."]
     problems = []
     try:
         t = float(time)
@@ -303,18 +306,64 @@ def patient_folds(table: pd.DataFrame, n_folds: int, seed: int = 0) -> dict[str,
     return folds
 
 
-def parse_side(text: str) -> dict:
-    """A hip row from 'R:time_months=24,event=1,jic_stage=2' (`onfh dataset add --side`, the panel's fields)."""
+ROMAN = {"I": "1", "II": "2", "III": "3", "IV": "4", "V": "5", "VI": "6"}  # grades as reports print them
+SIDE_KEYS = ("time_months", "event", *GRADE_CODES, "head_x", "head_y", "head_z", "modality", "bme")
+
+
+def grade_code(key: str, value: str) -> str:
+    """A grade as hips.csv stores it, from the way it is printed: 'II' or 'ii' -> '2', 'c1' -> 'C1', 'NONE' -> 'none'."""
+    text = value.strip()
+    if key == "jic_type":
+        return "none" if text.lower() == "none" else text.upper()
+    return ROMAN.get(text.upper(), text)
+
+
+def side_keys(root: str | Path) -> tuple[str, ...]:
+    """The keys `--side` accepts for a dataset: outcome, grades, head centre, modality, and any clinical column its
+    hips.csv already has."""
+    path = Path(root) / "hips.csv"
+    header = path.read_text(encoding="utf-8").splitlines()[:1] if path.is_file() else []
+    columns = [c.strip() for c in header[0].split(",")] if header else []
+    return tuple(dict.fromkeys([*SIDE_KEYS, *(c for c in columns if c and c not in ("patient_id", "scan_id", "side"))]))
+
+
+def _unknown_key(key: str, known: tuple[str, ...]) -> str:
+    near = [k for k in known if k.startswith(key)] or difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    return f"unknown key {key!r}{f' (did you mean {near[0]!r}?)' if near else ''}; known keys: {', '.join(known)}"
+
+
+def parse_side(text: str, known: tuple[str, ...] = SIDE_KEYS, what: str = "--side") -> dict:
+    """A hip row from 'R:time_months=24,event=1,jic_stage=2' (`onfh dataset add --side`, the panel's fields),
+    checked here so that a problem is told against the text the user typed (`what` names where it was typed):
+    unknown keys (with a did-you-mean), outcome and grade codes; grades may be written as printed ('arco=II')."""
     side, _, rest = text.partition(":")
+    at = f"{what} {text!r}"
     if side not in ("L", "R"):
-        raise InputError(f"--side {text!r}: must start with L or R.")
+        raise InputError(f"{at}: must start with L or R (the hip's side), e.g. R:time_months=24,event=1.")
     row = {"side": side, "time_months": "", "event": ""}
     for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
+        key, eq, value = (part.strip() for part in item.partition("="))
         if not eq:
-            raise InputError(f"--side {text!r}: expected key=value pairs after the side.")
-        row[key.strip()] = value.strip()
+            raise InputError(f"{at}: expected key=value pairs after the side, found {item!r}.")
+        if key not in known:
+            raise InputError(f"{at}: {_unknown_key(key, known)}.")
+        row[key] = grade_code(key, value) if key in GRADE_CODES else value
+    problems = _check_outcome(row, at)
+    problems += [f"{at}: {key} {row[key]!r} is not one of {sorted(codes)} (roman numerals are read too)."
+                 for key, codes in GRADE_CODES.items() if row.get(key, "") not in ("", *codes)]
+    for key in ("head_x", "head_y", "head_z"):
+        if row.get(key, "") != "" and not _finite(row[key]):
+            problems.append(f"{at}: {key} {row[key]!r} is not a number (LPS millimetres).")
+    if problems:
+        raise InputError(problems[0])
     return row
+
+
+def _finite(text: str) -> bool:
+    try:
+        return bool(np.isfinite(float(text)))
+    except ValueError:
+        return False
 
 
 def rows_from_analysis(analysis: dict, entries: dict[str, str]) -> list[dict]:
@@ -324,7 +373,8 @@ def rows_from_analysis(analysis: dict, entries: dict[str, str]) -> list[dict]:
     for hip in analysis["hips"]:
         if not hip["found"]:
             continue
-        row = parse_side(f"{hip['side']}:{entries.get(hip['side'], '').replace(' ', '')}")
+        row = parse_side(f"{hip['side']}:{entries.get(hip['side'], '').replace(' ', '')}",
+                         what=f"the {hip['side']} hip's outcome and grades")
         row.update(zip(("head_x", "head_y", "head_z"), (f"{v:.2f}" for v in hip["center_lps"])))
         rows.append(row)
     if not rows:

@@ -81,29 +81,36 @@ class Job:
         if self.process is None or self.process.poll() is not None:
             return
         try:
-            import psutil
+            import psutil  # noqa: F401  (installed on first use in Slicer)
         except ImportError:  # before the first-use install: only the child itself can be stopped
             self.process.kill()
             self.wait(timeout=grace_seconds)
             return
-        try:
-            parent = psutil.Process(self.process.pid)
-            tree = parent.children(recursive=True) + [parent]
-        except psutil.NoSuchProcess:
-            return
-        for proc in tree:
-            try:
-                proc.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(tree, timeout=grace_seconds)
-        for proc in alive:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=grace_seconds)
+        stop_process_tree(self.process.pid, grace_seconds)
         self.wait(timeout=grace_seconds)
+
+
+def stop_process_tree(pid: int, grace_seconds: float = 5.0) -> None:
+    """Terminate a process and all its descendants, by PID; kill those still alive after the grace period."""
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        tree = parent.children(recursive=True) + [parent]
+    except psutil.NoSuchProcess:
+        return
+    for proc in tree:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=grace_seconds)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=grace_seconds)
 
 
 def onfh_command(args: list[str], python: str | None = None) -> list[str]:

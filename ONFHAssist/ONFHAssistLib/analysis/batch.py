@@ -12,7 +12,11 @@ import SimpleITK as sitk
 from ..atomic import atomic_write_text
 from ..errors import InputError
 from ..imaging import io
-from .results import COHORT_COLUMNS, cohort_rows
+from .findings import key_findings
+
+COLUMNS = ("scan", "side", "kind", "finding", "found", "reason", "radius_mm", "head_ml", "necrosis_ml",
+           "necrotic_ratio", "necrotic_angle_deg", "arco_stage", "p_stage", "sranet_probability", "risk_score",
+           "risk_group", "collapse_12m", "collapse_36m", "collapse_60m", "grades_source")
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
@@ -46,6 +50,32 @@ def _refuse_same_names(scans: list[Path], names: list[str]) -> None:
         first[name] = path
 
 
+def cohort_rows(scan: str, analysis: dict) -> list[dict]:
+    """One `cohort.csv` row per hip of an analysis, its key finding first."""
+    rows = []
+    for hip, finding in zip(sorted(analysis["hips"], key=lambda h: h["side"] != "R"), key_findings(analysis)):
+        arco = hip["stage"].get("arco") or {}
+        risk = hip.get("risk") or {}
+        collapse = risk.get("collapse_probability", {})
+        volumes = hip.get("volumes_ml") or {}
+        rows.append({"scan": scan, "side": hip["side"], "kind": finding["kind"], "finding": finding["sentence"],
+                     "found": hip["found"], "reason": hip["reason"],
+                     "radius_mm": hip["radius_mm"], "head_ml": volumes.get("head"), "necrosis_ml": volumes.get("necrosis"),
+                     "necrotic_ratio": hip["necrotic_ratio"], "necrotic_angle_deg": hip["necrotic_angle_deg"],
+                     "arco_stage": arco.get("label"), "p_stage": (arco.get("probabilities") or {}).get(arco.get("label")),
+                     "sranet_probability": (hip.get("sranet") or {}).get("probability"),
+                     "risk_score": risk.get("score"), "risk_group": risk.get("group"),
+                     "collapse_12m": collapse.get("12"), "collapse_36m": collapse.get("36"),
+                     "collapse_60m": collapse.get("60"), "grades_source": (hip.get("grades") or {}).get("source")})
+    return rows
+
+
+def failed_rows(scan: str, sides, reason: str) -> list[dict]:
+    """The `cohort.csv` rows of a scan that could not be analysed: one per hip asked for, with the reason."""
+    return [{"scan": scan, "side": side, "kind": "failed", "finding": f"scan not analysed: {reason}", "found": "",
+             "reason": reason} for side in sorted(sides, key=lambda s: s != "R")]
+
+
 @dataclass
 class BatchResult:
     analyses: dict[str, dict] = field(default_factory=dict)
@@ -53,7 +83,8 @@ class BatchResult:
 
 
 def run_batch(analyzer, scans: list[Path], out: Path, modality: str, grades: dict | None) -> BatchResult:
-    """Analyse every scan into out/<scan name>/ and write out/cohort.csv; a bad scan is recorded, not fatal."""
+    """Analyse every scan into out/<scan name>/ and write out/cohort.csv (a row per hip asked for, a failed
+    scan's rows with its reason, in input order); a bad scan is recorded, not fatal."""
     result = BatchResult()
     names = [scan_name(p) for p in scans]
     _refuse_same_names(scans, names)
@@ -64,10 +95,11 @@ def run_batch(analyzer, scans: list[Path], out: Path, modality: str, grades: dic
         except InputError as exc:
             result.failures[name] = str(exc)
     buffer = text_io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COHORT_COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
     writer.writeheader()
-    for name, analysis in result.analyses.items():
-        writer.writerows(cohort_rows(name, analysis))
+    for name in names:
+        writer.writerows(cohort_rows(name, result.analyses[name]) if name in result.analyses else
+                         failed_rows(name, analyzer.sides, result.failures[name]))
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "cohort.csv", buffer.getvalue())
     return result

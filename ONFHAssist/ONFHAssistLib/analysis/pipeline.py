@@ -21,10 +21,10 @@ import pandas as pd
 import SimpleITK as sitk
 import torch
 
-from ..atomic import atomic_write_json
+from ..atomic import atomic_path, atomic_write_json
 from ..devices import describe_device, resolve_device
 from ..errors import InputError
-from ..imaging import io
+from ..imaging import dicom_tags, io
 from ..imaging.crops import CropSpec, crop_arrays
 from ..imaging.modality import check_modality
 from ..models import store as modelstore
@@ -33,13 +33,16 @@ from ..models.sranet import patch_map_to_volume
 from ..models.sranet_patches import lesion_patches
 from ..progress import Reporter
 from ..survival.curves import BreslowBaseline
+from . import dicom_export, pdf_report
 from . import grades as user_grades
 from . import ood
 from .grading import decide_stage, grade_codes, lateral_reach_deg, predicted_grades
+from .figures import key_images
 from .hipfinder import SIDES, HipFinding, find_and_segment
 from .maps import crop_map, gradcam_for, on_grid, paste
 from .report import write_report
-from .results import AnalysisResult, HipResult, RiskResult, StageResult, validate
+from .findings import SIDE_NAMES, collapse_note
+from .results import AnalysisResult, HipResult, RiskResult, StageResult, collapse_systems, validate
 from .segment import INFER_SPEC
 
 STAGE_NAMES = {"arco": ("0", "I", "II", "III", "IV"), "ficat": ("0", "I", "II", "III", "IV"),
@@ -88,9 +91,12 @@ def _autocast(device: torch.device):
 
 class Analyzer:
     def __init__(self, device: str = "auto", model_names: dict[str, str | None] | None = None,
-                 reporter: Reporter | None = None, sides: tuple[str, ...] = SIDES):
+                 reporter: Reporter | None = None, sides: tuple[str, ...] = SIDES, anonymise: bool = False,
+                 dicom: bool = True):
         self.device = resolve_device(device)
         self.sides = tuple(sides)  # the hips asked for; the other side is neither segmented nor reported
+        self.anonymise = anonymise  # no name, ID, birth date, accession in anything written (dicom_tags)
+        self.dicom = dicom  # a DICOM SEG and SR beside the results of a DICOM series input
         self.reporter = reporter or Reporter()
         self.model_warnings: list[str] = []
         self.models = load_models(model_names or {}, self.device, self.model_warnings)
@@ -117,7 +123,10 @@ class Analyzer:
         try:
             result = self._analyze(image_path, work, modality, grades)
             (out / "analysis.json").unlink(missing_ok=True)
+            for stale in set(dicom_export.FILES) - set(result["files"].values()):  # another scan's SEG and SR
+                (out / stale).unlink(missing_ok=True)
             for name in [*result["files"].values(), "analysis.json"]:
+                (out / name).parent.mkdir(exist_ok=True)
                 os.replace(work / name, out / name)
             return result
         finally:
@@ -183,8 +192,17 @@ class Analyzer:
                    **io.describe(image)},
             hips=hips, files=files, models=[e.provenance() for e in entries], device=describe_device(self.device),
             timings_s=timings, warnings=warnings, demo_model=demo).to_json()
+        result = {"schema_version": result.pop("schema_version"), "input": result.pop("input"),
+                  **dicom_tags.identity(image_path, self.anonymise), **result}
+        if self.dicom and Path(image_path).is_dir():
+            result["files"].update(self._dicom(result, image_path, label, out))
+            lap("dicom")
+            result["timings_s"]["dicom"] = timings["dicom"]
         survival = self.models.get("survival")
-        write_report(result, image, maps, out / files["report"], survival.card.get("training_km") if survival else None)
+        key_pngs = self._key_images(result, image, maps, modality, out)
+        write_report(result, key_pngs, out / files["report"], survival.card.get("training_km") if survival else None)
+        result["files"]["pdf_report"] = pdf_report.write_pdf(
+            result, out / "report.pdf", [(f"{SIDE_NAMES[side]} hip", png) for side, png in key_pngs.items()]).name
         lap("report")
         result["timings_s"].update(report=timings["report"], total=round(time.perf_counter() - start, 3))
         validate(result)
@@ -221,11 +239,17 @@ class Analyzer:
             self._sranet(hip, image, label, centre, side, modality, attention)
             hip.sranet["attention_file"] = files["attention"]
             lap("sranet")
-        if "survival" not in self.models:
+        predicted = predicted_grades(stage_index, reach) if stage_index is not None else {}
+        used, source = user_grades.merge(predicted, given)
+        if used:
+            hip.grades = {"used": used, "source": source, "given": sorted(given or {}),
+                          "collapse": collapse_systems(used)}
+        if hip.grades and hip.grades["collapse"]:  # the risk model is for pre-collapse ONFH (issue 22)
+            hip.risk_note = collapse_note(hip.grades)
+        elif "survival" not in self.models:
             hip.risk_note = "no collapse risk: no survival model is installed."
         else:
-            predicted = predicted_grades(stage_index, reach) if stage_index is not None else {}
-            self._risk(hip, image, label, centre, side, modality, predicted, given)
+            self._risk(hip, image, label, centre, side, modality, used, source)
             lap("risk")
         return hip
 
@@ -240,8 +264,9 @@ class Analyzer:
         system = model.card["system"]
         names = STAGE_NAMES[system]
         by_name = {names[k]: round(float(p), 5) for k, p in enumerate(probs)}
-        source = model.entry.name if index == int(probs.argmax()) else \
-            f"{model.entry.name}; stage {names[0]} ruled out by the segmented lesion"
+        overruled = f"stage {names[0]} ruled out by the segmented lesion" if index else \
+            f"stage {names[0]} because the segmentation finds no lesion in the head"
+        source = model.entry.name if index == int(probs.argmax()) else f"{model.entry.name}; {overruled}"
         hip.stage[system] = StageResult(names[index], index, by_name, source)
         for derived in DERIVED_SYSTEMS.get(system, ()):
             dnames = STAGE_NAMES[derived]
@@ -266,8 +291,7 @@ class Analyzer:
                       "attention_on_lesion": round(float(weights[on_lesion].sum()), 4) if on_lesion.any() else None}
         paste(attention, crop_map(volume, io.grid_reference(centre, spec.box_mm, spec.spacing_mm)), side, centre, image)
 
-    def _risk(self, hip: HipResult, image, label, centre, side, modality, predicted: dict, given: dict | None) -> None:
-        used, source = user_grades.merge(predicted, given)
+    def _risk(self, hip: HipResult, image, label, centre, side, modality, used: dict, source: str) -> None:
         missing = [k for k in user_grades.GRADE_NAMES if k not in used]
         if missing:
             hip.risk_note = f"no collapse risk: grades {', '.join(missing)} are unknown (give them with --grades)."
@@ -288,6 +312,34 @@ class Analyzer:
         hip.risk = RiskResult(round(score, 5), baseline.group(score),
                               {"months": CURVE_MONTHS.tolist(), "probability": [round(float(s), 5) for s in curve]},
                               {k: round(v, 5) for k, v in baseline.collapse_probability(score).items()}, used, source)
+
+
+    def _key_images(self, result: dict, image: sitk.Image, maps: dict, modality: str, out: Path) -> dict[str, bytes]:
+        """Each found hip's key images (`figures.key_images`), drawn once for the HTML and the PDF report and kept
+        beside them as key_images_<side>.png (named in result["files"])."""
+        pngs = {}
+        for hip in sorted(result["hips"], key=lambda h: h["side"] != "R"):
+            if hip["found"]:
+                pngs[hip["side"]] = png = key_images(image, maps, hip, modality).png
+                result["files"][f"key_images_{hip['side']}"] = name = f"key_images_{hip['side']}.png"
+                with atomic_path(out / name) as tmp:
+                    Path(tmp).write_bytes(png)
+        return pngs
+
+    def _dicom(self, result: dict, series, label: sitk.Image, out: Path) -> dict[str, str]:
+        """The SEG and SR of a DICOM series input (`dicom_export`); a series highdicom cannot derive them from
+        (e.g. slices that do not stack into one volume) costs them, with a warning, not the analysis."""
+        try:
+            sources = dicom_export.source_datasets(series, self.anonymise)
+            dicom_export.write_seg(label, sources, result["models"], out / dicom_export.SEG_FILE)
+            dicom_export.write_sr(result, sources, out / dicom_export.SR_FILE)
+        except ImportError:  # Slicer's Python before the module's dependency install
+            result["warnings"].append("no DICOM SEG and SR were written: highdicom is not installed.")
+            return {}
+        except ValueError as exc:
+            result["warnings"].append(f"no DICOM SEG and SR were written: {exc}")
+            return {}
+        return {"dicom_seg": dicom_export.SEG_FILE, "dicom_sr": dicom_export.SR_FILE}
 
 
 def _ood_stats(entry: modelstore.ModelEntry, warnings: list[str]) -> ood.OODStats | None:

@@ -1,8 +1,7 @@
-"""One self-contained HTML report per scan: slices with overlays, stage bars, survival curve, tables.
+"""One self-contained HTML report per scan: key findings, per-hip tables, stage bars, survival curve, key images.
 
-Images are PNGs embedded as base64, so the file can be mailed or archived on its own. Slices are in
-the radiological convention (patient's right on the viewer's left; axial anterior up, coronal
-superior up), 1 mm pixels, centred on each femoral head.
+Images are PNGs embedded as base64, so the file can be mailed or archived on its own. The key images are
+drawn once by `figures.key_images` and shared with the PDF report.
 """
 from __future__ import annotations
 
@@ -15,15 +14,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
 
-from ..imaging import io  # noqa: E402
 from ..atomic import atomic_write_text  # noqa: E402
-from .figures import LABEL_COLOURS  # noqa: E402
+from .findings import (SIDE_NAMES, SYSTEM_NAMES, grade_lines, grade_text, key_findings,  # noqa: E402
+                       percent_text, probability_text)
 from .results import stage_text, unreliable_text  # noqa: E402
 
-VIEW_MM = 100.0
 HORIZONS = (12, 36, 60)
 
 
@@ -32,43 +28,6 @@ def _png(fig) -> str:
     fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _slice(image: sitk.Image, centre, plane: str, label: bool = False) -> np.ndarray:
-    size = (VIEW_MM, 1.0, VIEW_MM) if plane == "coronal" else (VIEW_MM, VIEW_MM, 1.0)
-    array = sitk.GetArrayFromImage(io.crop_box(image, centre, size, 1.0, label=label, default=0.0 if label else None))
-    return array[:, 0, :] if plane == "coronal" else array[0]
-
-
-def hip_slices_png(image: sitk.Image, maps: dict[str, sitk.Image], hip: dict) -> str:
-    """Axial and coronal slices through one head: segmentation, SRANet attention and Grad-CAM overlays."""
-    overlays = [("segmentation", "labels")] + [(name, key) for name, key in
-                                               (("SRANet attention", "attention"), ("Grad-CAM (stage)", "gradcam"))
-                                               if key in maps]
-    fig, axes = plt.subplots(2, len(overlays), figsize=(3.6 * len(overlays), 7.4), squeeze=False)
-    half = VIEW_MM / 2
-    for row, plane in enumerate(("axial", "coronal")):
-        grey = _slice(image, hip["center_lps"], plane)
-        lo, hi = np.percentile(grey, (1, 99.5))
-        origin = "upper" if plane == "axial" else "lower"
-        for col, (title, key) in enumerate(overlays):
-            ax = axes[row, col]
-            ax.imshow(grey, cmap="gray", vmin=lo, vmax=hi, origin=origin, extent=(-half, half, -half, half))
-            values = _slice(maps[key], hip["center_lps"], plane, label=key == "labels")
-            if key == "labels":
-                ax.imshow(values, cmap=LABEL_COLOURS, vmin=0, vmax=3, origin=origin, interpolation="nearest",
-                          extent=(-half, half, -half, half))
-            else:
-                shown = np.ma.masked_less_equal(values, 1e-6)
-                im = ax.imshow(shown, cmap="inferno", alpha=0.55, origin=origin, extent=(-half, half, -half, half),
-                               vmin=0, vmax=max(float(values.max()), 1e-6))
-                bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-                bar.set_label("attention weight" if key == "attention" else "relative importance", fontsize=8)
-            ax.set_title(f"{plane}: {title}", fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.tight_layout()
-    return _png(fig)
 
 
 def stage_png(hip: dict) -> str | None:
@@ -103,12 +62,13 @@ def survival_png(risk: dict, training_km: dict | None) -> str:
         if training_km and group in training_km:
             km = training_km[group]
             ax.step(km["months"], km["survival"], where="post", color=colour, alpha=0.45, lw=1.2,
-                    label=f"training {group}-risk half (KM, n = {km['n']})")
+                    label=f"training hips, risk {'above' if group == 'high' else 'at or below'} median "
+                          f"(KM, n = {km['n']})")
     months, prob = risk["survival"]["months"], risk["survival"]["probability"]
-    ax.step(months, prob, where="post", color="black", lw=2.2, label=f"this hip ({risk['group']} risk)")
+    ax.step(months, prob, where="post", color="black", lw=2.2, label="this hip")
     marks = [(h, 1.0 - risk["collapse_probability"][str(h)]) for h in HORIZONS]
     ax.plot([h for h, _ in marks], [s for _, s in marks], "o", color="black")
-    ax.text(0.98, 0.97, "collapse by\n" + "\n".join(f"{h // 12} y: {1 - s:.0%}" for h, s in marks),
+    ax.text(0.98, 0.97, "collapse by\n" + "\n".join(f"{h // 12} y: {percent_text(1 - s, 0)}" for h, s in marks),
             transform=ax.transAxes, ha="right", va="top", fontsize=8,
             bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85})
     ax.set_xlim(0, 120)
@@ -125,74 +85,147 @@ def _img(data: str | None, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">' if data else ""
 
 
-def _fmt(value, digits=2) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.{digits}f}" if isinstance(value, float) else html.escape(str(value))
+def _table(rows: list[tuple[str, str | None]]) -> str:
+    """Rows of (label, text), both escaped here ('< 0.01' is text); a row without a value is a section heading."""
+    cells = [f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" if v is not None else
+             f"<tr><th colspan='2' class='section'>{html.escape(k)}</th></tr>" for k, v in rows]
+    return "<table>" + "".join(cells) + "</table>"
 
 
-def _quant_table(hip: dict) -> str:
-    volumes = hip.get("volumes_ml") or {}
-    risk = hip.get("risk") or {}
-    collapse = risk.get("collapse_probability", {})
-    note = unreliable_text(hip)
-    flag = f" <strong class='warn'>{html.escape(note)}</strong>" if note else ""
-    rows = [("head radius (mm)", _fmt(hip["radius_mm"], 1)), ("head volume (ml)", _fmt(volumes.get("head"), 1)),
-            ("necrosis volume (ml)", _fmt(volumes.get("necrosis"), 2)),
-            ("necrotic ratio", _fmt(hip["necrotic_ratio"], 3)), ("necrotic angle (°)", _fmt(hip["necrotic_angle_deg"], 0))]
-    if hip.get("ood"):
-        rows.append(("unlike the training data: score (threshold)",
-                     f"{hip['ood']['score']:.1f} ({hip['ood']['threshold']:.1f})"))
-    rows += [(f"stage ({system})", stage_text(s) + flag) for system, s in hip["stage"].items()]
+def _side(hip: dict) -> str:
+    return f"{SIDE_NAMES[hip['side']]} hip"
+
+
+def key_findings_html(analysis: dict) -> str:
+    """The box a clinician reads first: per hip the key finding, coloured by its flag, and its confidence line."""
+    items = "".join(f"<div class='finding {f['flag']}'><p class='sentence'>{html.escape(f['sentence'])}.</p>"
+                    f"<p class='confidence'>{html.escape(f['confidence'])}</p></div>" for f in key_findings(analysis))
+    return f"<section class='key'><h2>Key findings</h2>{items}</section>"
+
+
+def _risk_rows(hip: dict, training_km: dict | None) -> list[tuple[str, str]]:
+    risk = hip.get("risk")
+    if not risk:
+        return [("Collapse risk", None), ("collapse risk", hip.get("risk_note") or "not computed")]
+    collapse = risk["collapse_probability"]
+    cohort = f"{sum(km['n'] for km in training_km.values())} training hips" if training_km else "the training cohort"
+    where = "above" if risk["group"] == "high" else "at or below"
+    return [("Collapse risk", None),
+            ("collapse by 1 / 3 / 5 years", " / ".join(percent_text(collapse[str(h)], 0) for h in HORIZONS)),
+            ("risk compared with the training cohort", f"{where} the median risk of {cohort}"),
+            ("uncertainty", "no interval: the model gives a point estimate; read it with the confidence line"),
+            ("grades the risk used", ", ".join(grade_text(k, v) for k, v in risk["grades_used"].items() if v != "none")
+             + f" ({risk['grades_source']})")]
+
+
+def _clinical_table(hip: dict, training_km: dict | None) -> str:
+    """Grades as clinicians write them, the lesion's size and place, and the collapse risk."""
+    grades = grade_lines(hip)
+    rows = [("Grades (where each comes from)", None)] if grades else []
+    rows += grades
+    necrosis = (hip.get("volumes_ml") or {}).get("necrosis") or 0.0
+    rows.append(("Lesion", None))
+    if necrosis > 0:
+        rows += [("lesion volume", f"{necrosis:.1f} ml"),
+                 ("lesion share of the head", percent_text(hip["necrotic_ratio"]))]
+        if hip.get("necrotic_angle_deg"):
+            rows.append(("necrotic angle (Kerboul)", f"{hip['necrotic_angle_deg']:.0f}°"))
+    else:
+        rows.append(("lesion", "none segmented in the femoral head"))
+    return _table(rows + _risk_rows(hip, training_km))
+
+
+def _internals(hip: dict) -> str:
+    """What the models said in their own numbers, folded away: for review, not for reading the result."""
+    rows = []
+    for system, stage in list(hip["stage"].items())[:1]:
+        rows.append((f"staging network: {SYSTEM_NAMES.get(system, system)} class probabilities",
+                     " · ".join(f"{k} {probability_text(p)}" for k, p in stage["probabilities"].items())))
+        rows.append(("stage shown", stage_text(stage) + "; " + stage["source"]))
     if hip.get("sranet"):
-        rows.append(("SRANet P(necrosis)", _fmt(hip["sranet"]["probability"], 3)))
-        rows.append(("attention on segmented lesion", _fmt(hip["sranet"]["attention_on_lesion"], 2)))
-    if risk:
-        rows += [("risk score (group)", f"{risk['score']:.2f} ({risk['group']})" + flag)]
-        rows += [(f"collapse by {h // 12} y", f"{collapse[str(h)]:.0%}") for h in HORIZONS]
-        rows.append(("grades used", html.escape(", ".join(f"{k} {v}" for k, v in risk["grades_used"].items()))
-                     + f" ({risk['grades_source']})"))
-    elif hip.get("risk_note"):
-        rows.append(("collapse risk", html.escape(hip["risk_note"])))
-    return "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+        rows.append(("SRANet P(necrosis)", probability_text(hip["sranet"]["probability"])))
+        if hip["sranet"].get("attention_on_lesion") is not None:
+            rows.append(("SRANet attention on the segmented lesion",
+                         percent_text(hip["sranet"]["attention_on_lesion"])))
+    if hip.get("risk"):
+        rows.append(("risk score (Cox log-hazard)", f"{hip['risk']['score']:.2f}"))
+    if hip.get("ood"):
+        ood = hip["ood"]
+        rows.append(("unlike the training data: score (limit)", f"{ood['score']:.1f} ({ood['threshold']:.1f})"))
+    rows.append(("localiser heatmap peak at the head", f"{hip['confidence']:.2f}"))
+    return f"<details><summary>Model internals</summary>{_table(rows)}</details>"
 
 
-def write_report(analysis: dict, image: sitk.Image, maps: dict[str, sitk.Image], path: str | Path,
-                 training_km: dict | None = None) -> Path:
-    """Render the report for one analysed scan and write it atomically."""
+def _hip_details(hip: dict, training_km: dict | None) -> str:
+    parts = [f"<h2>{_side(hip)}</h2>"]
+    if not hip["found"]:
+        return parts[0] + f"<p>Not analysed: {html.escape(hip['reason'])}.</p>"
+    if note := unreliable_text(hip):
+        parts.append(f"<p class='warn'>Stage and risk {html.escape(note)}.</p>")
+    parts += [_clinical_table(hip, training_km), _internals(hip)]
+    return "".join(parts)
+
+
+def _hip_images(hip: dict, key_png: bytes | None, training_km: dict | None) -> str:
+    charts = _img(stage_png(hip), "stage probabilities") + \
+        (_img(survival_png(hip["risk"], training_km), "survival curve") if hip.get("risk") else "")
+    slices = _img(base64.b64encode(key_png).decode("ascii"), f"{hip['side']} hip key images") if key_png else ""
+    return (f"<h3>{_side(hip)}</h3><div class='row'>{charts}</div>"
+            "<p class='caption'>Axial, coronal and sagittal slices through the lesion's centre (the head's when there is "
+            "no lesion), radiological convention with orientation letters; one colour scale per map across the report. "
+            "Yellow pelvis, blue femur, red necrosis.</p>" + slices)
+
+
+def _technical(analysis: dict) -> str:
+    """Geometry, run and model provenance: for checking the analysis, not for reading it."""
+    source = analysis["input"]
+    rows = [("file", source["path"]), ("modality", source["modality"]),
+            ("size (voxels)", " × ".join(map(str, source["size"]))),
+            ("spacing (mm)", " × ".join(f"{v:.2f}" for v in source["spacing_mm"])),
+            ("orientation", source["orientation"]), ("device", analysis["device"]["device"]),
+            ("time", f"{analysis['timings_s']['total']:.1f} s")]
+    for hip in sorted(analysis["hips"], key=lambda h: h["side"] != "R"):
+        if hip["found"]:
+            volumes = hip.get("volumes_ml") or {}
+            rows.append((f"{_side(hip)}: centre (LPS mm), radius, head volume",
+                         f"{[round(v, 1) for v in hip['center_lps']]}, r {hip['radius_mm']:.1f} mm, "
+                         f"{volumes.get('head', 0.0):.1f} ml"))
+    model_rows = "".join(f"<tr><td>{html.escape(m['task'])}</td><td>{html.escape(m['name'])}</td>"
+                         f"<td>{html.escape(m['version'])}</td><td><code>{m['sha256'][:16]}…</code></td></tr>"
+                         for m in analysis["models"])
+    return ("<h2>Technical details</h2>" + _table(rows)
+            + "<h3>Models</h3><table><tr><th>task</th><th>name</th><th>version</th><th>sha256</th></tr>"
+            + model_rows + "</table>")
+
+
+STYLE = ("body{font-family:sans-serif;margin:1.5em;color:#222} .banner{background:#b00020;color:#fff;padding:.6em 1em;"
+         "font-weight:bold} .warn{color:#8a5a00} .caption{font-size:.85em;color:#555} table{border-collapse:collapse;"
+         "margin:.5em 1em .5em 0} th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}"
+         " .row{display:flex;flex-wrap:wrap;align-items:flex-start} img{max-width:100%} .key{border:2px solid #444;"
+         "padding:.2em 1em .6em;margin:1em 0} .finding{border-left:8px solid;padding:.3em .8em;margin:.5em 0}"
+         " .finding p{margin:.2em 0} .sentence{font-size:1.1em;font-weight:bold} .confidence{font-size:.9em}"
+         " .positive{border-color:#b00020;background:#fdecee} .negative{border-color:#2e7d32;background:#edf7ee}"
+         " .not_assessed{border-color:#8a5a00;background:#fff6e0} summary{cursor:pointer;color:#555;font-size:.9em}"
+         " th.section{background:#f0f0f0}")
+
+
+def write_report(analysis: dict, key_pngs: dict[str, bytes], path: str | Path, training_km: dict | None = None) -> Path:
+    """Render the report for one analysed scan and write it atomically: key findings first, then each hip's
+    details (clinical items, model internals folded), the images, and the technical details last."""
     parts = []
     if analysis["demo_model"]:
         parts.append('<div class="banner">Phantom-trained demo model — not for clinical use.</div>')
     source = analysis["input"]
-    parts.append(f"<h1>ONFH Assist report: {html.escape(Path(source['path']).name)}</h1>"
-                 f"<p>{html.escape(source['modality'])}, size {source['size']}, spacing "
-                 f"{[round(s, 2) for s in source['spacing_mm']]} mm, device {html.escape(analysis['device']['device'])}, "
-                 f"{analysis['timings_s']['total']:.1f} s</p>")
-    for warning in analysis["warnings"]:
-        parts.append(f'<p class="warn">{html.escape(warning)}</p>')
-    for hip in sorted(analysis["hips"], key=lambda h: h["side"] != "R"):
-        parts.append(f"<h2>{'Right' if hip['side'] == 'R' else 'Left'} hip</h2>")
-        if not hip["found"]:
-            parts.append(f"<p>Not analysed: {html.escape(hip['reason'])}.</p>")
-            continue
-        if note := unreliable_text(hip):
-            parts.append(f"<p class='warn'>Stage and risk {html.escape(note)}.</p>")
-        parts.append('<div class="row">' + _quant_table(hip) + _img(stage_png(hip), "stage probabilities")
-                     + (_img(survival_png(hip["risk"], training_km), "survival curve") if hip.get("risk") else "")
-                     + "</div>")
-        parts.append("<p class='caption'>Slices through the head centre, 100 mm field, patient's right on the "
-                     "viewer's left (axial: anterior up; coronal: superior up). Yellow pelvis, blue femur, red necrosis."
-                     "</p>" + _img(hip_slices_png(image, maps, hip), f"{hip['side']} hip slices"))
-    model_rows = "".join(f"<tr><td>{html.escape(m['task'])}</td><td>{html.escape(m['name'])}</td>"
-                         f"<td>{html.escape(m['version'])}</td><td><code>{m['sha256'][:16]}…</code></td></tr>"
-                         for m in analysis["models"])
-    parts.append("<h2>Models</h2><table><tr><th>task</th><th>name</th><th>version</th><th>sha256</th></tr>"
-                 f"{model_rows}</table>")
-    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>ONFH Assist report</title><style>"
-            "body{font-family:sans-serif;margin:1.5em;color:#222} .banner{background:#b00020;color:#fff;"
-            "padding:.6em 1em;font-weight:bold} .warn{color:#8a5a00} .caption{font-size:.85em;color:#555} table{border-collapse:collapse;margin:.5em 1em .5em 0}"
-            " th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em} .row{display:flex;"
-            "flex-wrap:wrap;align-items:flex-start} img{max-width:100%}</style></head><body>"
-            + "\n".join(parts) + "</body></html>\n")
+    parts.append(f"<h1>ONFH Assist report: {html.escape(Path(source['path']).name)}</h1>")
+    parts.append(key_findings_html(analysis))
+    parts += [f'<p class="warn">{html.escape(warning)}</p>' for warning in analysis["warnings"]]
+    hips = sorted(analysis["hips"], key=lambda h: h["side"] != "R")
+    parts += [_hip_details(hip, training_km) for hip in hips]
+    found = [hip for hip in hips if hip["found"]]
+    if found:
+        parts.append("<h2>Images</h2>" + "".join(_hip_images(hip, key_pngs.get(hip["side"]), training_km) for hip in found))
+    parts.append(_technical(analysis))
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>ONFH Assist report</title><style>" + STYLE
+            + "</style></head><body>" + "\n".join(parts) + "</body></html>\n")
     atomic_write_text(Path(path), page)
     return Path(path)

@@ -18,9 +18,9 @@ from ..atomic import json_safe
 SCHEMA_VERSION = "1.0"
 SCHEMA_FILE = Path(__file__).with_name("analysis.schema.json")
 UNCERTAIN_BELOW = 0.5  # a predicted stage whose probability is below this is shown as uncertain
-COHORT_COLUMNS = ("scan", "side", "found", "reason", "radius_mm", "head_ml", "necrosis_ml", "necrotic_ratio",
-                  "necrotic_angle_deg", "arco_stage", "p_stage", "sranet_probability", "risk_score", "risk_group",
-                  "collapse_12m", "collapse_36m", "collapse_60m", "grades_source")
+# The first stage of each system whose head has collapsed (subchondral fracture, crescent sign or flattening):
+# the collapse-risk model is for pre-collapse ONFH, so a hip at or past one of these gets no risk.
+COLLAPSE_STAGE = {"arco": 3, "jic_stage": 3, "ficat": 3, "steinberg": 3}
 
 
 @dataclass
@@ -62,6 +62,7 @@ class HipResult:
     stage: dict[str, StageResult] = field(default_factory=dict)
     gradcam_file: str | None = None
     sranet: dict | None = None  # {"probability", "attention_file", "attention_on_lesion"}
+    grades: dict | None = None  # {"used", "source", "given", "collapse"}: what the hip is graded, risk or not
     risk: RiskResult | None = None
     risk_note: str = ""
 
@@ -110,20 +111,6 @@ def unreliable_text(hip: dict) -> str:
     return f"not reliable: scan unlike the training data (score {ood['score']:.1f} above {ood['threshold']:.1f})"
 
 
-def cohort_rows(scan: str, analysis: dict) -> list[dict]:
-    """One `cohort.csv` row per hip of an analysis."""
-    rows = []
-    for hip in analysis["hips"]:
-        arco = hip["stage"].get("arco") or {}
-        risk = hip.get("risk") or {}
-        collapse = risk.get("collapse_probability", {})
-        volumes = hip.get("volumes_ml") or {}
-        rows.append({"scan": scan, "side": hip["side"], "found": hip["found"], "reason": hip["reason"],
-                     "radius_mm": hip["radius_mm"], "head_ml": volumes.get("head"), "necrosis_ml": volumes.get("necrosis"),
-                     "necrotic_ratio": hip["necrotic_ratio"], "necrotic_angle_deg": hip["necrotic_angle_deg"],
-                     "arco_stage": arco.get("label"), "p_stage": (arco.get("probabilities") or {}).get(arco.get("label")),
-                     "sranet_probability": (hip.get("sranet") or {}).get("probability"),
-                     "risk_score": risk.get("score"), "risk_group": risk.get("group"),
-                     "collapse_12m": collapse.get("12"), "collapse_36m": collapse.get("36"),
-                     "collapse_60m": collapse.get("60"), "grades_source": risk.get("grades_source")})
-    return rows
+def collapse_systems(used: dict) -> list[str]:
+    """The grade systems in `used` whose stage says the head has already collapsed."""
+    return [system for system, first in COLLAPSE_STAGE.items() if system in used and int(used[system]) >= first]

@@ -56,7 +56,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _version_key(version: str) -> tuple:
+def version_key(version: str) -> tuple:
     return tuple(int(p) if p.isdigit() else 0 for p in str(version).split("."))
 
 
@@ -183,7 +183,7 @@ def find_model(task: str, name: str | None = None, accept: Callable[[ModelEntry]
     if not candidates:
         what = f"named {name!r} " if name else ""
         raise InputError(f"no {task} model {what}found in {', '.join(str(s) for s in stores())}.")
-    return max(candidates, key=lambda e: _version_key(e.version))
+    return max(candidates, key=lambda e: version_key(e.version))
 
 
 def export_zip(entry: ModelEntry, zip_path: str | Path) -> Path:
@@ -227,11 +227,18 @@ def _install(store: Path, name: str, read: Callable[[str], bytes], source: str) 
 
 
 def _check_installable(entry: ModelEntry, store: Path) -> None:
-    """Checksum, one copy per name@version in the target store, and weights that fit the network the card
-    describes: what would otherwise fail every later analysis."""
+    """Checksum, one copy per name@version in the target store, no other weights under that name@version in any
+    store (a second `onfh-localizer 1.0.0` was listed twice and silently never used), and weights that fit the
+    network the card describes: what would otherwise fail every later analysis."""
     verify(entry)
-    installed = list_models(entry.task, [store])
-    twin = next((e for e in installed if e.name == entry.name and e.version == entry.version), None)
+    same = [e for e in list_models(entry.task, list(dict.fromkeys([*stores(), store])))
+            if e.name == entry.name and e.version == entry.version]
+    other = next((e for e in same if e.card.get("sha256") != entry.card["sha256"]), None)
+    if other is not None:
+        raise InputError(f"{entry.name} {entry.version} already exists at {other.folder} with other weights "
+                         f"(sha256 {other.card.get('sha256', '')[:12]}…, this one {entry.card['sha256'][:12]}…); "
+                         "give this model another version (or name) in its model.json.")
+    twin = next((e for e in same if e.folder.parent.resolve() == store.resolve()), None)
     if twin is not None:
         raise InputError(f"{entry.name} {entry.version} is already installed at {twin.folder}.")
     from .networks import BUILDERS  # networks imports this module

@@ -21,7 +21,8 @@ from scipy import ndimage
 from ..dataset import write_dataset_json, write_table
 from ..imaging import io
 from .anatomy import FAR, Grid, Primitive, capsule, cup, ellipsoid, rotation_matrix, sphere, union_into, unit
-from .hips import HipTruth, head_surface_radius, lesion_masks, sample_patient_hips
+from .grades import read_grades
+from .hips import PRESETS, CohortPreset, HipTruth, head_surface_radius, lesion_masks, sample_patient_hips
 from .signs import LesionSigns, lesion_intensity, sample_signs
 
 log = logging.getLogger(__name__)
@@ -74,11 +75,13 @@ class PatientAnatomy:
         return self.rotation() @ self.head_center_anatomy(hip) + np.asarray(self.translation_mm)
 
 
-def sample_anatomy(rng: np.random.Generator, hips: list[HipTruth] | None = None) -> PatientAnatomy:
+def sample_anatomy(rng: np.random.Generator, hips: list[HipTruth] | None = None,
+                   preset: CohortPreset = PRESETS["default"]) -> PatientAnatomy:
     """Patient shape and pose; a small rotation and shift model positioning on the table.
 
-    The lesions' stage signs are drawn from a spawned child stream, which leaves `rng`'s own sequence
-    untouched: grades, collapse times, scan grids and noise stay what they were before the signs existed.
+    The lesions' stage signs, and with a clinically graded preset the readers' grades, are drawn from
+    spawned child streams, which leave `rng`'s own sequence untouched: collapse times, scan grids and
+    noise stay what they were before the signs and readings existed.
     """
     anat = PatientAnatomy(
         head_separation_mm=float(rng.uniform(170, 200)),
@@ -89,10 +92,14 @@ def sample_anatomy(rng: np.random.Generator, hips: list[HipTruth] | None = None)
         fat_mm=float(rng.uniform(12, 30)),
         rotation_deg=tuple(float(v) for v in np.clip(rng.normal(0, 4, 3), -8, 8)),
         translation_mm=tuple(float(v) for v in rng.uniform(-15, 15, 3)),
-        hips=hips if hips is not None else sample_patient_hips(rng),
+        hips=hips if hips is not None else sample_patient_hips(rng, preset=preset),
     )
     signs_rng = rng.spawn(1)[0]
     anat.signs = {hip.side: sample_signs(hip, signs_rng) for hip in anat.hips if hip.has_lesion}
+    if preset.clinical_grades:
+        readers_rng = rng.spawn(1)[0]
+        for hip in anat.hips:
+            hip.reading = read_grades(hip, readers_rng, preset.missing_grade_prob)
     return anat
 
 
@@ -301,6 +308,8 @@ def hip_rows(patient_id: str, scan_id: str, modality: str, anat: PatientAnatomy)
             "necrotic_ratio": round(hip.necrotic_ratio, 5), "necrotic_angle_deg": round(hip.necrotic_angle_deg, 2),
             "sranet_positive": int(hip.has_lesion),
         })
+        if hip.reading is not None:  # grades read by clinicians: keep the truth the hazard model used beside them
+            rows[-1].update(true_jic_stage=hip.jic_stage, true_jic_type=hip.jic_type)
     return rows
 
 
@@ -311,14 +320,16 @@ def patient_rng(seed: int, index: int) -> np.random.Generator:
 
 def write_cohort(out: str | Path, patients: int, seed: int, modality: str = "mr_t1",
                  shape: Sequence[int] | None = None, spacing: Sequence[float] | None = None,
-                 reporter=None) -> Path:
-    """Generate a phantom dataset folder (DESIGN §4); modality 'mixed' alternates MR-T1 and CT."""
+                 reporter=None, preset: str = "default") -> Path:
+    """Generate a phantom dataset folder (DESIGN §4); modality 'mixed' alternates MR-T1 and CT; `preset`
+    names a `phantom.hips.PRESETS` population ('seed000': pre-collapse hips, clinicians' grades)."""
     out = Path(out)
+    population = PRESETS[preset]
     rows = []
     for i in range(patients):
         rng = patient_rng(seed, i)
         mod = (MODALITIES[i % 2] if modality == "mixed" else modality)
-        anat = sample_anatomy(rng)
+        anat = sample_anatomy(rng, preset=population)
         spec = sample_scan_spec(rng, shape, spacing)
         image, label = render(anat, spec, mod, rng)
         pid = f"P{seed:03d}{i:04d}"
@@ -330,5 +341,6 @@ def write_cohort(out: str | Path, patients: int, seed: int, modality: str = "mr_
             reporter.progress("phantom", (i + 1) / patients, message=f"{scan_id} ({mod})")
     write_table(pd.DataFrame(rows), out / "hips.csv")
     write_dataset_json(out, f"phantom-seed{seed}", modality,
-                       {"generator": "ONFHAssistLib.phantom", "seed": seed, "patients": patients})
+                       {"generator": "ONFHAssistLib.phantom", "seed": seed, "patients": patients,
+                        **({"preset": preset} if preset != "default" else {})})
     return out

@@ -37,6 +37,27 @@ class HazardModel:
 HAZARD = HazardModel()
 
 
+@dataclass(frozen=True)
+class CohortPreset:
+    """What kind of cohort a seed draws: stage mix at the first visit, collapse-time model, laterality, and
+    whether grades are read as clinicians read them (`phantom.grades`) or derived from the true stage."""
+
+    stage_prob: tuple = STAGE_PROB
+    hazard: HazardModel = HAZARD
+    bilateral_prob: float = 0.31
+    clinical_grades: bool = False
+    missing_grade_prob: float = 0.0  # per system and hip, with clinical grades: left blank in hips.csv
+
+
+# "seed000": seed 000's population: pre-collapse hips only (JIC 1: 52, JIC 2: 40 of 92), ≈ 47 % collapse,
+# collapse times 1–174 months with median 12 (IQR 3.5–33) and 90 % within 82 months (README, Data).
+PRESETS = {
+    "default": CohortPreset(),
+    "seed000": CohortPreset(stage_prob=(52 / 92, 40 / 92, 0.0, 0.0), clinical_grades=True,
+                            hazard=HazardModel(lam=0.002, shape_k=0.6, censor_months=(6.0, 174.0))),
+}
+
+
 @dataclass
 class HipTruth:
     """Everything the generator knows about one hip (anatomy frame, mm and degrees)."""
@@ -57,6 +78,7 @@ class HipTruth:
     necrotic_angle_deg: float = 0.0
     time_months: float = 0.0
     event: int = 0
+    reading: dict | None = None  # grades as a clinician read them (`phantom.grades`); None: derived from the stage
     extra: dict = field(default_factory=dict)
 
     @property
@@ -87,6 +109,8 @@ class HipTruth:
         return axis / np.linalg.norm(axis)
 
     def grades(self) -> dict:
+        if self.reading is not None:
+            return dict(self.reading)
         return {"jic_stage": self.jic_stage, "jic_type": self.jic_type, "arco": self.arco,
                 "steinberg": self.steinberg, "ficat": self.ficat}
 
@@ -98,6 +122,7 @@ class HipTruth:
     def as_row(self) -> dict:
         row = asdict(self)
         row.pop("extra")
+        row.pop("reading")
         row.update(self.grades())
         return row
 
@@ -187,11 +212,11 @@ def lesion_arc_deg(hip: HipTruth, plane: str, step_deg: float = 0.25) -> float:
     return float(masks["lesion"].sum() * step_deg)
 
 
-def sample_lesion(hip: HipTruth, rng: np.random.Generator) -> None:
+def sample_lesion(hip: HipTruth, rng: np.random.Generator, stage_prob: tuple = STAGE_PROB) -> None:
     """Draw JIC type and stage, then a lesion geometry consistent with them."""
     hip.has_lesion = True
     hip.jic_type = str(rng.choice(JIC_TYPES, p=JIC_TYPE_PROB))
-    hip.jic_stage = int(rng.choice([1, 2, 3, 4], p=STAGE_PROB))
+    hip.jic_stage = int(rng.choice([1, 2, 3, 4], p=stage_prob))
     hip.theta_deg = float(rng.uniform(*JIC_TYPE_THETA[hip.jic_type]))
     hip.tilt_deg = float(rng.uniform(*JIC_TYPE_TILT[hip.jic_type]))
     hip.anterior_deg = float(rng.uniform(5, 20))
@@ -214,16 +239,17 @@ def draw_outcome(hip: HipTruth, rng: np.random.Generator, model: HazardModel = H
     hip.time_months = round(float(min(t, censor)), 1)
 
 
-def sample_patient_hips(rng: np.random.Generator, bilateral_prob: float = 0.31,
-                        lesion_free_prob: float = 0.0) -> list[HipTruth]:
+def sample_patient_hips(rng: np.random.Generator, bilateral_prob: float | None = None,
+                        lesion_free_prob: float = 0.0, preset: CohortPreset = PRESETS["default"]) -> list[HipTruth]:
     """Both hips of one patient: one or two with ONFH (or none, with lesion_free_prob)."""
+    bilateral_prob = preset.bilateral_prob if bilateral_prob is None else bilateral_prob
     radius = float(rng.uniform(20.0, 27.0))
     hips = [HipTruth(side=s, head_radius_mm=round(radius + float(rng.normal(0, 0.4)), 3)) for s in ("R", "L")]
     if rng.random() >= lesion_free_prob:
         affected = [0, 1] if rng.random() < bilateral_prob else [int(rng.integers(2))]
         for i in affected:
-            sample_lesion(hips[i], rng)
+            sample_lesion(hips[i], rng, preset.stage_prob)
     for hip in hips:
         measure_truth(hip, rng)
-        draw_outcome(hip, rng)
+        draw_outcome(hip, rng, preset.hazard)
     return hips

@@ -15,6 +15,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
+from ..analysis.findings import key_findings, percent_text, probability_text
 from ..analysis.results import mean_sd_text, unreliable_text
 from .. import resources
 from ..errors import InputError
@@ -243,10 +244,12 @@ def add_head_roi(scene, hip: dict, name: str):
 
 
 def add_results_table(scene, analysis: dict, name: str):
-    """Table node with one row per hip and the numbers a clinician reads."""
+    """Table node with one row per hip: its key finding and confidence line first (the report's words), then
+    the numbers a clinician reads, shares and probabilities as percentages."""
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
-    columns = list(_table_row({"side": "", "found": False}))  # the row's own keys, in order
-    rows = [_table_row(h) for h in analysis["hips"]]
+    hips = sorted(analysis["hips"], key=lambda h: h["side"] != "R")  # key_findings' order
+    rows = [_table_row(h, f) for h, f in zip(hips, key_findings(analysis))]
+    columns = list(rows[0])  # the row's own keys, in order
     for col in columns:
         array = vtk.vtkStringArray()
         array.SetName(col)
@@ -264,16 +267,21 @@ def _fmt(value, digits=3) -> str:
     return str(value)
 
 
-def _table_row(hip: dict) -> dict:
+def _percent(value, digits: int = 1) -> str:
+    return "" if value is None else percent_text(value, digits)
+
+
+def _table_row(hip: dict, finding: dict) -> dict:
     risk = hip.get("risk") or {}
     collapse = risk.get("collapse_probability") or {}
-    return {"side": hip["side"], "found": "yes" if hip["found"] else "no",
-            "radius_mm": _fmt(hip.get("radius_mm"), 1), "necrotic_ratio": _fmt(hip.get("necrotic_ratio")),
-            "necrotic_angle_deg": _fmt(hip.get("necrotic_angle_deg"), 1),
-            "sranet_probability": _fmt((hip.get("sranet") or {}).get("probability")),
-            "risk_score": _fmt(risk.get("score")), "risk_group": _fmt(risk.get("group")),
-            "collapse_12m": _fmt(collapse.get("12")), "collapse_36m": _fmt(collapse.get("36")),
-            "collapse_60m": _fmt(collapse.get("60")), "reliability": _reliability(hip),
+    sranet = (hip.get("sranet") or {}).get("probability")
+    return {"side": hip["side"], "finding": finding["sentence"], "confidence": finding["confidence"],
+            "found": "yes" if hip["found"] else "no",
+            "radius_mm": _fmt(hip.get("radius_mm"), 1), "necrotic_ratio": _percent(hip.get("necrotic_ratio")),
+            "necrotic_angle_deg": _fmt(hip.get("necrotic_angle_deg"), 0),
+            "sranet_probability": "" if sranet is None else probability_text(sranet),
+            "collapse_12m": _percent(collapse.get("12"), 0), "collapse_36m": _percent(collapse.get("36"), 0),
+            "collapse_60m": _percent(collapse.get("60"), 0), "reliability": _reliability(hip),
             "note": hip.get("reason") or ""}
 
 

@@ -34,30 +34,58 @@ def _within_follow_up(train_time, time, event) -> np.ndarray:
     return surv(time, event)
 
 
-def harrell_c(time, event, risk) -> float:
-    """Harrell's C; NaN when nothing is comparable (fewer than two hips, or no event), e.g. a small fold."""
-    if len(np.asarray(time)) < 2 or not np.any(np.asarray(event).astype(bool)):
-        return float("nan")
+def comparable_pairs(time, event, before: float | None = None) -> int:
+    """Harrell's comparable pairs (scikit-survival's definition): hip i collapsed at t_i and hip j was still
+    collapse-free after t_i (or censored at t_i). With `before`, only collapses before that time count.
+    Zero pairs is why a C-index is undefined on a small fold."""
+    time, event = np.asarray(time, float), np.asarray(event).astype(bool)
+    later = time[None, :] > time[:, None]
+    tied_censored = (time[None, :] == time[:, None]) & ~event[None, :]
+    counted = event & (time < before) if before is not None else event
+    return int(((later | tied_censored) & counted[:, None]).sum())
+
+
+def harrell_c(time, event, risk) -> float | None:
+    """Harrell's C; None when no pair is comparable (no collapse, or every collapse after every other hip),
+    as on a small fold."""
+    if comparable_pairs(time, event) == 0:
+        return None
     return float(concordance_index_censored(np.asarray(event).astype(bool), np.asarray(time, float),
                                             np.asarray(risk, float))[0])
 
 
-def uno_c(train_time, train_event, time, event, risk, tau: float | None = None) -> float:
-    """Uno's IPCW C-index; censoring distribution estimated on the training outcomes.
-
-    Without `tau`, pairs are compared up to the last training event time before the end of follow-up,
-    where the censoring survival is still positive (beyond it the weights are undefined).
-    """
-    if tau is None:
-        train_time = np.asarray(train_time, float)
-        before_end = train_time[(np.asarray(train_event) == 1) & (train_time < train_time.max())]
-        tau = float(before_end.max()) if len(before_end) else None
-    return float(concordance_index_ipcw(surv(train_time, train_event), _within_follow_up(train_time, time, event),
-                                        np.asarray(risk, float), tau=tau)[0])
+def uno_tau(train_time, train_event) -> float | None:
+    """The last training collapse before the end of training follow-up: Uno's C compares pairs up to it, where
+    the censoring survival is still positive (beyond it the weights are undefined)."""
+    train_time = np.asarray(train_time, float)
+    before_end = train_time[(np.asarray(train_event) == 1) & (train_time < train_time.max())]
+    return float(before_end.max()) if len(before_end) else None
 
 
-def time_dependent_auc(train_time, train_event, time, event, risk, times) -> tuple[np.ndarray, float]:
-    """Cumulative/dynamic AUC(t) at `times` and its mean over them (scikit-survival's iAUC)."""
+def uno_c(train_time, train_event, time, event, risk, tau: float | None = None) -> float | None:
+    """Uno's IPCW C-index; censoring distribution estimated on the training outcomes; pairs compared up to
+    `tau` (default `uno_tau`). None when no test pair is comparable before tau."""
+    tau = uno_tau(train_time, train_event) if tau is None else tau
+    test = _within_follow_up(train_time, time, event)
+    if comparable_pairs(test["time"], test["event"], before=tau) == 0:
+        return None
+    return float(concordance_index_ipcw(surv(train_time, train_event), test, np.asarray(risk, float), tau=tau)[0])
+
+
+def auc_undefined_at(train_time, time, event, times) -> list[float]:
+    """The times at which AUC(t) is undefined: outside the test follow-up, or without a collapse by t (a case)
+    or a hip followed past t (a control) among the test hips."""
+    test = _within_follow_up(train_time, time, event)
+    t_test, e_test = test["time"], test["event"]
+    return [float(t) for t in times if not (t_test.min() <= t < t_test.max() and np.any(e_test & (t_test <= t))
+                                             and np.any(t_test > t))]
+
+
+def time_dependent_auc(train_time, train_event, time, event, risk, times) -> tuple[np.ndarray | None, float | None]:
+    """Cumulative/dynamic AUC(t) at `times` and its mean over them (scikit-survival's iAUC); (None, None) when
+    AUC(t) is undefined at any of them (`auc_undefined_at`)."""
+    if auc_undefined_at(train_time, time, event, times):
+        return None, None
     auc, mean_auc = cumulative_dynamic_auc(surv(train_time, train_event), _within_follow_up(train_time, time, event),
                                            np.asarray(risk, float), np.asarray(times, float))
     return auc, float(mean_auc)

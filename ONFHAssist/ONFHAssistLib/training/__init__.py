@@ -37,9 +37,11 @@ class TrainSettings:
     lr: float | None = None
     alpha: float | None = None  # SRANet: CE weight; 1 drops the structure regulariser
     guidance: float | None = None  # SRANet: weight of the attention-mass term on lesion patches; 0 drops it
-    folds: int = 5
+    folds: int | None = None  # cv: the folds (None = 5); train: the validation split (None = 1/5 of the patients,
+    # none for one patient; 0 = no validation)
     model: str | None = None
     init: str | None = None  # train: start from this model's weights (segmentation, staging)
+    name: str | None = None  # train: the trained model's name (default <task>-<dataset name>)
     models: str = "all"
     resume: bool = True
     parallel_folds: int = 1  # cv: folds run side by side as child processes

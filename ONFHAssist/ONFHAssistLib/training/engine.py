@@ -5,6 +5,10 @@ yielding the batches of an epoch, and a validation function returning metrics. T
 everything that must be the same for all tasks: checkpointing after every epoch (weights as
 safetensors, optimiser state via torch.save read back with weights_only=True), resuming after a
 crash with at most one epoch lost, keeping the best epoch by a monitored metric, and progress.
+Without a validation function (no validation split: a small dataset, or `--folds 0`) every epoch runs and the
+last is kept; an epoch whose monitored metric is undefined (None or NaN, e.g. a C-index on a split without a
+comparable pair) neither improves nor counts towards early stopping, and when no epoch had it defined the last
+epoch is kept. `FitResult.selection` says which rule chose the weights, for the log and the model card.
 Under torchrun the same loop is data-parallel (`distributed.py`): every rank trains on its slice of each
 batch through DistributedDataParallel, rank 0 alone validates, reports and writes checkpoints, and the
 other ranks wait at a barrier until each checkpoint is on disk.
@@ -39,6 +43,12 @@ class FitResult:
     best_metric: float
     history: list[dict] = field(default_factory=list)
     resumed_from: int = 0
+    selection: str = ""  # the rule that chose the kept weights, in words
+
+
+def undefined(value) -> bool:
+    """A metric that could not be computed: None or not a finite number."""
+    return value is None or not math.isfinite(float(value))
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
@@ -97,12 +107,12 @@ class Trainer:
                 with torch.no_grad():
                     metrics.update(self.validate(self.model))
             value = metrics.get(self.monitor, train_loss if self.monitor == "loss" else None)
-            score = self.sign * float(value) if value is not None and math.isfinite(float(value)) else -math.inf
+            score = math.nan if undefined(value) else self.sign * float(value)
             score = distributed.broadcast([score], self.dist, self.device)[0]  # every rank takes rank 0's view
-            improved = score > best[0]
+            improved = self.validate is None or score > best[0]  # NaN never improves; fixed epochs: keep the last
             if improved:
                 best, stale = (score, epoch), 0
-            else:
+            elif not math.isnan(score):
                 stale += 1
             history.append(metrics)
             self._checkpoint(epoch, history, best, stale, improved)
@@ -110,8 +120,20 @@ class Trainer:
             if self.patience and stale >= self.patience:
                 log.info("early stop at epoch %d (no improvement in %d epochs)", epoch, self.patience)
                 break
+        if best[1] < 0 and history:  # no epoch had a defined metric: keep the last weights (already in the model)
+            best = (math.nan, history[-1]["epoch"])
+            log.warning("%s: %s was undefined at every epoch; the last epoch (%d) is kept", self.stage, self.monitor,
+                        best[1] + 1)
         self._restore_best()
-        return FitResult(len(history), best[1], self.sign * best[0], history, resumed_from=start)
+        return FitResult(len(history), best[1], None if math.isnan(best[0]) else self.sign * best[0], history,
+                         resumed_from=start, selection=self._selection(len(history), best))
+
+    def _selection(self, epochs_run: int, best: tuple) -> str:
+        if self.validate is None:
+            return f"no validation: the last of {epochs_run} epochs is kept"
+        if math.isnan(best[0]):
+            return f"{self.monitor} was undefined at every epoch: the last of {epochs_run} epochs is kept"
+        return f"best {self.monitor} (epoch {best[1] + 1} of {epochs_run})"
 
     def _train_epoch(self, batches: Iterable) -> float:
         """Mean batch loss; in a job each rank's loss is weighted by its share, so DDP's gradient average and

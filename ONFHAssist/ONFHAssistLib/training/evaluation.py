@@ -47,11 +47,11 @@ def _hip_rows(scan, findings, label, truth_label, seconds) -> list[dict]:
             seg = finding.segmentation
             m = seg.measures
             row.update(center_error_mm=float(np.linalg.norm(np.array(est.center_lps) - centre)),
-                       radius_mm=m.radius_mm, radius_error_mm=abs(m.radius_mm - float(truth["head_radius_mm"])),
+                       radius_mm=m.radius_mm, radius_error_mm=abs(m.radius_mm - float(truth.get("head_radius_mm") or "nan")),
                        head_volume_ml=m.head_volume_ml, necrosis_volume_ml=m.necrosis_volume_ml,
-                       necrotic_ratio=m.necrotic_ratio, necrotic_ratio_truth=float(truth.get("necrotic_ratio", "nan")),
+                       necrotic_ratio=m.necrotic_ratio, necrotic_ratio_truth=float(truth.get("necrotic_ratio") or "nan"),
                        necrotic_angle_deg=m.necrotic_angle_deg,
-                       necrotic_angle_truth=float(truth.get("necrotic_angle_deg", "nan")))
+                       necrotic_angle_truth=float(truth.get("necrotic_angle_deg") or "nan"))
             row["ratio_error"] = abs(row["necrotic_ratio"] - row["necrotic_ratio_truth"])
             if truth_label is not None:
                 start, size = covering_region(label, seg.crop)
@@ -66,6 +66,9 @@ def _hip_rows(scan, findings, label, truth_label, seconds) -> list[dict]:
 def _summary(table: pd.DataFrame) -> dict:
     found = table[table.found]
     lesion = found[found.necrotic_ratio_truth > 0] if "necrotic_ratio_truth" in found else found.iloc[:0]
+    if "dice_necrosis" in found and found.necrotic_ratio_truth.isna().any():  # a user's dataset: no phantom truth,
+        unknown = found[found.necrotic_ratio_truth.isna() & found.dice_necrosis.notna()]  # lesion in a label map
+        lesion = pd.concat([lesion, unknown])
     out = {"hips": len(table), "found": int(table.found.sum()), "seconds_per_scan_median": float(table.seconds.median())}
     for col in ("coarse_error_mm", "center_error_mm", "radius_error_mm", "ratio_error"):
         if col in found and len(found):

@@ -20,6 +20,7 @@ from ..devices import resolve_device, seed_everything
 from ..models.localizer import build_localizer
 from . import distributed
 from .engine import Trainer
+from .model_identity import identity
 from .evaluation import evaluate_task
 from .scans import list_scans, split_scans
 
@@ -92,7 +93,7 @@ def train(settings, reporter):
     device = resolve_device(settings.device)
     seed_everything(settings.seed)
     scans = list_scans(settings.data)
-    train_scans, val_scans = split_scans(scans, Path(settings.data), settings.seed)
+    train_scans, val_scans = split_scans(scans, Path(settings.data), settings.seed, settings.folds)
     out = Path(settings.out)
     cache = out / "cache"
     train_items = _cached_inputs(train_scans, cache, reporter)
@@ -116,13 +117,13 @@ def train(settings, reporter):
         errors = _centre_errors(model, val_items, device)
         return {"val_median_mm": float(np.median(errors)), "val_max_mm": float(np.max(errors))}
 
-    trainer = Trainer(network, optimizer, batch_loss, validate, monitor="val_median_mm", mode="min",
+    trainer = Trainer(network, optimizer, batch_loss, validate if val_items else None, monitor="val_median_mm", mode="min",
                       checkpoint_dir=out / "checkpoints", patience=10, reporter=reporter, stage="train localizer", rng=rng)
     fit = trainer.fit(settings.epochs or EPOCHS, batches, resume=settings.resume)
-    card = {"name": "onfh-localizer", "task": "localizer", "version": "1.0.0", "features": list(FEATURES),
+    card = {**identity(settings, "localizer"), "task": "localizer", "features": list(FEATURES),
             "grid_mm": GRID_MM, "heatmap_sigma_mm": HEATMAP_SIGMA_MM, "seed": settings.seed,
             "trained_on": {"data": str(settings.data), "train_scans": len(train_scans), "val_scans": len(val_scans)},
-            "best_epoch": fit.best_epoch,
+            "best_epoch": fit.best_epoch, "selection": fit.selection,
             "validation": next((h for h in fit.history if h["epoch"] == fit.best_epoch), {}), "history": fit.history}
     entry = distributed.save_model_once(out / "model", network, card)
     return {"model": str(entry.folder), "best_epoch": fit.best_epoch, "val_median_mm": fit.best_metric}

@@ -17,7 +17,7 @@ from ..errors import InputError
 RUN_FILE = "run.json"
 # What changes the result; device, resume and the fold split between child processes do not.
 COMPARED = ("task", "data", "epochs", "seed", "system", "preset", "batch_size", "lr", "alpha", "guidance", "folds",
-            "model", "init", "models")
+            "model", "init", "models", "name")
 
 
 def arguments(command: str, settings) -> dict:

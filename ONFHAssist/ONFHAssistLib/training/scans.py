@@ -1,6 +1,7 @@
 """The scans of a dataset folder with their hip rows: what the localiser recipe and evaluation iterate over."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from ..errors import InputError
 from ..imaging import io
 from ..imaging.crops import guess_modality
 from .crop_cache import CENTRE_COLUMNS
+
+log = logging.getLogger(__name__)
+DEFAULT_FOLDS = 5
 
 
 @dataclass
@@ -56,10 +60,23 @@ def list_scans(data_dir: str | Path, need_centres: bool = True) -> list[Scan]:
     return scans
 
 
-def split_scans(scans: list[Scan], data_dir: Path, seed: int, folds: int = 5) -> tuple[list[Scan], list[Scan]]:
-    """Training and validation scans: one patient-grouped fold held out for validation."""
+def split_scans(scans: list[Scan], data_dir: Path, seed: int, folds: int | None = None) -> tuple[list[Scan], list[Scan]]:
+    """Training and validation scans: one patient-grouped fold of `folds` held out for validation. With 0 every
+    scan trains and none validates (the engine then keeps the last epoch); None means DEFAULT_FOLDS, at most one
+    fold per patient, and no validation for a dataset of one patient."""
     table = read_hips(data_dir)
-    fold_of = patient_folds(table, min(folds, table.patient_id.nunique()), seed)
+    patients = table.patient_id.nunique()
+    if folds is None:
+        folds = min(DEFAULT_FOLDS, patients) if patients >= 2 else 0
+        if not folds:
+            log.warning("%s holds one patient: no validation split; every case trains and the last epoch is kept.",
+                        data_dir)
+    if folds == 0:
+        return list(scans), []
+    if folds > patients:
+        raise InputError(f"--folds {folds}: {data_dir} holds {patients} patient(s); use at most {patients} folds, "
+                         "or --folds 0 to train on every case without validation.")
+    fold_of = patient_folds(table, folds, seed)
     train = [s for s in scans if fold_of[s.patient_id] != 0]
     val = [s for s in scans if fold_of[s.patient_id] == 0]
     return train, val

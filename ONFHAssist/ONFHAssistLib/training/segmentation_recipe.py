@@ -20,6 +20,7 @@ from ..models.networks import initialise_from
 from ..models.segmentation import CLASSES, build_segmenter
 from . import crop_cache, distributed
 from .engine import Trainer
+from .model_identity import identity
 from .evaluation import dice_per_class, evaluate_task
 from .scans import list_scans, split_scans
 
@@ -63,7 +64,7 @@ def train(settings, reporter):
     seed_everything(settings.seed)
     out = Path(settings.out)
     table = crop_cache.build(settings.data, TRAIN_SPEC, out / "cache", reporter)
-    train_scans, val_scans = split_scans(list_scans(settings.data), Path(settings.data), settings.seed)
+    train_scans, val_scans = split_scans(list_scans(settings.data), Path(settings.data), settings.seed, settings.folds)
     train_data = [dict(zip(("image", "label"), crop_cache.load(p))) for p in _hips(table, train_scans)]
     val_data = [crop_cache.load(p) for p in _hips(table, val_scans)]
     network = build_segmenter(FEATURES)
@@ -94,15 +95,16 @@ def train(settings, reporter):
         return {"val_dice_pelvis": float(means[0]), "val_dice_femur": float(means[1]),
                 "val_dice_necrosis": float(means[2]), "val_dice_mean": float(np.nanmean(means))}
 
-    trainer = Trainer(network, optimizer, batch_loss, validate, monitor="val_dice_mean", mode="max",
+    trainer = Trainer(network, optimizer, batch_loss, validate if val_data else None, monitor="val_dice_mean", mode="max",
                       checkpoint_dir=out / "checkpoints", patience=8, reporter=reporter, stage="train segmentation",
                       rng=rng)
     fit = trainer.fit(settings.epochs or EPOCHS, batches, resume=settings.resume)
     best = next((h for h in fit.history if h["epoch"] == fit.best_epoch), {})
-    card = {"name": "onfh-segmentation", "task": "segmentation", "version": "1.0.0", "features": list(FEATURES),
+    card = {**identity(settings, "segmentation"), "task": "segmentation", "features": list(FEATURES),
             "classes": list(CLASSES), "crop": INFER_SPEC.to_json(), "patch": PATCH, "seed": settings.seed,
             "trained_on": {"data": str(settings.data), "train_hips": len(train_data), "val_hips": len(val_data)},
-            "best_epoch": fit.best_epoch, "validation": best, "history": fit.history, "initialised_from": initialised}
+            "best_epoch": fit.best_epoch, "selection": fit.selection, "validation": best, "history": fit.history,
+            "initialised_from": initialised}
     entry = distributed.save_model_once(out / "model", network, card)
     return {"model": str(entry.folder), "best_epoch": fit.best_epoch, "val_dice_mean": fit.best_metric}
 

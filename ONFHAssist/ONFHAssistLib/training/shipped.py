@@ -17,6 +17,7 @@ ORDER = ("localizer", "segmentation", "staging", "sranet", "survival")
 # network grades all three), and epoch counts that fit a CPU build.
 OPTIONS = {"staging": dict(system="arco", epochs=35, lr=5e-4), "sranet": dict(epochs=16, lr=2e-4),
            "survival": dict(preset="cpu")}
+SHIPPED_NAMES = {"staging": "onfh-staging-arco"}  # the others are onfh-<task>
 
 
 def build(store: Path, work: Path, device: str, reporter, tasks=ORDER) -> list[Path]:
@@ -26,7 +27,8 @@ def build(store: Path, work: Path, device: str, reporter, tasks=ORDER) -> list[P
         write_cohort(data, TRAIN_PATIENTS, TRAIN_SEED, "mixed", reporter=reporter)
     built = []
     for task in tasks:
-        settings = TrainSettings(task=task, data=data, out=work / task, device=device, seed=0, **OPTIONS.get(task, {}))
+        settings = TrainSettings(task=task, data=data, out=work / task, device=device, seed=0, name=SHIPPED_NAMES.get(task, f"onfh-{task}"),
+                                 **OPTIONS.get(task, {}))
         result = recipe(task).train(settings, reporter)
         target = store / f"onfh-{task}"
         tmp = store / f".onfh-{task}.tmp"

@@ -34,6 +34,7 @@ from ..models.sranet_patches import bone_patches, coarse_bone_mask, femur_patche
 from . import crop_cache, distributed
 from .crop_cache import centre_crop
 from .engine import Trainer
+from .model_identity import identity
 from .scans import list_scans, split_scans
 from .staging_recipe import auc_by_modality, macro_auc, necrosis_endpoints, per_class_table, target
 
@@ -146,10 +147,10 @@ def train(settings, reporter):
     guidance = MASS_WEIGHT if settings.guidance is None else float(settings.guidance)
     out = Path(settings.out)
     table, y_all = _graded(crop_cache.build(settings.data, TRAIN_SPEC, out / "cache", reporter))
-    train_scans, val_scans = split_scans(list_scans(settings.data), Path(settings.data), settings.seed)
+    train_scans, val_scans = split_scans(list_scans(settings.data), Path(settings.data), settings.seed, settings.folds)
     in_val = table.scan_id.isin({s.scan_id for s in val_scans}).to_numpy()
     x_train, l_train, y_train = _load(table[~in_val], y_all[~in_val])
-    x_val, l_val, y_val = _load(table[in_val], y_all[in_val])
+    x_val, l_val, y_val = _load(table[in_val], y_all[in_val]) if in_val.any() else (None, None, None)
     is_ct = (table[~in_val].modality == "ct").to_numpy()
     bone = [coarse_bone_mask(x.astype(np.float32)) if ct else None for x, ct in zip(x_train, is_ct)] if alpha < 1 else None
     model = SRANet(**ARCHITECTURE)
@@ -190,13 +191,15 @@ def train(settings, reporter):
                 "val_attention_on_lesion": float(attention_on_lesion(
                     w[positive], [centre_crop(lab, CROP) for lab in l_val[positive]]).mean())}
 
-    trainer = Trainer(model, optimizer, batch_loss, validate, monitor="val_auc", mode="max",
+    trainer = Trainer(model, optimizer, batch_loss, validate if in_val.any() else None, monitor="val_auc", mode="max",
                       checkpoint_dir=out / "checkpoints", patience=6, reporter=reporter, stage="train sranet", rng=rng)
     fit = trainer.fit(settings.epochs or EPOCHS, batches, resume=settings.resume)
-    card = {"name": "onfh-sranet" if alpha < 1 else "onfh-sranet-nostructure", "task": "sranet", "version": "1.0.0",
+    card = {**identity(settings, "sranet", "" if alpha < 1 else "-nostructure"), "task": "sranet",
             "classes": 2, "architecture": ARCHITECTURE, "alpha": alpha, "guidance": guidance, "input": CROP, "crop": INFER_SPEC.to_json(),
-            "seed": settings.seed, "best_epoch": fit.best_epoch, "history": fit.history,
-            "trained_on": {"data": str(settings.data), "train_hips": int(len(y_train)), "val_hips": int(len(y_val))},
+            "seed": settings.seed, "best_epoch": fit.best_epoch, "selection": fit.selection,
+            "history": fit.history,
+            "trained_on": {"data": str(settings.data), "train_hips": int(len(y_train)),
+                           "val_hips": 0 if y_val is None else int(len(y_val))},
             "initialised_from": initialised}
     entry = distributed.save_model_once(out / "model", model, card)
     return {"model": str(entry.folder), "val_auc": fit.best_metric}

@@ -29,6 +29,7 @@ from . import crop_cache, distributed
 from .cam_guidance import HEAD_RADIUS_MM, evidence_cells, evidence_region, gradcam_peaks, localisation_loss
 from .crop_cache import centre_crop
 from .engine import Trainer
+from .model_identity import identity
 from .scans import list_scans, split_scans
 
 INFER_SPEC = CropSpec(box_mm=64.0, spacing_mm=1.0)
@@ -133,10 +134,10 @@ def train(settings, reporter):
     out = Path(settings.out)
     table = crop_cache.build(settings.data, TRAIN_SPEC, out / "cache", reporter)
     classes = target(table, system)
-    train_scans, val_scans = split_scans(list_scans(settings.data), Path(settings.data), settings.seed)
+    train_scans, val_scans = split_scans(list_scans(settings.data), Path(settings.data), settings.seed, settings.folds)
     in_val = table.scan_id.isin({s.scan_id for s in val_scans}).to_numpy()
     x_train, y_train, labels = _load(table[~in_val], classes[~in_val])
-    x_val, y_val, _ = _load(table[in_val], classes[in_val])
+    x_val, y_val, _ = _load(table[in_val], classes[in_val]) if in_val.any() else (None, None, None)
     regions = [np.ones(x.shape, bool) if region is None else region  # no label: nothing to localise
                for x, region in zip(x_train, (evidence_region(lab, TRAIN_SPEC.spacing_mm) for lab in labels))]
     n_classes = SYSTEMS[system]
@@ -171,15 +172,17 @@ def train(settings, reporter):
     def validate(net):
         return {"val_macro_auc": macro_auc(y_val, probabilities(net, x_val, device))}
 
-    trainer = Trainer(model, optimizer, batch_loss, validate, monitor="val_macro_auc", mode="max",
+    trainer = Trainer(model, optimizer, batch_loss, validate if in_val.any() else None, monitor="val_macro_auc", mode="max",
                       checkpoint_dir=out / "checkpoints", patience=10, reporter=reporter, stage=f"train staging ({system})",
                       rng=rng)
     fit = trainer.fit(settings.epochs or EPOCHS, batches, resume=settings.resume)
-    card = {"name": f"onfh-staging-{system}", "task": "staging", "version": "1.0.0", "system": system,
+    card = {**identity(settings, "staging", f"-{system}"), "task": "staging", "system": system,
             "classes": n_classes, "architecture": ARCHITECTURE, "input": INPUT,
             "crop": INFER_SPEC.to_json(), "seed": settings.seed, "localisation_weight": LOCALISATION_WEIGHT,
-            "trained_on": {"data": str(settings.data), "train_hips": int(len(y_train)), "val_hips": int(len(y_val))},
-            "best_epoch": fit.best_epoch, "history": fit.history, "initialised_from": initialised}
+            "trained_on": {"data": str(settings.data), "train_hips": int(len(y_train)),
+                           "val_hips": 0 if y_val is None else int(len(y_val))},
+            "best_epoch": fit.best_epoch, "selection": fit.selection, "history": fit.history,
+            "initialised_from": initialised}
     entry = distributed.save_model_once(out / "model", model, card)
     return {"model": str(entry.folder), "val_macro_auc": fit.best_metric}
 

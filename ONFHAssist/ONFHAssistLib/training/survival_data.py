@@ -42,9 +42,12 @@ def oracle_covariates(table: pd.DataFrame) -> np.ndarray | None:
     """The phantom hazard model's covariates, when the dataset carries the phantom's truth columns."""
     if not set(ORACLE_COLUMNS) <= set(table.columns):
         return None
-    kind = table.jic_type.map({"A": 0, "B": 1, "C1": 2, "C2": 3}).fillna(0)
+    # a cohort with readers' grades (the seed-000 preset) keeps the generator's own in true_* columns
+    jic_type = table["true_jic_type"] if "true_jic_type" in table else table.jic_type
+    jic_stage = table["true_jic_stage"] if "true_jic_stage" in table else table.jic_stage
+    kind = jic_type.map({"A": 0, "B": 1, "C1": 2, "C2": 3}).fillna(0)
     return np.c_[table.necrotic_ratio.astype(float), table.necrotic_angle_deg.astype(float) / 100.0, kind,
-                 table.jic_stage.astype(float), table.bme.astype(float)]
+                 jic_stage.astype(float), table.bme.astype(float)]
 
 
 def load_hips(data_dir: str | Path, spec: CropSpec, cache_dir: str | Path, reporter=None) -> HipSet:

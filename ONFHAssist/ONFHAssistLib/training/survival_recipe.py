@@ -1,14 +1,19 @@
 """Train the collapse-risk network and cross-validate it against the baselines (`onfh train|cv survival`).
 
 Loss: Cox NPLL on the risk u + λ·SurvRNC on z_out (λ = 0.5, τ = 2, only when a batch holds more than two
-events). The checkpoint kept is the one with the best C-index on 20% of the training patients.
+events). The checkpoint kept is the one with the best C-index on 20% of the training patients when that
+split can rank (`survival_plan.selection_split`), else the last of a fixed number of epochs on all of them.
+A small cohort is checked before training (`survival_plan.plan_folds`): fewer folds, or a refusal naming the
+numbers; a metric a fold cannot define is null ("n/a") with the reason under the table.
 Cross-validation is patient-level; every (fold, model) result is written as soon as it exists, so a
 killed run restarts from the finished ones. Kaplan–Meier plots pool the out-of-fold risks, each fold
 split at its own median (training risks are not kept for every row).
 """
 from __future__ import annotations
 
+import difflib
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,19 +25,21 @@ from lifelines.exceptions import ConvergenceError
 from ..analysis.figures import calibration_png, decision_curve_png, km_by_risk_group
 from ..analysis.results import mean_sd_text
 from ..atomic import atomic_write_json, atomic_write_text
-from ..dataset import patient_folds
 from ..devices import resolve_device, seed_everything
 from ..errors import InputError
 from ..imaging.crops import CropSpec
 from ..models.losses import cox_nll, survrnc_loss
 from ..models.survival import SurvivalConfig, TriStreamSurvival
-from ..survival import horizon_stats, stats
+from ..survival import horizon_stats, reclassification, stats
 from ..survival.curves import BreslowBaseline
-from . import distributed, parallel_folds
+from . import cv_notes, distributed, parallel_folds
 from . import survival_baselines as base
 from .engine import Trainer
+from .model_identity import identity
+from .survival_plan import plan_folds, selection_split
 from .survival_data import HipSet, load_hips
 
+log = logging.getLogger(__name__)
 SURVRNC_WEIGHT, SURVRNC_TAU = 0.5, 2.0
 PRESETS = {
     "cpu": dict(spec=CropSpec(96.0, 3.0), epochs=40, batch=16, lr=1e-3, weight_decay=1e-4, patience=12,
@@ -44,9 +51,19 @@ PRESETS = {
 }
 NETWORK_MODELS = {"tri-stream + SLE": "full", "tri-stream, no SLE": "no_sle", "image only": "image",
                   "grades only (network)": "grades"}
+# Stable ids for `cv --models` (the row names hold commas and spaces)
+MODEL_IDS = {"tri-stream": "tri-stream + SLE", "tri-stream-no-sle": "tri-stream, no SLE", "image-only": "image only",
+             "grades-network": "grades only (network)", "cox-grades": base.GRADES_COX, "cox-oracle": base.ORACLE_COX,
+             "radiomics-lasso": base.RADIOMICS_LASSO, "radiomics-svm": base.RADIOMICS_SVM, "dlrc": base.DLRC}
+FIT_FAILURES = (ConvergenceError, ArithmeticError, np.linalg.LinAlgError)  # a fit small data cannot support
 AUC_MONTHS = (12, 36, 60, 120)
+METRICS = ("harrell_c", "uno_c", "iauc", "ibs")
 HORIZONS = (36, 60)  # calibration, decision curves, NRI/IDI
 HORIZON_MODELS = ("tri-stream + SLE", base.GRADES_COX, base.ORACLE_COX)
+# NRI/IDI (old → new), KM-based with a patient bootstrap interval (survival/reclassification.py)
+COMPARISONS = {"nri_idi_tri_stream_vs_grades_cox": (base.GRADES_COX, "tri-stream + SLE"),
+               "nri_idi_sle_vs_no_sle": ("tri-stream, no SLE", "tri-stream + SLE")}
+NRI_BOOTSTRAP, NRI_SEED = 1000, 0
 
 
 def _preset(settings) -> dict:
@@ -75,14 +92,6 @@ def predict_risk(model, hips: HipSet, device, batch: int = 32) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _selection_split(hips: HipSet, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """80/20 split of a training set by patient, for checkpoint selection."""
-    patients = np.unique(hips.patients)
-    held = set(np.random.default_rng(seed).permutation(patients)[: max(1, len(patients) // 5)])
-    val = np.array([p in held for p in hips.patients])
-    return np.flatnonzero(~val), np.flatnonzero(val)
-
-
 def warm_start_grade_term(model: TriStreamSurvival, train: HipSet) -> None:
     """Start the wide term where Cox on the training hips' grade codes ends: with ≈ 70 hips a linear grade
     effect is what the data support best, and the deep streams then only have to learn what grades miss."""
@@ -91,11 +100,15 @@ def warm_start_grade_term(model: TriStreamSurvival, train: HipSet) -> None:
         model.grade_linear.weight.copy_(torch.as_tensor(beta, dtype=torch.float32, device=model.grade_linear.weight.device)[None])
 
 
-def fit_network(hips: HipSet, variant: str, preset: dict, seed: int, device, checkpoint_dir: Path, reporter=None):
-    """Train one network variant; returns (model at its best validation C, Breslow baseline on the training hips)."""
+def fit_network(hips: HipSet, variant: str, preset: dict, seed: int, device, checkpoint_dir: Path, reporter=None,
+                validation: bool = True):
+    """Train one network variant; returns (model at its best validation C, or after fixed epochs when the selection
+    split cannot rank; Breslow baseline on the training hips; the fit with its selection rule)."""
     seed_everything(seed)
-    train_idx, val_idx = _selection_split(hips, seed)
-    train, val = hips.subset(train_idx), hips.subset(val_idx)
+    train_idx, val_idx, rule = (selection_split(hips.time, hips.event, hips.patients, seed) if validation else
+                                (np.arange(len(hips.time)), None, f"no selection split asked for: all {len(hips.time)} hips train"))
+    train = hips.subset(train_idx)
+    val = hips.subset(val_idx) if val_idx is not None else None
     model = TriStreamSurvival(replace(preset["config"], variant=variant)).to(device)
     if hasattr(model, "grade_linear"):
         warm_start_grade_term(model, train)
@@ -120,10 +133,14 @@ def fit_network(hips: HipSet, variant: str, preset: dict, seed: int, device, che
     def validate(net):
         return {"val_c": stats.harrell_c(val.time, val.event, predict_risk(net, val, device))}
 
-    trainer = Trainer(model, optimizer, batch_loss, validate, monitor="val_c", mode="max", checkpoint_dir=checkpoint_dir,
-                      patience=preset["patience"], reporter=reporter, stage=f"train survival ({variant})",
+    stage = f"train survival ({variant})"
+    if val is None:
+        log.warning("%s: %s", stage, rule)
+    trainer = Trainer(model, optimizer, batch_loss, validate if val is not None else None, monitor="val_c", mode="max",
+                      checkpoint_dir=checkpoint_dir, patience=preset["patience"], reporter=reporter, stage=stage,
                       rng=rng)
     fit = trainer.fit(preset["epochs"], batches)
+    fit.selection = f"{rule}; {fit.selection}"
     baseline = BreslowBaseline.fit(predict_risk(model, train, device), train.time, train.event)
     return model, baseline, fit
 
@@ -133,14 +150,16 @@ def train(settings, reporter):
     preset = _preset(settings)
     out = Path(settings.out)
     hips = load_hips(settings.data, preset["spec"], out / "cache", reporter)
-    model, baseline, fit = fit_network(hips, "full", preset, settings.seed, device, out / "checkpoints", reporter)
+    model, baseline, fit = fit_network(hips, "full", preset, settings.seed, device, out / "checkpoints", reporter,
+                                       validation=settings.folds != 0)
     train_risk = predict_risk(model, hips, device)
-    card = {"name": "onfh-survival", "task": "survival", "version": "1.0.0", "preset": settings.preset or "cpu",
+    card = {**identity(settings, "survival"), "task": "survival", "preset": settings.preset or "cpu",
             "config": preset["config"].to_json(), "crop": preset["spec"].to_json(), "baseline": baseline.to_json(),
             "training_km": training_km(hips.time, hips.event, train_risk > baseline.median_risk),
             "seed": settings.seed, "trained_on": {"data": str(settings.data), "hips": len(hips.time),
                                                   "events": int(hips.event.sum())},
-            "best_epoch": fit.best_epoch, "validation_c": fit.best_metric, "history": fit.history}
+            "best_epoch": fit.best_epoch, "validation_c": fit.best_metric, "selection": fit.selection,
+            "history": fit.history}
     entry = distributed.save_model_once(out / "model", model, card)
     return {"model": str(entry.folder), "validation_c": fit.best_metric}
 
@@ -168,8 +187,11 @@ def _fold_result(path: Path, compute) -> dict:
 
 
 def _scored(train: HipSet, test: HipSet, train_risk: np.ndarray, risk: np.ndarray) -> dict:
-    """Test risks, discrimination metrics, and calibrated collapse probabilities at the horizons + IBS."""
-    return {"risk": risk.tolist(), **_metrics(train, test, risk), **_horizon_predictions(train, test, train_risk, risk)}
+    """Test risks, discrimination metrics, and calibrated collapse probabilities at the horizons + IBS; a metric
+    the fold cannot define is None and `undefined` maps it to the reason."""
+    metrics, horizon = _metrics(train, test, risk), _horizon_predictions(train, test, train_risk, risk)
+    undefined = {**metrics.pop("undefined", {}), **horizon.pop("undefined", {})}
+    return {"risk": risk.tolist(), **metrics, **horizon, **({"undefined": undefined} if undefined else {})}
 
 
 def _horizon_predictions(train: HipSet, test: HipSet, train_risk: np.ndarray, risk: np.ndarray) -> dict:
@@ -179,7 +201,7 @@ def _horizon_predictions(train: HipSet, test: HipSet, train_risk: np.ndarray, ri
     try:
         slope = float(stats.fit_cox(frame, "time", "event").params_["score"])
     except ConvergenceError:
-        return {}
+        return {"ibs": None, "undefined": {"ibs": "the Cox fit that turns the score into S(t) did not converge"}}
     baseline = BreslowBaseline.fit(slope * train_risk, train.time, train.event)
     out = {f"p{h}": [1.0 - float(baseline.survival(slope * r, [h])[0]) for r in risk] for h in HORIZONS}
     follow_up = min(train.time.max(), test.time.max())
@@ -188,37 +210,49 @@ def _horizon_predictions(train: HipSet, test: HipSet, train_risk: np.ndarray, ri
     if len(grid) >= 2 and test.event.sum() > 0:
         survival = np.stack([baseline.survival(slope * r, grid) for r in risk])
         out["ibs"] = stats.integrated_brier(train.time, train.event, test.time, test.event, survival, grid)
+    else:
+        out["ibs"] = None
+        out["undefined"] = {"ibs": "no collapse among the test hips" if test.event.sum() == 0 else
+                            f"the shared follow-up ({test.time.min():.0f}-{follow_up:.0f} months) holds fewer than two "
+                            "points of the 6-month grid"}
     return out
 
 
 def _metrics(train: HipSet, test: HipSet, risk: np.ndarray) -> dict:
-    """C-indices and iAUC of one fold; NaN with a note when the fold's test hips hold no collapse."""
-    if test.event.sum() == 0:
-        return {"harrell_c": float("nan"), "note": "no collapse among this fold's test hips"}
+    """C-indices and iAUC of one fold; a metric the fold cannot define is None, with its reason in `undefined`."""
     follow_up = min(train.time.max(), test.time.max())
     months = [m for m in AUC_MONTHS if test.time.min() < m < follow_up]
     out = {"harrell_c": stats.harrell_c(test.time, test.event, risk),
-           "uno_c": stats.uno_c(train.time, train.event, test.time, test.event, risk)}
-    if months:
-        out["iauc"] = stats.time_dependent_auc(train.time, train.event, test.time, test.event, risk, months)[1]
-    return out
+           "uno_c": stats.uno_c(train.time, train.event, test.time, test.event, risk),
+           "iauc": (stats.time_dependent_auc(train.time, train.event, test.time, test.event, risk, months)[1]
+                    if months else None)}
+    why, collapses = {}, f"{len(test.time)} test hips, {int(test.event.sum())} collapse(s)"
+    if out["harrell_c"] is None:
+        why["harrell_c"] = f"no comparable pair ({collapses})"
+    if out["uno_c"] is None:
+        why["uno_c"] = f"no comparable pair with a collapse before the last training collapse ({collapses})"
+    if not months:
+        why["iauc"] = f"none of {', '.join(map(str, AUC_MONTHS))} months lies inside the fold's follow-up"
+    elif out["iauc"] is None:
+        gaps = stats.auc_undefined_at(train.time, test.time, test.event, months)
+        why["iauc"] = f"no collapse by, or no hip followed past, {', '.join(f'{m:g}' for m in gaps)} months"
+    return {**out, "undefined": why} if why else out
 
 
 def cv(settings, reporter):
     device = resolve_device(settings.device)
     preset = _preset(settings)
     out = Path(settings.out)
+    wanted = chosen_models(settings.models)
     hips = load_hips(settings.data, preset["spec"], out / "cache", reporter)
-    fold_of = patient_folds(hips.table, settings.folds, settings.seed)
-    folds = np.array([fold_of[p] for p in hips.patients])
-    wanted = list(NETWORK_MODELS) + list(base.MODELS)
-    if settings.models != "all":
-        wanted = [m for m in wanted if m in settings.models.split(",")]
+    plan = plan_folds(hips.table, hips.time, hips.event, settings.folds or 5, settings.seed)
+    settings = replace(settings, folds=plan.folds)  # what --parallel-folds children are told
+    folds = np.array([plan.fold_of[p] for p in hips.patients])
     needs_radiomics = any(m in wanted for m in (base.RADIOMICS_LASSO, base.RADIOMICS_SVM, base.DLRC))
     radiomics = base.radiomics_features(Path(settings.data), hips, out, reporter) if needs_radiomics else None
     if settings.parallel_folds > 1 and settings.fold is None:  # children write every fold result first
         parallel_folds.run(settings, reporter, settings.parallel_folds)
-    rows, pooled, horizon = [], {}, {}
+    rows, pooled, horizon, undefined = [], {}, {}, []
     for fold in range(settings.folds):
         if settings.fold is not None and fold != settings.fold:  # a --parallel-folds child: its fold only
             continue
@@ -230,7 +264,9 @@ def cv(settings, reporter):
                                      device, out, reporter)}
 
             result = _fold_result(out / "folds" / f"fold{fold}-{_slug(name)}.json", compute)
-            rows.append({k: v for k, v in result.items() if k not in ("risk", *(f"p{h}" for h in HORIZONS))})
+            rows.append({k: v for k, v in result.items()
+                         if k not in ("risk", "undefined", "selection", *(f"p{h}" for h in HORIZONS))})
+            undefined.append(result)
             if "risk" in result:
                 risk = np.asarray(result["risk"])
                 pooled.setdefault(name, []).append((test_idx, risk > np.median(risk)))
@@ -249,22 +285,51 @@ def cv(settings, reporter):
                          out / "plots" / f"km_{_slug(name)}.png")
         km_curves[name] = training_km(hips.time[index], hips.event[index], high)
     atomic_write_json(out / "km.json", km_curves)
-    write_horizon_outputs(hips, horizon, out)
-    return write_table(pd.DataFrame(rows), out, len(hips.time), int(hips.event.sum()), len(np.unique(hips.patients)))
+    nri = write_horizon_outputs(hips, horizon, out)
+    return write_table(pd.DataFrame(rows), out, len(hips.time), int(hips.event.sum()), len(np.unique(hips.patients)),
+                       nri.get("nri_idi_sle_vs_no_sle"), plan.notes + cv_notes.footnotes(undefined, wanted))
+
+
+def chosen_models(text: str) -> list[str]:
+    """The CV rows `--models` names: 'all', or comma-separated ids of MODEL_IDS (a row name without a comma, e.g.
+    'CoxPH (grades)', is read too); a typo is refused naming the ids."""
+    if text == "all":
+        return list(MODEL_IDS.values())
+    known = {**MODEL_IDS, **{name: name for name in MODEL_IDS.values() if "," not in name}}
+    chosen = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        if item not in known:
+            near = difflib.get_close_matches(item, MODEL_IDS, n=1)
+            raise InputError(f"--models {item!r} is not a model id{f' (did you mean {near[0]!r}?)' if near else ''}; "
+                             f"use all or some of: {', '.join(MODEL_IDS)}.")
+        chosen.append(known[item])
+    if not chosen:
+        raise InputError(f"--models names no model; use all or some of: {', '.join(MODEL_IDS)}.")
+    return [name for name in MODEL_IDS.values() if name in chosen]
+
+
+def _pooled(horizon: dict, name: str, h: int):
+    """(hip indices, collapse probabilities at h) of one model, pooled over folds in hip order; None if absent."""
+    if (name, h) not in horizon:
+        return None
+    index = np.concatenate([i for i, _ in horizon[(name, h)]])
+    p = np.concatenate([v for _, v in horizon[(name, h)]])
+    order = np.argsort(index)
+    return index[order], p[order]
 
 
 def write_horizon_outputs(hips: HipSet, horizon: dict, out: Path) -> dict:
     """Pooled out-of-fold collapse probabilities: calibration and decision-curve PNGs per horizon, and NRI/IDI
-    of the tri-stream network over CoxPH on grades (horizon.json)."""
-    summary = {}
+    with bootstrap intervals for each of COMPARISONS (horizon.json)."""
+    summary = {key: {} for key in COMPARISONS}
     for h in HORIZONS:
-        pooled = {}
-        for name in HORIZON_MODELS:
-            if (name, h) in horizon:
-                index = np.concatenate([i for i, _ in horizon[(name, h)]])
-                p = np.concatenate([v for _, v in horizon[(name, h)]])
-                order = np.argsort(index)
-                pooled[name] = (index[order], p[order])
+        pooled = {name: p for name in HORIZON_MODELS if (p := _pooled(horizon, name, h)) is not None}
+        for key, names in COMPARISONS.items():
+            old, new = (_pooled(horizon, name, h) for name in names)
+            if new is not None and old is not None and np.array_equal(new[0], old[0]):
+                summary[key][f"{h}"] = reclassification.with_bootstrap(
+                    hips.time[new[0]], hips.event[new[0]], old[1], new[1], h, groups=hips.patients[new[0]],
+                    n_boot=NRI_BOOTSTRAP, seed=NRI_SEED)
         if not pooled:
             continue
         time, event = hips.time, hips.event
@@ -273,10 +338,7 @@ def write_horizon_outputs(hips: HipSet, horizon: dict, out: Path) -> dict:
         thresholds = np.arange(0.02, 0.62, 0.02)
         decision_curve_png({n: horizon_stats.decision_curve(time[i], event[i], p, h, thresholds)
                             for n, (i, p) in pooled.items()}, h, out / "plots" / f"decision_curve_{h}m.png")
-        new, old = pooled.get(HORIZON_MODELS[0]), pooled.get(HORIZON_MODELS[1])
-        if new is not None and old is not None and np.array_equal(new[0], old[0]):
-            summary[f"{h}"] = horizon_stats.nri_idi(time[new[0]], event[new[0]], old[1], new[1], h)
-    atomic_write_json(out / "horizon.json", {"nri_idi_tri_stream_vs_grades_cox": summary})
+    atomic_write_json(out / "horizon.json", summary)
     return summary
 
 
@@ -285,32 +347,54 @@ def _slug(name: str) -> str:
 
 
 def _run_model(name, fold, hips, train_idx, test_idx, radiomics, preset, settings, device, out, reporter):
-    """Fit one CV row on a training fold and score its test fold: risks and metrics (or NaN with a note)."""
+    """Fit one CV row on a training fold and score its test fold: risks and metrics (None with the reason when
+    the fold cannot define one, or the fit fails on it)."""
     train, test = hips.subset(train_idx), hips.subset(test_idx)
+    try:
+        return _fit_and_score(name, fold, hips, train, test, train_idx, test_idx, radiomics, preset, settings, device,
+                              out, reporter)
+    except FIT_FAILURES as exc:
+        log.warning("cv survival: fold %d, %s: the fit failed (%s)", fold + 1, name, exc)
+        why = f"the fit failed on this fold ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+        return {**{m: None for m in METRICS}, "undefined": {m: why for m in METRICS}}
+
+
+def _fit_and_score(name, fold, hips, train, test, train_idx, test_idx, radiomics, preset, settings, device, out,
+                   reporter):
     if name in NETWORK_MODELS:
-        model, _, _ = fit_network(train, NETWORK_MODELS[name], preset, settings.seed + fold, device,
-                                  out / "checkpoints" / f"fold{fold}-{NETWORK_MODELS[name]}", reporter)
-        return _scored(train, test, predict_risk(model, train, device), predict_risk(model, test, device))
+        model, _, fit = fit_network(train, NETWORK_MODELS[name], preset, settings.seed + fold, device,
+                                    out / "checkpoints" / f"fold{fold}-{NETWORK_MODELS[name]}", reporter)
+        scored = _scored(train, test, predict_risk(model, train, device), predict_risk(model, test, device))
+        return {**scored, "selection": fit.selection}
     folder = out / "checkpoints" / f"fold{fold}-full"  # the weights the engine kept: best, else last
     checkpoint = next((p for p in (folder / "best.safetensors", folder / "last.safetensors") if p.exists()), None)
     both_idx = np.r_[train_idx, test_idx]  # scored together by the model fitted on the training fold
-    try:
-        both = base.baseline_risk(name, train, hips.subset(both_idx), radiomics, train_idx, both_idx, checkpoint,
-                                  preset["config"], device, settings.seed + fold)
-    except ConvergenceError:
-        return {"harrell_c": float("nan"), "note": "the Cox fit did not converge on this fold"}
+    both = base.baseline_risk(name, train, hips.subset(both_idx), radiomics, train_idx, both_idx, checkpoint,
+                              preset["config"], device, settings.seed + fold)
     return _scored(train, test, both[:len(train_idx)], both[len(train_idx):])
 
 
-def write_table(per_fold: pd.DataFrame, out: Path, n_hips: int, n_events: int, n_patients: int) -> dict:
-    """Seed 000's Table 1 layout: mean ± sd over folds for every model row (Markdown, CSV, JSON)."""
-    metrics = [m for m in ("harrell_c", "uno_c", "iauc", "ibs") if m in per_fold]
+def write_table(per_fold: pd.DataFrame, out: Path, n_hips: int, n_events: int, n_patients: int,
+                sle_nri: dict | None = None, footnotes: list[str] = ()) -> dict:
+    """Seed 000's Table 1 layout: mean ± sd over folds for every model row (Markdown, CSV, JSON); below it the
+    NRI/IDI of SLE (with vs without, pooled out of fold) when given."""
+    metrics = [m for m in METRICS if m in per_fold]
+    per_fold = per_fold.assign(**{m: pd.to_numeric(per_fold[m]) for m in metrics})  # None (undefined) -> NaN
     summary = per_fold.groupby("model", sort=False)[metrics].agg(["mean", "std"])
     lines = [f"Patient-level {per_fold.fold.nunique()}-fold CV: {n_hips} ONFH hips, {n_patients} patients, "
              f"{n_events} collapses.", "", "| model | " + " | ".join(metrics) + " |",
              "|---|" + "---|" * len(metrics)]
     for model, row in summary.iterrows():
         lines.append(f"| {model} | " + " | ".join(mean_sd_text(row[(m, 'mean')], row[(m, 'std')]) for m in metrics) + " |")
+    if footnotes:
+        lines += ["", "Notes (a mean is over the folds that define it; n/a: no fold does):", ""]
+        lines += [f"- {note}" for note in footnotes]
+    if sle_nri:
+        lines += ["", "SLE: tri-stream + SLE over tri-stream, no SLE, on pooled out-of-fold collapse probabilities "
+                  f"(KM-based NRI, IPCW IDI; 95 % patient bootstrap, {NRI_BOOTSTRAP} resamples, seed {NRI_SEED}).", "",
+                  "| horizon | NRI | NRI events | NRI non-events | IDI |", "|---|---|---|---|---|"]
+        lines += [f"| {h} months | " + " | ".join(reclassification.interval_text(value[k]) for k in reclassification.KEYS)
+                  + " |" for h, value in sle_nri.items()]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
     atomic_write_text(out / "per_fold.csv", per_fold.to_csv(index=False, float_format="%.4f"))

@@ -1,0 +1,261 @@
+"""ONFH Assist Web in a real browser: `onfh web` on 127.0.0.1, headless Chromium driven by Playwright, the demo
+analysed through the page. Oracles: the child processes the server really has (psutil), analysis.json as
+written by the child, and the pixels the browser shows (the necrosis colour around the right head, whose
+centre is the view's centre once the page has centred the views on it; a heat map's change, then undone)."""
+from __future__ import annotations
+
+import ctypes.util
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ONFHAssistLib.jobs import stop_process_tree
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/lib/chromium/chromium")
+WAIT_S = 90  # for a new frame: seconds on 2 busy cores (the server renders on the CPU, one view after another)
+SCREENSHOT_ENV = "ONFH_WEB_SCREENSHOT"  # where to copy the page screenshot (README's Resources/Screenshots/web.png)
+
+
+def _missing() -> str:
+    """Why the browser test cannot run here ('' when it can)."""
+    if not CHROMIUM.exists():
+        return f"no Chromium at {CHROMIUM} (Debian package chromium; `make test-web` installs it)"
+    if ctypes.util.find_library("EGL") is None or not list(Path("/usr/lib").glob("*/libEGL_mesa.so*")):
+        return "no EGL for offscreen VTK (Debian packages libegl1 libegl-mesa0; `make test-web` installs them)"
+    for module in ("trame_slicer", "playwright", "psutil"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (the web extra: `make test-web` installs it)"
+    return ""
+
+
+# `make test` skips these with the reason; `make test-web` (ONFH_WEB_REQUIRED=1) fails instead, naming it.
+REQUIRED = os.environ.get("ONFH_WEB_REQUIRED") == "1"
+in_browser = pytest.mark.skipif(bool(_missing()) and not REQUIRED, reason=f"browser test skipped: {_missing()}")
+
+
+def test_card_says_what_analysis_json_holds():
+    """Card strings against hand-written expectations from one hip's numbers."""
+    from ONFHAssistLib.web.cards import hip_card
+
+    hip = {"side": "R", "found": True, "reason": "", "ood": {"score": 3.0, "threshold": 15.0, "reliable": True},
+           "stage": {"arco": {"label": "II", "index": 2, "source": "predicted",
+                              "probabilities": {"0": 0.05, "I": 0.2, "II": 0.61, "III": 0.1, "IV": 0.04}}},
+           "sranet": {"probability": 0.987, "attention_file": "attention.nii.gz"},
+           "risk": {"group": "high", "collapse_probability": {"12": 0.041, "36": 0.155, "60": 0.5},
+                    "survival": {"months": [0, 60, 120], "probability": [1.0, 0.5, 0.25]}}}
+    card = hip_card(hip)
+    assert card["title"] == "Right hip" and card["found"] and card["note"] == ""
+    assert card["stages"] == [{"key": "arco", "system": "ARCO", "text": "II (p 0.61)",
+                               "probabilities": "0 0.05, I 0.20, II 0.61, III 0.10, IV 0.04"}]
+    assert card["sranet"] == "0.99" and card["risk"] == "above the training cohort's median"
+    assert [c["text"] for c in card["collapse"]] == ["4 %", "16 %", "50 %"]
+    assert card["survival"] == "0.0,0.0 120.0,40.0 240.0,60.0"  # 240 × 80 box: t 0/60/120 months, S 1/0.5/0.25
+    missing = hip_card({"side": "L", "found": False, "reason": "prosthesis: metal in the joint"})
+    assert not missing["found"] and missing["reason"] == "prosthesis: metal in the joint" and missing["stages"] == []
+
+
+def test_run_folds_a_real_childs_progress_and_its_error(tmp_path):
+    """A real child speaking the JSON-lines protocol, then failing the way `onfh` does (one line, exit 2)."""
+    from ONFHAssistLib import jobs
+    from ONFHAssistLib.web.runner import Run
+
+    script = ("import json, sys\n"
+              "print(json.dumps({'event': 'progress', 'stage': 'analyze', 'fraction': 0.3, 'message': 'R hip'}))\n"
+              "print(json.dumps({'event': 'log', 'stage': 'analyze', 'message': 'localised'}))\n"
+              "print('error: scan.nii.gz: not a volume.', file=sys.stderr); sys.exit(2)\n")
+    run = Run(image=tmp_path / "scan.nii.gz", out=tmp_path, job=jobs.Job([sys.executable, "-c", script]).start())
+    deadline = time.monotonic() + 30
+    while not run.update():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert (run.fraction, run.stage, run.log) == (0.3, "analyze R hip", ["localised"])
+    assert run.error == "error: scan.nii.gz: not a volume." and not run.succeeded
+
+
+@pytest.fixture(scope="module")
+def own_processes():
+    """Whatever this module started (server, browser, driver) is stopped by PID at the end, also on failure."""
+    import psutil
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    yield
+    for proc in psutil.Process().children():
+        if proc.pid not in before:
+            stop_process_tree(proc.pid, 10.0)
+
+
+@pytest.fixture(scope="module")
+def server(own_processes, tmp_path_factory):
+    assert not _missing(), _missing()
+    results = tmp_path_factory.mktemp("web-results")
+    log = results.parent / "server.log"  # VTK's warnings and any traceback, named in a failure at start
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "ONFHAssist"), OMP_NUM_THREADS="1")
+    with open(log, "w", encoding="utf-8") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "ONFHAssistLib", "web", "--port", "0", "--results",
+                                 str(results)], stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+    try:
+        url = _read_url(proc, timeout_s=180, log=log)
+        yield {"url": url, "pid": proc.pid, "results": results}
+    finally:
+        stop_process_tree(proc.pid, 10.0)
+
+
+def _read_url(proc: subprocess.Popen, timeout_s: float, log: Path) -> str:
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+            raise AssertionError(f"onfh web stopped at start (exit code {proc.returncode}):\n{tail}")
+        if selector.select(timeout=1):
+            line = proc.stdout.readline()
+            if "http://" in line:
+                return line[line.index("http://"):].split()[0]
+    raise AssertionError(f"onfh web printed no URL within {timeout_s:.0f} s (its log: {log})")
+
+
+@pytest.fixture(scope="module")
+def browser(own_processes):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _children(pid: int) -> list:
+    import psutil
+
+    return psutil.Process(pid).children(recursive=True)
+
+
+def _wait(predicate, timeout_s: float, what: str, step_s: float = 0.5):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step_s)
+    raise AssertionError(f"waited {timeout_s:.0f} s for {what}")
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1500, "height": 950})
+    page.goto(url)
+    page.get_by_test_id("analyse").wait_for(timeout=120_000)
+    return page
+
+
+@in_browser
+def test_cancel_stops_the_whole_child_tree_and_a_second_visitor_sees_the_run(server, browser):
+    page = _open(browser, server["url"])
+    page.get_by_test_id("analyse").click()
+    _wait(lambda: _children(server["pid"]), 30, "the analysis child to start")
+    visitor = _open(browser, server["url"])  # a second page on the same server sees the run, cannot start another
+    assert visitor.get_by_test_id("analyse").is_disabled()
+    assert visitor.get_by_test_id("cancel").is_enabled()
+    visitor.close()
+    page.get_by_test_id("cancel").click()
+    _wait(lambda: not _children(server["pid"]), 20, "every child process to end after Cancel")
+    _wait(lambda: page.get_by_test_id("stage-line").inner_text() == "cancelled", 10, "the page to say cancelled")
+    assert page.get_by_test_id("analyse").is_enabled()
+    page.close()
+
+
+def _rgb(png: bytes) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+def _necrosis_mask(png: bytes) -> np.ndarray:
+    """Pixels of the necrosis segment's red (fill or outline): red well above green and blue. The yellow
+    orientation letters, cyan head boxes, blue femur, yellow pelvis and grey anatomy all fail it."""
+    rgb = _rgb(png)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return (r - np.maximum(g, b) > 30) & (r > 2 * g) & (r > 2 * b)
+
+
+def _disc(shape, radius: float) -> np.ndarray:
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    return (xx - (w - 1) / 2) ** 2 + (yy - (h - 1) / 2) ** 2 <= radius ** 2
+
+
+@in_browser
+def test_demo_analysis_through_the_page(server, browser, tmp_path):
+    page = _open(browser, server["url"])
+    page.get_by_test_id("analyse").click()
+    page.locator('[data-testid="card-R"]').wait_for(timeout=400_000)
+    out_dir = Path(page.get_by_test_id("out-dir").inner_text().strip())
+    analysis = json.loads((out_dir / "analysis.json").read_text(encoding="utf-8"))
+    hips = {h["side"]: h for h in analysis["hips"]}
+
+    # Each card: the key finding in the report's words, and the staging network's own system with the label and
+    # probability analysis.json holds (the other systems are not repeated: one network output, one stage).
+    from ONFHAssistLib.analysis.findings import key_findings
+
+    for finding in key_findings(analysis):
+        card = page.get_by_test_id(f"card-{finding['side']}")
+        assert card.get_by_test_id("finding").inner_text() == finding["sentence"], finding["side"]
+        system, stage = next(iter(hips[finding["side"]]["stage"].items()))
+        p = stage["probabilities"][stage["label"]]
+        expected = f"{stage['label']} (p {p:.2f}{', uncertain' if p < 0.5 else ''})"
+        assert card.get_by_test_id(f"stage-{system}").inner_text() == expected, (finding["side"], system)
+    right = hips["R"]
+    assert right["found"] and right["volumes_ml"]["necrosis"] > 0
+
+    # Centred on the right head, fitted to its box: the head's centre is the coronal view's centre.
+    page.get_by_test_id("focus-R").click()
+    coronal = page.locator('.layout-grid-item:has([data-view="Green"])')  # the view's frame (its image is replaced)
+
+    def coronal_pixels() -> bytes:
+        return page.screenshot(clip=coronal.bounding_box())
+
+    def necrosis_near_head():
+        mask = _necrosis_mask(coronal_pixels())
+        radius_px = right["radius_mm"] * min(mask.shape) / right["box"]["size_mm"]
+        inside = int((mask & _disc(mask.shape, 1.2 * radius_px)).sum())
+        return (mask, inside) if inside > 50 else None
+
+    mask, inside = _wait(necrosis_near_head, WAIT_S, "the necrosis colour around the right head in the coronal view")
+    assert inside / mask.sum() > 0.9, "necrosis colour away from the right head"
+    page.screenshot(path=str(tmp_path / "web.png"))
+    if os.environ.get(SCREENSHOT_ENV):
+        Path(os.environ[SCREENSHOT_ENV]).write_bytes((tmp_path / "web.png").read_bytes())
+
+    page.get_by_test_id("toggle-seg").locator("input").click()
+    _wait(lambda: not _necrosis_mask(coronal_pixels()).any(), WAIT_S, "the necrosis colour to go with the toggle")
+    page.get_by_test_id("toggle-seg").locator("input").click()
+    _wait(necrosis_near_head, WAIT_S, "the necrosis colour to come back with the toggle")
+
+    # A heat map over the slice, then none again: the view changes, then returns to what it was.
+    before = _rgb(coronal_pixels())
+    _choose_heat_map(page, "SRANet attention")
+    _wait(lambda: (np.abs(_rgb(coronal_pixels()) - before).sum(-1) > 60).mean() > 0.05, WAIT_S,
+          "the attention map over the coronal view")
+    _choose_heat_map(page, "none")
+    _wait(lambda: (np.abs(_rgb(coronal_pixels()) - before).sum(-1) > 60).mean() < 0.002, WAIT_S,
+          "the coronal view without a heat map again")
+    page.close()
+
+
+def _choose_heat_map(page, name: str) -> None:
+    page.get_by_test_id("heatmap").click()
+    page.get_by_role("option", name=name, exact=True).click()
