@@ -102,3 +102,18 @@ def test_uneven_dicom_spacing_is_warned_and_a_missing_slice_refused(tmp_path, ca
     (series / "slice0004.dcm").unlink()
     with pytest.raises(InputError, match="slices are missing"):
         io.read_image(series)
+
+
+def test_jsonl_progress_ends_a_failed_run_with_the_documented_error_event(tmp_path, capsys):
+    """A program following `--progress jsonl` (the Slicer panels, the web page) reads why the run stopped from
+    stdout, in the same words as stderr's one line."""
+    import json
+
+    missing = tmp_path / "nowhere.nii.gz"
+    code = cli.main(["analyze", str(missing), "--out", str(tmp_path / "out"), "--progress", "jsonl"])
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    assert code == 2 and events[-1]["event"] == "error" and events[-1]["exit_code"] == 2
+    assert events[-1]["stage"] == "analyze"
+    assert captured.err.strip() == f"error: {events[-1]['message']}"
+    assert str(missing) in events[-1]["message"]

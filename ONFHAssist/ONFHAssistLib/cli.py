@@ -567,18 +567,23 @@ def _check_out(args) -> None:
 QUIET_LIBRARIES = ("numexpr",)  # log at INFO on import ("NumExpr defaulting to 2 threads"): noise on stderr
 
 
-def _fail(message: str) -> None:
-    """The error sentence as stderr's last line, on a line of its own even mid-bar."""
-    from .progress import clear_bar
+def _fail(message: str, args, code: int) -> int:
+    """The error sentence as stderr's last line, on a line of its own even mid-bar; under `--progress jsonl`
+    also the documented "error" event on stdout, so a program following the run reads why it stopped."""
+    from .progress import JsonLinesReporter, clear_bar
 
     clear_bar()
+    if getattr(args, "progress", None) == "jsonl":
+        JsonLinesReporter().error(args.command, message.split(": ", 1)[1], exit_code=code)
     print(message, file=sys.stderr)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.WARNING)
+    args = None
     try:
         args = build_parser().parse_args(argv)
         if args.verbose:
@@ -586,18 +591,14 @@ def main(argv: list[str] | None = None) -> int:
         _check_out(args)
         return COMMANDS[args.command](args)
     except InputError as exc:
-        _fail(f"error: {exc}")
-        return 2
+        return _fail(f"error: {exc}", args, 2)
     except KeyboardInterrupt:
-        _fail("error: interrupted.")
-        return 130
+        return _fail("error: interrupted.", args, 130)
     except Exception as exc:  # noqa: BLE001 - the CLI boundary: one line for users, traceback in debug
         log.debug("internal error", exc_info=True)
         if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS and exc.filename:
-            _fail(f"error: {exc.filename}: cannot write there ({exc.strerror}).")
-            return 2
-        _fail(f"internal error: {type(exc).__name__}: {exc}")
-        return 1
+            return _fail(f"error: {exc.filename}: cannot write there ({exc.strerror}).", args, 2)
+        return _fail(f"internal error: {type(exc).__name__}: {exc}", args, 1)
 
 
 if __name__ == "__main__":
