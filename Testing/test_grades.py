@@ -15,7 +15,12 @@ def test_parse_sides_and_json(tmp_path):
     assert parse_grade_args([str(f)]) == {"R": {"ficat": 3, "steinberg": 4}}
 
 
-@pytest.mark.parametrize("bad", ["X:ficat=1", "L:ficat=9", "L:colour=red", "L:ficat", "L:jic_type=Z"])
+def test_grades_as_the_report_prints_them():
+    """Roman numerals and lower case, the way the report and the panel write grades, mean the same codes."""
+    assert parse_grade_args(["L:arco=II,ficat=iv,jic_type=c1"]) == {"L": {"arco": 2, "ficat": 4, "jic_type": "C1"}}
+
+
+@pytest.mark.parametrize("bad", ["X:ficat=1", "L:ficat=9", "L:colour=red", "L:ficat", "L:jic_type=Z", "L:arco=VII"])
 def test_bad_grades_are_input_errors(bad):
     with pytest.raises(InputError):
         parse_grade_args([bad])

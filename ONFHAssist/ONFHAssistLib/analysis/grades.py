@@ -1,14 +1,15 @@
 """ONFH grades given by the user, which override predicted grades as risk inputs (DESIGN §3).
 
 Accepted forms: `L:jic_stage=2,arco=2` (one per side, repeatable) or a JSON file
-`{"L": {"jic_stage": 2, ...}, "R": {...}}`. Codes are checked against the dataset's grade codes.
+`{"L": {"jic_stage": 2, ...}, "R": {...}}`; stages in arabic or roman numerals, as the report prints them
+(`arco=II`). Codes are checked against the dataset's grade codes.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..dataset import GRADE_CODES
+from ..dataset import GRADE_CODES, grade_code
 from ..errors import InputError
 
 GRADE_NAMES = tuple(GRADE_CODES)
@@ -21,7 +22,7 @@ def _check(side: str, grades: dict, where: str) -> dict:
     for key, value in grades.items():
         if key not in GRADE_CODES:
             raise InputError(f"{where}: unknown grade {key!r}; use {', '.join(GRADE_NAMES)}.")
-        text = str(value).strip()
+        text = grade_code(key, str(value))  # as the report prints it: 'II', 'iv', 'c1'
         if text not in GRADE_CODES[key]:
             raise InputError(f"{where}: {key}={text!r} is not one of {sorted(GRADE_CODES[key])}.")
         clean[key] = text if key == "jic_type" else int(text)
