@@ -319,3 +319,17 @@ def test_one_side_only_is_segmented_and_reported(tmp_path, demo):
                   < np.linalg.norm(points - _hips(analysis)["L"]["center_lps"], axis=1)).reshape(one.shape)
     expected = np.where(near_right, sitk.GetArrayFromImage(both), 0)
     assert (one > 0).sum() > 1000 and np.array_equal(one, expected)  # the right hip's labels, nothing on the left
+
+
+def test_a_rerun_into_a_used_folder_leaves_no_file_of_the_earlier_analysis(tmp_path, demo):
+    """Both hips first, then the right hip only into the same folder: the left hip's key images (and anything
+    else the earlier analysis.json named) are gone, so the folder holds exactly what the new analysis names."""
+    import shutil
+
+    analysis, out = demo
+    folder = tmp_path / "out"
+    shutil.copytree(out, folder)
+    assert (folder / analysis["files"]["key_images_L"]).exists()
+    right = Analyzer("cpu", sides=("R",)).analyze(demo_case.image_path(), folder)
+    assert "key_images_L" not in right["files"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*right["files"].values(), "analysis.json"])

@@ -8,6 +8,7 @@ and survival models are optional: without one, its step is skipped with a warnin
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -122,8 +123,9 @@ class Analyzer:
         work = Path(tempfile.mkdtemp(prefix=".partial-", dir=out))
         try:
             result = self._analyze(image_path, work, modality, grades)
+            earlier = _earlier_outputs(out)
             (out / "analysis.json").unlink(missing_ok=True)
-            for stale in set(dicom_export.FILES) - set(result["files"].values()):  # another scan's SEG and SR
+            for stale in earlier - set(result["files"].values()):  # e.g. a left hip's images, another scan's SEG
                 (out / stale).unlink(missing_ok=True)
             for name in [*result["files"].values(), "analysis.json"]:
                 (out / name).parent.mkdir(exist_ok=True)
@@ -313,7 +315,6 @@ class Analyzer:
                               {"months": CURVE_MONTHS.tolist(), "probability": [round(float(s), 5) for s in curve]},
                               {k: round(v, 5) for k, v in baseline.collapse_probability(score).items()}, used, source)
 
-
     def _key_images(self, result: dict, image: sitk.Image, maps: dict, modality: str, out: Path) -> dict[str, bytes]:
         """Each found hip's key images (`figures.key_images`), drawn once for the HTML and the PDF report and kept
         beside them as key_images_<side>.png (named in result["files"])."""
@@ -340,6 +341,21 @@ class Analyzer:
             result["warnings"].append(f"no DICOM SEG and SR were written: {exc}")
             return {}
         return {"dicom_seg": dicom_export.SEG_FILE, "dicom_sr": dicom_export.SR_FILE}
+
+
+OPTIONAL_OUTPUTS = {*dicom_export.FILES, *(f"key_images_{side}.png" for side in SIDES), "gradcam.nii.gz",
+                    "attention.nii.gz"}
+
+
+def _earlier_outputs(out: Path) -> set[str]:
+    """What an earlier analysis in `out` may have written that this one might not: every optional output, and
+    the files its analysis.json names (when it can be read; a run killed while moving left none)."""
+    try:
+        named = json.loads((out / "analysis.json").read_text(encoding="utf-8"))["files"].values()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        named = []
+    return OPTIONAL_OUTPUTS | {name for name in named if isinstance(name, str) and not Path(name).is_absolute()
+                               and ".." not in Path(name).parts}
 
 
 def _ood_stats(entry: modelstore.ModelEntry, warnings: list[str]) -> ood.OODStats | None:
