@@ -79,11 +79,13 @@ def test_nothing_below_imports_cli():
 
 def test_web_room_imports_only_what_it_may_and_only_cli_imports_it():
     """ONFH Assist Web is a room of its own on top: it shows analyses (analysis/), through the scene bridge
-    (slicer/), run as children (jobs, progress); it reaches Slicer's core only through trame-slicer and mrml."""
+    (slicer/), run as children (jobs, progress), saving uploads whole (atomic, imaging's file types); it reaches
+    Slicer's core only through trame-slicer and mrml."""
     web = imports_of("web")
     assert web, "the web room is empty"
     ours = {name for names in web.values() for name in names if name.startswith(f"{PACKAGE}.")}
-    allowed = [f"{PACKAGE}.{r}" for r in ("web", "analysis", "slicer", "jobs", "progress")]
+    allowed = [f"{PACKAGE}.{r}" for r in ("web", "analysis", "slicer", "jobs", "progress", "atomic",
+                                                  "imaging")]
     assert sorted(n for n in ours if not any(n == a or n.startswith(a + ".") for a in allowed)) == []
     assert offenders(web, ["slicer", "vtk", "vtkmodules", "qt", "ctk", "torch"]) == []
     others = {module_name(p): imported_modules(p) for p in lib_files()

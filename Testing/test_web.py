@@ -259,3 +259,18 @@ def test_demo_analysis_through_the_page(server, browser, tmp_path):
 def _choose_heat_map(page, name: str) -> None:
     page.get_by_test_id("heatmap").click()
     page.get_by_role("option", name=name, exact=True).click()
+
+
+def test_an_upload_is_saved_whole_and_only_as_a_volume_file(tmp_path):
+    """No browser: what the page's upload handler keeps. A volume file lands whole under its own name (no temporary
+    file beside it); a path-like or non-volume name is one sentence, and nothing is written."""
+    from ONFHAssistLib.web.runner import save_upload
+
+    folder = tmp_path / "uploads"
+    saved = save_upload(folder, "../../scan.nii.gz", [b"abc", b"def"])
+    assert saved == folder / "scan.nii.gz" and saved.read_bytes() == b"abcdef"
+    assert sorted(p.name for p in folder.iterdir()) == ["scan.nii.gz"]
+    for bad in ("..", "", "notes.txt"):
+        with pytest.raises(ValueError, match="upload one volume file"):
+            save_upload(folder, bad, b"x")
+    assert sorted(p.name for p in folder.iterdir()) == ["scan.nii.gz"]

@@ -141,13 +141,12 @@ class OnfhWebApp(TrameApp):
         """Save an uploaded scan under the results folder; the page then analyses it by name."""
         if not files:
             return
-        folder = self.results_root / "uploads"
-        folder.mkdir(parents=True, exist_ok=True)
-        file = files[0]
-        path = folder / Path(file["name"]).name
-        content = file["content"]
-        path.write_bytes(b"".join(content) if isinstance(content, list) else content)
-        self.state.update({"upload_name": str(path), "source": "upload"})
+        try:
+            path = runner.save_upload(self.results_root / "uploads", files[0].get("name", ""), files[0]["content"])
+        except ValueError as error:
+            self.state.error = str(error)
+            return
+        self.state.update({"upload_name": str(path), "source": "upload", "error": ""})
 
     # ---- results in the scene -----------------------------------------------------------------------------
     def _node_ids(self) -> set[str]:

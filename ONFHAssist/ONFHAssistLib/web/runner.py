@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import jobs
+from ..atomic import atomic_path
+from ..imaging.io import VOLUME_SUFFIXES, volume_suffix
 
 LOG_LINES = 200
 
@@ -67,3 +69,14 @@ def start(image: Path, root: Path, modality: str = "auto", sides: str = "both") 
     out = jobs.analysis_folder(Path(image).name.split(".")[0], root)
     args = jobs.analyze_args(Path(image), out, modality=modality, sides=sides)
     return Run(image=Path(image), out=out, job=jobs.Job(jobs.onfh_command(args), env=jobs.child_env()).start())
+
+
+def save_upload(folder: Path, name: str, content: bytes | list[bytes]) -> Path:
+    """An uploaded scan saved whole under `folder` (a half-received file is never analysed); ValueError, with
+    the sentence the page shows, for anything but one volume file."""
+    name = Path(str(name)).name
+    if not volume_suffix(name):
+        raise ValueError(f"{name or 'the upload'}: upload one volume file ({', '.join(VOLUME_SUFFIXES)}).")
+    with atomic_path(folder / name) as tmp:
+        Path(tmp).write_bytes(b"".join(content) if isinstance(content, list) else content)
+    return folder / name
