@@ -56,8 +56,10 @@ bench-cv: $(STAMP)  # adds the ≈ 11 min survival CV of a seed-000-sized cohort
 slicer-deps: $(STAMP)  # which requirements have CPython 3.12 wheels on Linux, Windows, macOS (needs the index)
 	$(PY) Resources/slicer_deps.py
 
-models: $(STAMP)
+models: $(STAMP)  # the statistics files beside the weights are tied to them by sha256: rebuild them too
 	$(VENV)/bin/onfh models build --out ONFHAssist/Resources/Models
+	$(PY) Resources/make_ood_stats.py
+	$(PY) Resources/make_survival_reference.py
 
 clean-venv:
 	rm -rf $(VENV)

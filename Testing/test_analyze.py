@@ -1,5 +1,7 @@
 """`onfh analyze` end to end with the shipped models on the bundled demo scan: schema, report, maps on the
 input grid, left–right mirror equivariance, batch behaviour and refusals."""
+import csv
+import io as io_text
 import json
 import shutil
 from pathlib import Path
@@ -94,6 +96,29 @@ def test_demo_results_agree_with_the_phantom_truth(demo):
     assert hips[lesion]["risk"] is not None and hips[healthy]["risk"] is None
     curve = hips[lesion]["risk"]["survival"]["probability"]
     assert curve[0] == 1.0 and np.all(np.diff(curve) <= 0)
+
+
+def test_the_collapse_risk_carries_its_bootstrap_interval_and_training_percentile(demo):
+    """Recomputed from the shipped training-cohort reference: the interval (scipy-free), the percentile (scipy's
+    strict percentileofscore); the point estimate inside its interval; the report says what the interval covers."""
+    from scipy.stats import percentileofscore
+
+    from ONFHAssistLib.survival.reference import load_reference
+
+    analysis, out = demo
+    risk = _hips(analysis)["R"]["risk"]
+    entry = modelstore.find_model("survival")
+    reference = load_reference(entry.folder, entry.card)
+    expected = reference.collapse_interval(risk["score"])  # the stored score is rounded to 5 decimals
+    for months, (low, high) in risk["collapse_interval"].items():
+        assert [low, high] == pytest.approx(expected[months], abs=1e-4)
+        assert low < risk["collapse_probability"][months] < high
+    assert risk["collapse_interval"]["12"][1] < risk["collapse_interval"]["60"][1]
+    assert risk["training_percentile"] == pytest.approx(percentileofscore(reference.score, risk["score"], kind="strict"))
+    assert risk["reference"]["training_hips"] == 80 and risk["reference"]["level"] == 0.95
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert "patient-level bootstrap resamples of the Breslow baseline" in page and "95 % interval" in page
+    assert _hips(analysis)["L"]["risk"] is None
 
 
 def test_maps_land_on_the_input_grid_inside_the_hip_boxes(demo):
@@ -228,6 +253,11 @@ def test_batch_goes_past_a_bad_scan_and_lists_it(tmp_path, capsys):
     assert len(rows) == 5 and [r.split(",")[:3] for r in rows[1:]] == [  # the failed scan's hips too
         ["broken", "R", "failed"], ["broken", "L", "failed"], ["good", "R", "lesion"], ["good", "L", "none"]]
     assert (tmp_path / "out" / "good" / "report.html").exists() and not (tmp_path / "out" / "broken").exists()
+    right = next(csv.DictReader(io_text.StringIO("\n".join([rows[0], rows[3]]))))
+    risk = next(h for h in json.loads((tmp_path / "out" / "good" / "analysis.json").read_text())["hips"]
+                if h["side"] == "R")["risk"]
+    assert float(right["training_percentile"]) == pytest.approx(risk["training_percentile"])
+    assert [float(right[f"collapse_36m_{end}"]) for end in ("low", "high")] == pytest.approx(risk["collapse_interval"]["36"])
 
 
 def test_shipped_models_stay_small_and_record_their_size():

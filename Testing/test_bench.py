@@ -34,3 +34,19 @@ def test_training_and_cv_benches_are_grouped_and_parsed(tmp_path):
     merged = merge_rows(tmp_path / "results.json", [{"name": "b", "v": 2}, {"name": "c", "v": 2}], here)
     assert merged == [{"name": "a", "v": 1}, {"name": "b", "v": 2}, {"name": "c", "v": 2}]
     assert merge_rows(tmp_path / "results.json", [{"name": "c"}], {"cpus": 64}) == [{"name": "c"}]
+
+
+def test_the_web_row_is_left_out_with_its_reason_where_the_browser_is_missing(tmp_path, monkeypatch, capsys):
+    from ONFHAssistLib import bench
+
+    def web_rows():
+        return [b for b in bench.default_benches() if b.name.startswith("web:")]
+
+    present = bench.web_missing() == ""
+    assert len(web_rows()) == int(present)
+    monkeypatch.setattr(bench, "CHROMIUM", tmp_path / "no-chromium")
+    assert bench.web_missing() == f"no Chromium at {tmp_path / 'no-chromium'} (Debian package chromium; " \
+                                  "`make test-web` installs it)"
+    capsys.readouterr()
+    assert web_rows() == []
+    assert f"the web row is left out: no Chromium at {tmp_path / 'no-chromium'}" in capsys.readouterr().err

@@ -160,3 +160,41 @@ def test_a_volume_file_input_gets_no_dicom_and_drops_an_old_one(run, tmp_path):
     analysis = json.loads((again / "analysis.json").read_text(encoding="utf-8"))
     assert "dicom_seg" not in analysis["files"] and not list((again / "dicom").glob("*.dcm"))
     assert analysis["patient"]["name"] is None and analysis["study"]["series_instance_uid"] is None
+
+
+@pytest.fixture(scope="module")
+def volume_run(run, tmp_path_factory):
+    """The same scan as a NIfTI file, analysed with --dicom (the hip with the lesion only, to keep it short)."""
+    series, _, _ = run
+    root = tmp_path_factory.mktemp("volume_dicom")
+    volume = io.write_image(io.read_image(series), root / "scan.nii.gz")
+    out = root / "out"
+    assert main(["analyze", str(volume), "--out", str(out), "--device", "cpu", "--progress", "none", "--sides", "L",
+                 "--dicom"]) == 0
+    return volume, out, json.loads((out / "analysis.json").read_text(encoding="utf-8"))
+
+
+def test_a_volume_file_gets_a_seg_and_sr_on_request_on_a_new_frame_of_reference(volume_run):
+    volume, out, analysis = volume_run
+    validate(analysis)
+    assert analysis["files"]["dicom_seg"] == "dicom/seg.dcm" and analysis["files"]["dicom_sr"] == "dicom/sr.dcm"
+    label = io.read_image(out / "labels.nii.gz")
+    back = dicom_export.read_seg(out / "dicom" / "seg.dcm", io.read_image(volume))
+    assert np.array_equal(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(label))
+    assert set(np.unique(sitk.GetArrayViewFromImage(label))) == {0, 1, 2, 3}
+    seg = hd.seg.segread(str(out / "dicom" / "seg.dcm"))
+    sr = pydicom.dcmread(out / "dicom" / "sr.dcm")
+    uids = (seg.FrameOfReferenceUID, seg.StudyInstanceUID, seg.SeriesInstanceUID, sr.SeriesInstanceUID)
+    assert all(pydicom.uid.UID(uid).is_valid for uid in uids) and len(set(uids)) == 4
+    assert seg.FrameOfReferenceUID != TAGS["0020|0052"] and seg.StudyInstanceUID == sr.StudyInstanceUID
+    referenced = seg.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID not in (seg.SeriesInstanceUID, sr.SeriesInstanceUID)
+    assert len(referenced.ReferencedInstanceSequence) == label.GetDepth()  # one header per slice of the volume
+    assert seg.Modality == "SEG" and str(seg.PatientName) == "" and seg.PatientID == ""
+    d = np.array(label.GetDirection()).reshape(3, 3)
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    assert np.allclose(shared.PlaneOrientationSequence[0].ImageOrientationPatient, [*d[:, 0], *d[:, 1]], atol=1e-6)
+    hip = analysis["hips"][0]
+    lesion = _groups(sr)["left femoral head necrosis"]
+    assert lesion["Volume"] == (hip["volumes_ml"]["necrosis"], "ml") and lesion["Ratio"] == (hip["necrotic_ratio"], "{ratio}")
+    assert analysis["study"]["frame_of_reference_uid"] is None  # the input (a volume file) has none of its own

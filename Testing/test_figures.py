@@ -151,3 +151,22 @@ def test_the_key_images_are_large_enough_to_print(scan):
     png = figures.key_images(image, maps, _hip(), "ct").png
     width, height = Image.open(bytes_io.BytesIO(png)).size
     assert width / 7.5 >= 150 and height >= 1100  # ≥ 150 dpi across an A4 page's 7.5-inch text width
+
+
+def test_the_segment_overlay_has_orientation_letters_that_agree_with_the_anatomy(scan, monkeypatch, tmp_path):
+    """`coronal_overlay_png` (onfh segment): the second head (patient's left, +x) lies on the side lettered L
+    and the acetabular shell (above the head) on the side lettered S, also for a scan stored as RAS."""
+    image, maps = scan
+    drawn = []
+    monkeypatch.setattr(figures, "_save_png", lambda fig, path: drawn.append(fig) or path)
+    hips = [_hip(), {"side": "L", "found": False, "reason": "not looked for", "candidate_lps": None}]
+    for code in ("LPS", "RAS"):
+        figures.coronal_overlay_png(_stored(image, code), _stored(maps["labels"], code), hips, tmp_path / "o.png", "t")
+        ax = drawn[-1].axes[0]
+        where = {t.get_text(): t.get_position() for t in ax.texts}
+        assert set(where) == {"R", "L", "S", "I"}
+        labels = np.asarray(ax.images[1].get_array())  # rows: I→S (origin lower), columns: 1 mm across 160 mm
+        other_head = np.argwhere(labels[:, 110:] == 2)  # x > +30 mm: only the second head
+        shell_rows = np.argwhere(labels == 1)[:, 0]
+        assert len(other_head) and where["L"][0] > 0.9 and where["R"][0] < 0.1
+        assert shell_rows.mean() > 80 and where["S"][1] > 0.9 and where["I"][1] < 0.1

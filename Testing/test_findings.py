@@ -20,10 +20,12 @@ from ONFHAssistLib.slicer import demo_case
 
 STAGES = ("0", "I", "II", "III", "IV")
 OOD_OK = {"score": 8.9, "threshold": 15.4, "reliable": True}
+REFERENCE = {"training_hips": 80, "baseline_hips": 66, "baseline_patients": 48, "resamples": 2000, "level": 0.95,
+             "interval_covers": "baseline"}
 
 
 def _hip(side="R", arco=2, jic_type="B", necrosis_ml=6.9, ratio=0.105, p_stage=None, sranet=0.97, ood=OOD_OK,
-         given=(), risk=True, group="low"):
+         given=(), risk=True, group="low", reference=False):
     """A found hip as the pipeline writes it: ARCO from the staging network, the other grades derived."""
     probs = p_stage or {name: (0.81 if k == arco else 0.19 / 4) for k, name in enumerate(STAGES)}
     used = {"jic_stage": arco, "jic_type": jic_type if arco else "none", "arco": arco,
@@ -44,6 +46,9 @@ def _hip(side="R", arco=2, jic_type="B", necrosis_ml=6.9, ratio=0.105, p_stage=N
         hip["risk"] = {"score": 1.77, "group": group, "collapse_probability": {"12": 0.043, "36": 0.148, "60": 0.257},
                        "survival": {"months": [0, 12], "probability": [1.0, 0.957]}, "grades_used": used,
                        "grades_source": grades["source"]}
+        if reference:  # what the pipeline adds when the model ships its training-cohort reference
+            hip["risk"].update(collapse_interval={"12": [0.004, 0.079], "36": [0.0916, 0.2104], "60": [0.173, 0.343]},
+                               training_percentile=26.25, reference=REFERENCE)
     return hip
 
 
@@ -62,12 +67,30 @@ def test_a_pre_collapse_lesion_is_named_with_stage_size_place_and_risk():
     assert (finding["kind"], finding["flag"]) == ("lesion", "positive")
     assert finding["sentence"] == (
         "Right hip: ONFH suspected — ARCO II (pre-collapse), lesion 10.5 % of the head, within the medial two-thirds "
-        "of the weight-bearing area (JIC type B); estimated collapse within 3 years 15 % (risk at or below the "
-        "training cohort's median)")
-    assert "(risk above the training cohort's median)" in _one(_hip(group="high"))["sentence"]
+        "of the weight-bearing area (JIC type B); estimated collapse within 3 years 15 %; risk at or below the "
+        "training cohort's median")
+    assert "15 %; risk above the training cohort's median" in _one(_hip(group="high"))["sentence"]
     assert finding["confidence"] == (
         "Confidence: segmentation (6.9 ml lesion), staging network (ARCO II, p 0.81) and SRANet (P(necrosis) 0.97) "
         "agree; scan like the training data (score 8.9, limit 15.4).")
+
+
+def test_with_a_training_reference_the_risk_carries_its_interval_and_percentile():
+    """The words a clinician reads: the 3-year probability with its 95 % interval, the risk as a share of the
+    training hips; the extremes of the percentile never read 'higher than 0 %'."""
+    hip = _hip(reference=True)
+    assert _one(hip)["sentence"].endswith(
+        "estimated collapse within 3 years 15 % (95 % interval 9 % to 21 %); risk score higher than 26 % of the 80 "
+        "training hips")
+    assert findings.collapse_text(hip["risk"], "12") == "4 % (95 % interval < 1 % to 8 %)"
+    hip["risk"]["training_percentile"] = 100.0
+    assert findings.risk_reference_text(hip["risk"]) == "risk score higher than all 80 training hips"
+    hip["risk"]["training_percentile"] = 0.0
+    assert findings.risk_reference_text(hip["risk"]) == "risk score not higher than any of the 80 training hips"
+    note = findings.interval_note(hip["risk"])
+    assert "2000 patient-level bootstrap resamples" in note and "66 training hips (48 patients)" in note
+    assert "not the network's own uncertainty" in note
+    assert findings.interval_note(_hip()["risk"]).startswith("no interval")
 
 
 def test_a_hip_without_necrosis_and_the_two_kinds_not_analysed():
@@ -186,6 +209,11 @@ def test_a_real_run_says_what_the_phantom_truth_is(demo_run):
     assert right["sentence"].startswith(
         f"Right hip: ONFH suspected — ARCO II (pre-collapse), lesion {percent_text(ratio)} of the head, within the "
         "medial two-thirds of the weight-bearing area (JIC type B); estimated collapse within 3 years ")
+    risk = analysis["hips"][0]["risk"]
+    low, high = risk["collapse_interval"]["36"]
+    assert right["sentence"].endswith(
+        f"3 years {percent_text(risk['collapse_probability']['36'], 0)} (95 % interval {percent_text(low, 0)} to "
+        f"{percent_text(high, 0)}); risk score higher than {risk['training_percentile']:.0f} % of the 80 training hips")
     assert left["sentence"] == "Left hip: no necrosis found"
 
 

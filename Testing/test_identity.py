@@ -1,6 +1,7 @@
 """Patient and study identity from a DICOM series (issue 23): read into analysis.json's `patient` and `study`
 blocks, and dropped by --anonymise as DICOM PS3.15's basic profile with the Retain Patient Characteristics
 and Retain UIDs options says (sex and UIDs stay)."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,34 @@ def test_a_derived_object_copies_identity_unless_anonymised(series):
     blank = dicom_tags.derived_identity(source, anonymise=True)
     assert blank.keys() == kept.keys()
     assert {k: v for k, v in blank.items() if v} == {"PatientSex": "F"}
+
+
+def test_input_path_keeps_only_the_file_type_when_anonymised(tmp_path):
+    named = tmp_path / "Doe_Jane" / "Doe.Jane.MRN-SECRET-4711.nii.gz"
+    assert dicom_tags.input_path(named) == str(named.resolve())
+    assert dicom_tags.input_path(named, anonymise=True) == "anonymised.nii.gz"
+    assert dicom_tags.input_path(tmp_path / "Doe_Jane", anonymise=True) == "anonymised"  # a series folder
+
+
+def test_an_anonymised_run_writes_no_file_or_folder_name_of_the_patient(tmp_path):
+    """A volume file named after the patient, in a folder named after the patient: analysis.json, the HTML
+    report (title included) and the PDF name neither."""
+    from pypdf import PdfReader
+
+    from ONFHAssistLib.cli import main
+    from ONFHAssistLib.phantom.cohort import write_cohort
+
+    data = write_cohort(tmp_path / "data", 1, seed=5, modality="mr_t1", shape=(120, 96, 64), spacing=(3.0, 3.0, 3.0))
+    folder = tmp_path / "Doe_Jane_MRN-SECRET-4711"
+    folder.mkdir()
+    scan = io.write_image(io.read_image(next((data / "images").iterdir())), folder / "Doe_Jane.nii.gz")
+    out = tmp_path / "out"
+    assert main(["analyze", str(scan), "--out", str(out), "--device", "cpu", "--progress", "none", "--sides", "R",
+                 "--anonymise"]) == 0
+    analysis = (out / "analysis.json").read_text(encoding="utf-8")
+    page = re.sub(r"base64,[A-Za-z0-9+/=]+", "", (out / "report.html").read_text(encoding="utf-8"))  # images' bytes
+    pdf = "\n".join(p.extract_text() for p in PdfReader(out / "report.pdf").pages)
+    assert '"path": "anonymised.nii.gz"' in analysis and "scan anonymised.nii.gz" in pdf
+    for text in (analysis, page, pdf):
+        assert "Doe" not in text and "MRN-SECRET" not in text and str(tmp_path) not in text
+    assert "<h1>ONFH Assist report</h1>" in page and "Patient: anonymised" in page

@@ -426,3 +426,13 @@ def test_results_follow_the_inputs_parent_transform(demo_analysis):
     assert len(placed) == 1 + 2 + 2
     assert all(node.GetTransformNodeID() == transform.GetID() for node in placed)
     assert nodes["input"].GetTransformNodeID() == transform.GetID()  # the input itself is left where the user put it
+
+
+def test_an_anonymised_analysis_needs_its_scan_loaded_first(tmp_path):
+    """--anonymise records only 'anonymised.nii.gz' as the input: loading must ask for the scan, not open a file
+    of that name in the current folder."""
+    (tmp_path / "anonymised.nii.gz").write_bytes(b"")  # a decoy the old code would have tried to read
+    (tmp_path / "analysis.json").write_text(json.dumps({"input": {"path": "anonymised.nii.gz"},
+                                                         "patient": {"anonymised": True}, "files": {}, "hips": []}))
+    with pytest.raises(InputError, match="anonymised analysis does not record where its scan is"):
+        mrml.load_analysis(mrml.new_scene(), tmp_path)

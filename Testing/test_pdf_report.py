@@ -79,6 +79,18 @@ def test_key_findings_come_before_everything_else(tmp_path):
     assert "10.5 %" in first and "24.6 mm" in first  # the right hip's table, as percentages and millimetres
 
 
+def test_the_collapse_risk_prints_with_its_interval_and_what_the_interval_covers(tmp_path):
+    analysis = _analysis()
+    risk = analysis["hips"][1]["risk"]
+    risk.update(collapse_interval={"12": [0.01, 0.08], "36": [0.09, 0.21], "60": [0.17, 0.34]},
+                training_percentile=26.25, reference={"training_hips": 80, "baseline_hips": 66, "baseline_patients": 48,
+                                                      "resamples": 2000, "level": 0.95, "interval_covers": "baseline"})
+    text = " ".join(_pages(pdf_report.write_pdf(analysis, tmp_path / "r.pdf"))).replace("\n", " ")
+    assert "collapse within 3 years 15 % (95 % interval 9 % to 21 %)" in text
+    assert "risk score higher than 26 % of the 80 training hips" in text
+    assert "what the intervals cover" in text and "not the network's own uncertainty" in text
+
+
 def test_an_anonymised_analysis_names_no_one(tmp_path):
     pages = _pages(pdf_report.write_pdf(_analysis(anonymised=True), tmp_path / "r.pdf"))
     assert all("Patient: anonymised   sex F" in text for text in pages)

@@ -7,9 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sksurv.exceptions import NoComparablePairException
-from sksurv.metrics import concordance_index_censored
-
 from ONFHAssistLib.cli import main
 from ONFHAssistLib.dataset import patient_folds
 from ONFHAssistLib.errors import InputError
@@ -17,7 +14,9 @@ from ONFHAssistLib.phantom.cohort import write_cohort
 from ONFHAssistLib.survival import stats
 from ONFHAssistLib.training import cv_notes, survival_plan
 from ONFHAssistLib.training.engine import Trainer
-from ONFHAssistLib.training.survival_recipe import MODEL_IDS, chosen_models
+from ONFHAssistLib.training.survival_recipe import METRICS, MODEL_IDS, chosen_models
+from sksurv.exceptions import NoComparablePairException
+from sksurv.metrics import concordance_index_censored
 
 
 def test_comparable_pairs_are_scikit_survivals():
@@ -119,12 +118,12 @@ def _tiny_fit(tmp_path, validate, epochs=6, patience=2):
 def test_engine_keeps_the_last_epoch_when_it_cannot_validate(tmp_path):
     """No validation, or a metric undefined at every epoch: every epoch runs (no early stop on 'no improvement')
     and the last weights are kept, and the fit says so."""
-    model, fit = _tiny_fit(tmp_path / "none", None)
+    _, fit = _tiny_fit(tmp_path / "none", None)
     assert fit.epochs_run == 6 and fit.best_epoch == 5 and fit.best_metric is None
     assert fit.selection == "no validation: the last of 6 epochs is kept"
     last = torch.load(tmp_path / "none" / "state.pt", weights_only=True)["epoch"]
     assert last == 5
-    model, fit = _tiny_fit(tmp_path / "nan", lambda net: {"val_c": None})
+    _, fit = _tiny_fit(tmp_path / "nan", lambda net: {"val_c": None})
     assert fit.epochs_run == 6 and fit.best_epoch == 5 and fit.best_metric is None
     assert fit.selection == "val_c was undefined at every epoch: the last of 6 epochs is kept"
     # a defined metric still selects and stops early
@@ -146,10 +145,12 @@ def test_footnotes_group_folds_and_rows():
 
 
 def test_models_by_stable_id():
-    assert chosen_models("tri-stream-no-sle,cox-grades") == ["tri-stream, no SLE", "CoxPH (grades)"]
+    # rows come in Table 1 order (seed 000's rows first), whatever order --models names them in
+    assert chosen_models("tri-stream-no-sle,cox-grades") == ["CoxPH (grades)", "tri-stream, no SLE"]
     assert chosen_models("all") == list(MODEL_IDS.values())
+    assert chosen_models("all").index("DLRC nomogram") > chosen_models("all").index("tri-stream + SLE")
     with pytest.raises(InputError, match=r"'cox-grade' is not a model id \(did you mean 'cox-grades'\?\); use all or "
-                                         r"some of: tri-stream, tri-stream-no-sle"):
+                                         r"some of: cox-grades, radiomics-svm, deepmts"):
         chosen_models("cox-grade")
 
 
@@ -206,9 +207,9 @@ def test_cv_on_a_small_cohort_finishes_with_null_where_undefined(cohort20, tmp_p
     for r in results:
         for metric, why in r.get("undefined", {}).items():
             assert r[metric] is None and metric in markdown and why in markdown
-    failed = [r for r in results if r["model"].startswith("oracle") and r["fold"] == 1][0]
-    assert all(failed[m] is None for m in ("harrell_c", "uno_c", "iauc", "ibs"))
-    assert ("fold 2: harrell_c, uno_c, iauc, ibs undefined for oracle CoxPH (true hazard covariates): the fit failed "
+    failed = next(r for r in results if r["model"].startswith("oracle") and r["fold"] == 1)
+    assert all(failed[m] is None for m in METRICS)
+    assert (f"fold 2: {', '.join(METRICS)} undefined for oracle CoxPH (true hazard covariates): the fit failed "
             "on this fold (ArithmeticError: Numerical error") in markdown
     network = [r for r in results if r["model"] == "tri-stream + SLE"]
     assert all(r["selection"].startswith("no selection split") for r in network)  # 12-20 patients cannot validate

@@ -3,14 +3,15 @@ import json
 
 import pandas as pd
 import pytest
-
+from ONFHAssistLib.analysis.grading import GRADE_ORDER, grade_codes
 from ONFHAssistLib.cli import main
 from ONFHAssistLib.dataset import GRADE_CODES
 from ONFHAssistLib.models.survival import GRADE_SYSTEMS
+from ONFHAssistLib.models.survival_zoo import COMPARATORS
 from ONFHAssistLib.phantom.cohort import write_cohort
-from ONFHAssistLib.analysis.grading import GRADE_ORDER, grade_codes
+from ONFHAssistLib.training import survival_recipe
 from ONFHAssistLib.training.survival_baselines import MODELS as BASELINE_MODELS
-from ONFHAssistLib.training.survival_recipe import NETWORK_MODELS
+from ONFHAssistLib.training.survival_recipe import METRICS, MODEL_IDS, NETWORK_MODELS
 
 
 def test_grade_codes_cover_every_dataset_code():
@@ -28,14 +29,18 @@ def cohort(tmp_path_factory):
                         shape=(120, 90, 60), spacing=(3.0, 3.0, 3.0))
 
 
-def test_cv_writes_every_row_and_resumes(cohort, tmp_path, capsys):
+def test_cv_writes_every_row_and_resumes(cohort, tmp_path, capsys, monkeypatch):
+    """Every row but the comparison networks (trained in test_survival_comparators; they take the same path)."""
+    monkeypatch.setattr(survival_recipe, "PAIRED_BOOTSTRAP", 30)  # the interval itself: test_survival_table1
+    rows = [i for i, name in MODEL_IDS.items() if NETWORK_MODELS.get(name) not in COMPARATORS]
     argv = ["cv", "survival", "--data", str(cohort), "--out", str(tmp_path), "--folds", "2", "--epochs", "2",
-            "--progress", "none", "--device", "cpu"]
+            "--progress", "none", "--device", "cpu", "--models", ",".join(rows)]
     assert main(argv) == 0
     table = json.loads((tmp_path / "table.json").read_text(encoding="utf-8"))
-    assert set(table) == set(NETWORK_MODELS) | set(BASELINE_MODELS)
+    assert set(table) == {MODEL_IDS[i] for i in rows} and set(BASELINE_MODELS) <= set(table)
     for row in table.values():
         assert 0.0 <= row["harrell_c"]["mean"] <= 1.0
+        assert set(row) == set(METRICS)  # Table 1's columns: C, AUC at 6/12/36/60/120 months, iAUC; + Uno C, IBS
     finished = sorted((tmp_path / "folds").glob("*.json"))
     assert len(finished) == 2 * len(table)
     stamps = {p: p.stat().st_mtime_ns for p in finished}
@@ -50,6 +55,9 @@ def test_cv_writes_every_row_and_resumes(cohort, tmp_path, capsys):
     assert len(fold["p36"]) == len(fold["risk"]) and all(0 <= a <= b <= 1 for a, b in zip(fold["p36"], fold["p60"]))
     assert all(0.0 <= row["ibs"]["mean"] <= 1.0 for row in table.values() if "ibs" in row)  # Brier scores; NaN fails
     assert "nri_idi_tri_stream_vs_grades_cox" in json.loads((tmp_path / "horizon.json").read_text(encoding="utf-8"))
+    sle = json.loads((tmp_path / "paired.json").read_text(encoding="utf-8"))["SLE in the tri-stream network"]
+    assert set(sle["metrics"]) == set(METRICS) and "| SLE in the tri-stream network | harrell_c |" in (
+        tmp_path / "table.md").read_text(encoding="utf-8")
 
 
 def test_train_survival_saves_a_model_with_its_baseline(cohort, tmp_path):

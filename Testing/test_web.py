@@ -1,13 +1,16 @@
-"""ONFH Assist Web in a real browser: `onfh web` on 127.0.0.1, headless Chromium driven by Playwright, the demo
-analysed through the page. Oracles: the child processes the server really has (psutil), analysis.json as
-written by the child, and the pixels the browser shows (the necrosis colour around the right head, whose
-centre is the view's centre once the page has centred the views on it; a heat map's change, then undone)."""
+"""ONFH Assist Web in a real browser: `onfh web` on 127.0.0.1 with an access token, headless Chromium driven by
+Playwright, a scan uploaded and the demo analysed through the page. Oracles: the child processes the server really
+has (psutil: their command lines, their end), the bytes of the uploaded file, analysis.json as written by the
+child, plain HTTP answers without and with the token, and the pixels the browser shows (the necrosis colour around
+the right head, whose centre is the view's centre once the page has centred the views on it, and on its surface in
+the 3D view; a heat map's change, then undone)."""
 from __future__ import annotations
 
-import ctypes.util
-import importlib.util
+import hashlib
+import http.client
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -16,24 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ONFHAssistLib import resources
+from ONFHAssistLib.bench import CHROMIUM
+from ONFHAssistLib.bench import web_missing as _missing  # Chromium, EGL, the web extra: what the bench row needs too
 from ONFHAssistLib.jobs import stop_process_tree
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/lib/chromium/chromium")
 WAIT_S = 90  # for a new frame: seconds on 2 busy cores (the server renders on the CPU, one view after another)
 SCREENSHOT_ENV = "ONFH_WEB_SCREENSHOT"  # where to copy the page screenshot (README's Resources/Screenshots/web.png)
-
-
-def _missing() -> str:
-    """Why the browser test cannot run here ('' when it can)."""
-    if not CHROMIUM.exists():
-        return f"no Chromium at {CHROMIUM} (Debian package chromium; `make test-web` installs it)"
-    if ctypes.util.find_library("EGL") is None or not list(Path("/usr/lib").glob("*/libEGL_mesa.so*")):
-        return "no EGL for offscreen VTK (Debian packages libegl1 libegl-mesa0; `make test-web` installs them)"
-    for module in ("trame_slicer", "playwright", "psutil"):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed (the web extra: `make test-web` installs it)"
-    return ""
 
 
 # `make test` skips these with the reason; `make test-web` (ONFH_WEB_REQUIRED=1) fails instead, naming it.
@@ -55,8 +48,14 @@ def test_card_says_what_analysis_json_holds():
     assert card["title"] == "Right hip" and card["found"] and card["note"] == ""
     assert card["stages"] == [{"key": "arco", "system": "ARCO", "text": "II (p 0.61)",
                                "probabilities": "0 0.05, I 0.20, II 0.61, III 0.10, IV 0.04"}]
-    assert card["sranet"] == "0.99" and card["risk"] == "above the training cohort's median"
+    assert card["sranet"] == "0.99" and card["risk"] == "risk above the training cohort's median"
     assert [c["text"] for c in card["collapse"]] == ["4 %", "16 %", "50 %"]
+    hip["risk"].update(training_percentile=61.25, collapse_interval={"12": [0.01, 0.08], "36": [0.09, 0.21],
+                                                                     "60": [0.4, 0.6]},
+                       reference={"level": 0.95, "training_hips": 80})
+    card = hip_card(hip)
+    assert card["risk"] == "risk score higher than 61 % of the 80 training hips"
+    assert card["collapse"][1]["text"] == "16 % (95 % interval 9 % to 21 %)"
     assert card["survival"] == "0.0,0.0 120.0,40.0 240.0,60.0"  # 240 × 80 box: t 0/60/120 months, S 1/0.5/0.25
     missing = hip_card({"side": "L", "found": False, "reason": "prosthesis: metal in the joint"})
     assert not missing["found"] and missing["reason"] == "prosthesis: metal in the joint" and missing["stages"] == []
@@ -98,12 +97,14 @@ def server(own_processes, tmp_path_factory):
     results = tmp_path_factory.mktemp("web-results")
     log = results.parent / "server.log"  # VTK's warnings and any traceback, named in a failure at start
     env = dict(os.environ, PYTHONPATH=str(ROOT / "ONFHAssist"), OMP_NUM_THREADS="1")
+    token = secrets.token_urlsafe(8)  # the booth's case: every request needs it (here on 127.0.0.1, asked for)
     with open(log, "w", encoding="utf-8") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "ONFHAssistLib", "web", "--port", "0", "--results",
-                                 str(results)], stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+                                 str(results), "--token", token], stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                env=env)
     try:
         url = _read_url(proc, timeout_s=180, log=log)
-        yield {"url": url, "pid": proc.pid, "results": results}
+        yield {"url": url, "pid": proc.pid, "results": results, "token": token}
     finally:
         stop_process_tree(proc.pid, 10.0)
 
@@ -160,11 +161,80 @@ def _open(browser, url: str):
     return page
 
 
+def test_a_token_is_made_up_only_when_the_page_leaves_this_machine():
+    pytest.importorskip("aiohttp", reason="the web extra is not installed")
+    from ONFHAssistLib.web.access import choose_token
+
+    assert [choose_token(host, None) for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2")] == [None] * 4
+    made = {choose_token(host, None) for host in ("0.0.0.0", "192.168.1.20", "booth.local", "0.0.0.0")}
+    assert len(made) == 4 and all(len(token) >= 16 for token in made)  # a new random one each time
+    assert choose_token("0.0.0.0", "fixed") == choose_token("127.0.0.1", "fixed") == "fixed"
+
+
+def _get(url: str, cookie: str = "") -> tuple[int, dict, str]:
+    """One plain HTTP GET, redirects not followed: status, headers, body."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
+                           headers={"Cookie": cookie} if cookie else {})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read().decode("utf-8", "replace")
+    finally:
+        connection.close()
+
+
 @in_browser
-def test_cancel_stops_the_whole_child_tree_and_a_second_visitor_sees_the_run(server, browser):
+def test_without_its_token_the_server_refuses_every_request(server):
+    """No browser: the page, its files, the views' websocket and the results folder answer 403 with one sentence
+    without the token (or with a wrong one); the token in the URL answers with a cookie and the address without
+    it; the cookie then opens the page."""
+    base, token = server["url"].split("?")[0], server["token"]
+    assert server["url"] == f"{base}?token={token}"
+    for url in (base, f"{base}index.html", f"{base}ws", f"{base}onfh-results/", f"{base}?token=wrong{token}"):
+        status, _, body = _get(url)
+        assert status == 403 and body.startswith("ONFH Assist Web: this server needs its access token."), url
+    status, headers, _ = _get(server["url"])
+    assert status == 303 and headers["Location"] == "/"
+    assert f"onfh_token={token};" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
+    status, _, body = _get(f"{base}index.html", cookie=f"onfh_token={token}")
+    assert status == 200 and "<html" in body.lower()
+    assert _get(f"{base}index.html", cookie=f"onfh_token={token}x")[0] == 403
+
+
+def _choose(page, testid: str, option: str) -> None:
+    page.get_by_test_id(testid).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def _reads(proc, path: Path) -> bool:
+    import psutil
+
+    try:
+        return str(path) in proc.cmdline()
+    except psutil.NoSuchProcess:
+        return False
+
+
+@in_browser
+def test_an_uploaded_scan_is_analysed_and_cancel_stops_the_whole_child_tree(server, browser):
+    """The demo volume through the page's file input: saved on the server byte for byte, named on the page, and the
+    file the analysis child is started on; a second page sees the run and cannot start another; Cancel leaves the
+    server without a child."""
+    demo = resources.DEMO / json.loads((resources.DEMO / "demo.json").read_text(encoding="utf-8"))["scan"]
     page = _open(browser, server["url"])
+    _choose(page, "source", "Upload a file")
+    page.locator('input[type="file"]').set_input_files(str(demo))
+    shown = page.get_by_test_id("upload-name")
+    shown.wait_for(timeout=60_000)
+    saved = Path(shown.inner_text().split(": ", 1)[1].strip())
+    assert saved == server["results"] / "uploads" / demo.name
+    assert hashlib.sha256(saved.read_bytes()).digest() == hashlib.sha256(demo.read_bytes()).digest()
     page.get_by_test_id("analyse").click()
-    _wait(lambda: _children(server["pid"]), 30, "the analysis child to start")
+    _wait(lambda: any(_reads(child, saved) for child in _children(server["pid"])), 30,
+          "an analysis child started on the uploaded file")
     visitor = _open(browser, server["url"])  # a second page on the same server sees the run, cannot start another
     assert visitor.get_by_test_id("analyse").is_disabled()
     assert visitor.get_by_test_id("cancel").is_enabled()
@@ -201,6 +271,7 @@ def _disc(shape, radius: float) -> np.ndarray:
 @in_browser
 def test_demo_analysis_through_the_page(server, browser, tmp_path):
     page = _open(browser, server["url"])
+    _choose(page, "source", "Bundled demo hip (MR)")  # every page shares one state: an earlier test uploaded a scan
     page.get_by_test_id("analyse").click()
     page.locator('[data-testid="card-R"]').wait_for(timeout=400_000)
     out_dir = Path(page.get_by_test_id("out-dir").inner_text().strip())
@@ -225,8 +296,24 @@ def test_demo_analysis_through_the_page(server, browser, tmp_path):
     page.get_by_test_id("focus-R").click()
     coronal = page.locator('.layout-grid-item:has([data-view="Green"])')  # the view's frame (its image is replaced)
 
+    threed = page.locator('.layout-grid-item:has([data-view="ThreeD"])')
+
     def coronal_pixels() -> bytes:
         return page.screenshot(clip=coronal.bounding_box())
+
+    def threed_necrosis() -> int:
+        """Necrosis-red pixels in the 3D view: the segment's surface inside the translucent femur surface."""
+        return int(_necrosis_mask(page.screenshot(clip=threed.bounding_box())).sum())
+
+    def threed_necrosis_centred():
+        """The necrosis surface near the 3D view's centre: the camera fitted to the right head's box (the lesion
+        lies in the head, a fraction of the box from its centre; before the fit both boxes share the view)."""
+        mask = _necrosis_mask(page.screenshot(clip=threed.bounding_box()))
+        if mask.sum() <= 50:
+            return None
+        ys, xs = np.nonzero(mask)
+        offset = np.hypot(xs.mean() - (mask.shape[1] - 1) / 2, ys.mean() - (mask.shape[0] - 1) / 2)
+        return offset < 0.15 * min(mask.shape)
 
     def necrosis_near_head():
         mask = _necrosis_mask(coronal_pixels())
@@ -236,14 +323,17 @@ def test_demo_analysis_through_the_page(server, browser, tmp_path):
 
     mask, inside = _wait(necrosis_near_head, WAIT_S, "the necrosis colour around the right head in the coronal view")
     assert inside / mask.sum() > 0.9, "necrosis colour away from the right head"
+    _wait(threed_necrosis_centred, WAIT_S, "the necrosis surface at the centre of the 3D view")
     page.screenshot(path=str(tmp_path / "web.png"))
     if os.environ.get(SCREENSHOT_ENV):
         Path(os.environ[SCREENSHOT_ENV]).write_bytes((tmp_path / "web.png").read_bytes())
 
     page.get_by_test_id("toggle-seg").locator("input").click()
-    _wait(lambda: not _necrosis_mask(coronal_pixels()).any(), WAIT_S, "the necrosis colour to go with the toggle")
+    _wait(lambda: not _necrosis_mask(coronal_pixels()).any() and threed_necrosis() == 0, WAIT_S,
+          "the necrosis colour to go with the toggle, in the coronal and the 3D view")
     page.get_by_test_id("toggle-seg").locator("input").click()
     _wait(necrosis_near_head, WAIT_S, "the necrosis colour to come back with the toggle")
+    _wait(threed_necrosis_centred, WAIT_S, "the necrosis surface back in the 3D view")
 
     # A heat map over the slice, then none again: the view changes, then returns to what it was.
     before = _rgb(coronal_pixels())
@@ -274,3 +364,36 @@ def test_an_upload_is_saved_whole_and_only_as_a_volume_file(tmp_path):
         with pytest.raises(ValueError, match="upload one volume file"):
             save_upload(folder, bad, b"x")
     assert sorted(p.name for p in folder.iterdir()) == ["scan.nii.gz"]
+
+
+def test_the_segmentation_gets_surfaces_where_its_voxels_are():
+    """No browser: the 3D view's surfaces (`mrml.add_closed_surface`) against the demo label map itself. Each
+    segment's surface spans its voxels' extent in RAS (SimpleITK's LPS voxel centres, x and y negated) to within
+    one voxel (the surface runs half a voxel outside the centres; smoothing pulls it in)."""
+    import SimpleITK as sitk
+    import vtk
+
+    from ONFHAssistLib.imaging import io
+    from ONFHAssistLib.slicer import demo_case, mrml
+
+    scene = mrml.new_scene()
+    label = io.read_image(demo_case.label_path())
+    seg = mrml.add_segmentation(scene, label, mrml.add_volume(scene, io.read_image(demo_case.image_path()), "demo"),
+                                "demo segmentation")
+    mrml.add_closed_surface(seg)
+    values = sitk.GetArrayViewFromImage(label)
+    tolerance = max(label.GetSpacing())
+    direction = np.asarray(label.GetDirection()).reshape(3, 3)
+    segmentation = seg.GetSegmentation()
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetNthSegment(index)
+        surface = vtk.vtkPolyData()
+        assert seg.GetClosedSurfaceRepresentation(segmentation.GetNthSegmentID(index), surface)
+        ijk = np.argwhere(values == segment.GetLabelValue())[:, ::-1]
+        lps = np.asarray(label.GetOrigin()) + (ijk * label.GetSpacing()) @ direction.T
+        ras = lps * [-1, -1, 1]
+        low, high = ras.min(0), ras.max(0)
+        bounds = np.array(surface.GetBounds()).reshape(3, 2)
+        assert surface.GetNumberOfPoints() > 100, segment.GetName()
+        assert np.allclose(bounds[:, 0], low, atol=tolerance) and np.allclose(bounds[:, 1], high, atol=tolerance), (
+            segment.GetName(), bounds.tolist(), low, high)

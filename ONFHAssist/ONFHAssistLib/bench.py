@@ -10,10 +10,14 @@ Training benches run `onfh train TASK --epochs 1` on a small phantom cohort and 
 time from the progress stream (the whole-process wall also holds caching the crops). The CV of a
 seed-000-sized cohort takes ≈ 11 min on 2 cores, so it is a group of its own (`onfh bench --cv`,
 `make bench-cv`). With CUDA present, the analyze and training benches run once more on the GPU.
+The web row (`web/timing.py`: a fresh `onfh web` and headless Chromium per run) is left out, with the reason
+printed, where the web extra, Debian's Chromium or EGL is missing.
 Results merge by name into results.json, so a partial run (`--only`, `--cv`) keeps the other rows.
 """
 from __future__ import annotations
 
+import ctypes.util
+import importlib.util
 import json
 import logging
 import os
@@ -33,6 +37,7 @@ from .atomic import atomic_write_text
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 BENCH_VOLUME_SHAPE = (256, 256, 160)
+CHROMIUM = Path("/usr/lib/chromium/chromium")  # Debian's, driven by Playwright (the web row and its test)
 
 
 @dataclass
@@ -98,8 +103,30 @@ def default_benches(groups: tuple[str, ...] = ("default",)) -> list[Bench]:
     import torch
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    benches = _default_group(devices) + _training_group(devices) + _cv_group()
+    benches = _default_group(devices) + _web_group() + _training_group(devices) + _cv_group()
     return [b for b in benches if b.group in groups]
+
+
+def web_missing() -> str:
+    """Why ONFH Assist Web cannot be run in a browser here ('' when it can)."""
+    if not CHROMIUM.exists():
+        return f"no Chromium at {CHROMIUM} (Debian package chromium; `make test-web` installs it)"
+    if ctypes.util.find_library("EGL") is None or not list(Path("/usr/lib").glob("*/libEGL_mesa.so*")):
+        return "no EGL for offscreen VTK (Debian packages libegl1 libegl-mesa0; `make test-web` installs them)"
+    for module in ("trame_slicer", "playwright", "psutil"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (the web extra: `make web` installs it)"
+    return ""
+
+
+def _web_group() -> list[Bench]:
+    reason = web_missing()
+    if reason:
+        print(f"bench: the web row is left out: {reason}", file=sys.stderr)
+        return []
+    return [Bench("web: server start → first frame (4 views), demo analysed through the page, slice change, server "
+                  "memory (medians of 3 servers)", "—", lambda w: [sys.executable, "-m", "ONFHAssistLib.web.timing"],
+                  repeats=1, parse_stdout=True)]
 
 
 def _default_group(devices: list[str]) -> list[Bench]:

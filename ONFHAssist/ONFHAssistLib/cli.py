@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("image", type=Path, help="hip MRI or CT (NIfTI, NRRD, MHA or a DICOM folder)")
     seg.add_argument("--out", type=Path, required=True, help="folder for labels.nii.gz, analysis.json, overlay.png")
     seg.add_argument("--modality", choices=["auto", "mr_t1", "ct"], default="auto")
-    seg.add_argument("--localizer", help="model folder, name or name@version (default: newest)")
-    seg.add_argument("--segmenter", help="model folder, name or name@version (default: newest)")
+    seg.add_argument("--localizer", help="model folder, name or name@version (default: the shipped model, its newest version)")
+    seg.add_argument("--segmenter", help="model folder, name or name@version (default: the shipped model, its newest version)")
     seg.add_argument("--device", default="auto")
     seg.add_argument("--no-png", dest="png", action="store_false", help="skip the overlay PNG")
 
@@ -144,8 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="leave the patient's name, ID and birth date, the study date, accession number and series "
                          "description out of everything written (analysis.json, reports, DICOM SEG/SR); sex and "
                          "UIDs are kept")
-    an.add_argument("--no-dicom", dest="dicom", action="store_false",
-                    help="for a DICOM series input, skip the DICOM SEG and SR (dicom/seg.dcm, dicom/sr.dcm)")
+    dicom = an.add_mutually_exclusive_group()
+    dicom.add_argument("--dicom", dest="dicom", action="store_const", const="always", default="auto",
+                       help="write the DICOM SEG and SR (dicom/seg.dcm, dicom/sr.dcm) for a volume file input too, "
+                            "with new UIDs and a new frame of reference (a DICOM series input gets them anyway)")
+    dicom.add_argument("--no-dicom", dest="dicom", action="store_const", const="never",
+                       help="for a DICOM series input, skip the DICOM SEG and SR")
     _add_progress(an)
 
     info = sub.add_parser("info", help="torch, device and installed models (what the panels show)")
@@ -161,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--port", type=int, default=0, help="port to listen on (default: a free one, printed)")
     web.add_argument("--results", type=Path, default=None,
                      help="folder for the analyses (default: a temporary folder removed when the server stops)")
+    web.add_argument("--token", default=None,
+                     help="access token a visitor's URL must carry (?token=...); default: a new random one when "
+                          "--host is not loopback, none on 127.0.0.1")
     return parser
 
 
@@ -187,7 +194,7 @@ def _add_task_parsers(sub) -> None:
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                        help="auto: CUDA when present (default: auto)")
         if verb == "evaluate":
-            p.add_argument("--model", help="model folder, name or name@version (default: the newest of TASK)")
+            p.add_argument("--model", help="model folder, name or name@version (default: the shipped TASK model, its newest version)")
             _add_progress(p)
             continue
         p.add_argument("--epochs", type=_int_at_least(1), help="epochs to train (default: the task's own)")
@@ -514,15 +521,18 @@ def cmd_segment(args) -> int:
 def cmd_web(args) -> int:
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: choose 0 (a free port) or a port between 1 and 65535.")
+    if args.token is not None and not args.token.strip():
+        raise InputError("--token is empty: give a token, or leave the flag out for a random one.")
     try:
+        from .web.access import is_loopback
         from .web.app import serve
     except ImportError as exc:
         raise InputError(f"the web demo needs its extra ({exc.name} is missing): run `make web` or "
                          "`pip install -e .[web]`.") from exc
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: serving on {args.host}: anyone on this network can open the page and run analyses; "
-              "use it only on a closed booth network.", file=sys.stderr)
-    serve(args.host, args.port, args.results)
+    if not is_loopback(args.host):
+        print(f"warning: serving on {args.host}: anyone on this network who has the printed URL (its token) can "
+              "open the page and run analyses; use it only on a closed booth network.", file=sys.stderr)
+    serve(args.host, args.port, args.results, args.token)
     return 0
 
 

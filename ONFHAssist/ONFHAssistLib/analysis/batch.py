@@ -12,11 +12,14 @@ import SimpleITK as sitk
 from ..atomic import atomic_write_text
 from ..errors import InputError
 from ..imaging import io
+from ..progress import Steps
 from .findings import key_findings
 
 COLUMNS = ("scan", "side", "kind", "finding", "found", "reason", "radius_mm", "head_ml", "necrosis_ml",
            "necrotic_ratio", "necrotic_angle_deg", "arco_stage", "p_stage", "sranet_probability", "risk_score",
-           "risk_group", "collapse_12m", "collapse_36m", "collapse_60m", "grades_source")
+           "risk_group", "training_percentile", "collapse_12m", "collapse_12m_low", "collapse_12m_high", "collapse_36m",
+           "collapse_36m_low", "collapse_36m_high", "collapse_60m", "collapse_60m_low", "collapse_60m_high",
+           "grades_source")
 
 
 def expand_inputs(paths: list[Path]) -> list[Path]:
@@ -56,7 +59,6 @@ def cohort_rows(scan: str, analysis: dict) -> list[dict]:
     for hip, finding in zip(sorted(analysis["hips"], key=lambda h: h["side"] != "R"), key_findings(analysis)):
         arco = hip["stage"].get("arco") or {}
         risk = hip.get("risk") or {}
-        collapse = risk.get("collapse_probability", {})
         volumes = hip.get("volumes_ml") or {}
         rows.append({"scan": scan, "side": hip["side"], "kind": finding["kind"], "finding": finding["sentence"],
                      "found": hip["found"], "reason": hip["reason"],
@@ -65,8 +67,8 @@ def cohort_rows(scan: str, analysis: dict) -> list[dict]:
                      "arco_stage": arco.get("label"), "p_stage": (arco.get("probabilities") or {}).get(arco.get("label")),
                      "sranet_probability": (hip.get("sranet") or {}).get("probability"),
                      "risk_score": risk.get("score"), "risk_group": risk.get("group"),
-                     "collapse_12m": collapse.get("12"), "collapse_36m": collapse.get("36"),
-                     "collapse_60m": collapse.get("60"), "grades_source": (hip.get("grades") or {}).get("source")})
+                     "training_percentile": risk.get("training_percentile"), **_collapse_columns(risk),
+                     "grades_source": (hip.get("grades") or {}).get("source")})
     return rows
 
 
@@ -84,16 +86,19 @@ class BatchResult:
 
 def run_batch(analyzer, scans: list[Path], out: Path, modality: str, grades: dict | None) -> BatchResult:
     """Analyse every scan into out/<scan name>/ and write out/cohort.csv (a row per hip asked for, a failed
-    scan's rows with its reason, in input order); a bad scan is recorded, not fatal."""
+    scan's rows with its reason, in input order); a bad scan is recorded, not fatal. Progress names the scan
+    that runs (i/N) with the time left, through the analyser's reporter."""
     result = BatchResult()
     names = [scan_name(p) for p in scans]
     _refuse_same_names(scans, names)
-    for path, name in zip(scans, names):
-        try:
-            io.check_scan(path)
-            result.analyses[name] = analyzer.analyze(path, out / name, modality, grades)
-        except InputError as exc:
-            result.failures[name] = str(exc)
+    steps = Steps(analyzer.reporter, "batch", len(scans))  # "scan 2/5: name" and the time left, around each scan
+    for n, (path, name) in enumerate(zip(scans, names)):
+        with steps.step(f"scan {n + 1}/{len(scans)}: {name}"):
+            try:
+                io.check_scan(path)
+                result.analyses[name] = analyzer.analyze(path, out / name, modality, grades)
+            except InputError as exc:
+                result.failures[name] = str(exc)
     buffer = text_io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
     writer.writeheader()
@@ -103,3 +108,14 @@ def run_batch(analyzer, scans: list[Path], out: Path, modality: str, grades: dic
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "cohort.csv", buffer.getvalue())
     return result
+
+
+def _collapse_columns(risk: dict) -> dict:
+    """Collapse probability by 12/36/60 months with its 95 % interval (blank without a training reference)."""
+    probability, interval = risk.get("collapse_probability", {}), risk.get("collapse_interval") or {}
+    columns = {}
+    for months in ("12", "36", "60"):
+        low, high = interval.get(months) or (None, None)
+        columns.update({f"collapse_{months}m": probability.get(months), f"collapse_{months}m_low": low,
+                        f"collapse_{months}m_high": high})
+    return columns

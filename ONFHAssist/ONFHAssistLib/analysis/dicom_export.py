@@ -1,10 +1,13 @@
 """The analysis as DICOM objects a PACS keeps beside the images: a SEG of pelvis, femur and necrosis on the
 input series' frame of reference, and a TID 1500 measurement report (Comprehensive 3D SR) per hip.
 
-Written for a DICOM series input only: a SEG has to reference the slices it segments, and a volume file has
-none (synthesising a series for it would put images in the PACS that no scanner made). Both objects are
-built with highdicom from the input slices' headers, reduced to geometry and UIDs plus the patient and study
-attributes `imaging.dicom_tags.derived_identity` allows (so `--anonymise` reaches the DICOM files too).
+Written by default for a DICOM series input: both objects are built with highdicom from the input slices'
+headers, reduced to geometry and UIDs plus the patient and study attributes
+`imaging.dicom_tags.derived_identity` allows (so `--anonymise` reaches the DICOM files too). For a volume file
+they are written on request (`onfh analyze --dicom`) on slice headers made from the volume's geometry
+(`volume_sources`) with new study, series, instance and frame-of-reference UIDs and no patient data: the SEG
+then lies on a frame of reference of its own, and the series it names exists nowhere (no image series is
+synthesised: that would put images in a PACS that no scanner made).
 highdicom and pydicom are imported only when a file is written: Slicer's Python does not ship highdicom, and
 its panel hands the analysis a volume file, never a series.
 """
@@ -52,6 +55,36 @@ def source_datasets(series: str | Path, anonymise: bool) -> list:
             setattr(ds, keyword, value)
         reduced.append(ds)
     return reduced
+
+
+SOP_CLASSES = {"ct": ("CT", "1.2.840.10008.5.1.4.1.1.2"), "mr_t1": ("MR", "1.2.840.10008.5.1.4.1.1.4")}
+
+
+def volume_sources(image: sitk.Image, modality: str) -> list:
+    """Header-only slices (frame k = slice k of `image`) for a volume file's SEG and SR: CT or MR image slices
+    with the volume's geometry, new UIDs (one study, series and frame of reference) and empty patient and study
+    attributes (a volume file holds none)."""
+    import highdicom as hd
+    import pydicom
+
+    dicom_modality, sop_class = SOP_CLASSES[modality]
+    d = image.GetDirection()
+    shared = {"SOPClassUID": sop_class, "StudyInstanceUID": hd.UID(), "SeriesInstanceUID": hd.UID(),
+              "FrameOfReferenceUID": hd.UID(), "Modality": dicom_modality, "SeriesNumber": 1,
+              "Rows": image.GetHeight(), "Columns": image.GetWidth(),
+              "PixelSpacing": [float(image.GetSpacing()[1]), float(image.GetSpacing()[0])],
+              "ImageOrientationPatient": [float(v) for v in (d[0], d[3], d[6], d[1], d[4], d[7])],
+              "SliceThickness": float(image.GetSpacing()[2]), "PositionReferenceIndicator": "",
+              **{keyword: "" for keyword in (*dicom_tags.DERIVED_DROPPED, *dicom_tags.DERIVED_KEPT)}}
+    sources = []
+    for k in range(image.GetDepth()):
+        ds = pydicom.Dataset()
+        for keyword, value in shared.items():
+            setattr(ds, keyword, value)
+        ds.SOPInstanceUID, ds.InstanceNumber = hd.UID(), k + 1
+        ds.ImagePositionPatient = [float(v) for v in image.TransformIndexToPhysicalPoint((0, 0, k))]
+        sources.append(ds)
+    return sources
 
 
 def _coded(term: dict):

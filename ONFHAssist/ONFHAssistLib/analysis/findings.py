@@ -7,7 +7,9 @@ and how like the training data the scan is) and a flag for lists and structured 
 
 Numbers are written as a clinician writes them: shares and collapse probabilities as percentages,
 probabilities with two decimals, grades with their system's numerals. Risk is always said relative to
-the reference it is measured against (the training cohort's median risk), never as a bare "high".
+the reference it is measured against (the share of the model's training hips with a lower risk score, or the
+training cohort's median when the model ships no reference), never as a bare "high"; a collapse probability
+carries its 95 % interval when the model has one.
 """
 from __future__ import annotations
 
@@ -171,9 +173,46 @@ def _risk_phrase(hip: dict) -> str:
     risk = hip.get("risk")
     if not risk:
         return hip.get("risk_note", "").rstrip(".") or "no collapse risk"
-    where = "above" if risk["group"] == "high" else "at or below"
-    return (f"estimated collapse within {int(KEY_HORIZON) // 12} years "
-            f"{percent_text(risk['collapse_probability'][KEY_HORIZON], 0)} (risk {where} the training cohort's median)")
+    return (f"estimated collapse within {int(KEY_HORIZON) // 12} years {collapse_text(risk, KEY_HORIZON)}; "
+            + risk_reference_text(risk))
+
+
+def collapse_text(risk: dict, months: str) -> str:
+    """'15 % (95 % interval 9 % to 22 %)': the collapse probability by `months` with its bootstrap interval when
+    the model has a training-cohort reference (`survival.reference`), the bare percentage otherwise."""
+    text = percent_text(risk["collapse_probability"][months], 0)
+    interval = (risk.get("collapse_interval") or {}).get(months)
+    if interval:
+        low, high = interval
+        text += f" ({100 * risk['reference']['level']:.0f} % interval {percent_text(low, 0)} to {percent_text(high, 0)})"
+    return text
+
+
+def interval_note(risk: dict) -> str:
+    """What the collapse intervals cover and what they leave out, for the report's uncertainty row."""
+    ref = risk.get("reference")
+    if not ref:
+        return ("no interval: the model ships no training-cohort reference; read the point estimate with the "
+                "confidence line")
+    return (f"{100 * ref['level']:.0f} % intervals from {ref['resamples']} patient-level bootstrap resamples of the "
+            f"Breslow baseline over the {ref['baseline_hips']} training hips ({ref['baseline_patients']} patients) it "
+            "was fitted on, this hip's risk score held fixed: they show how much the baseline moves with the training "
+            "sample, not the network's own uncertainty nor how well a phantom-trained model fits real patients, so "
+            "the full uncertainty is larger")
+
+
+def risk_reference_text(risk: dict) -> str:
+    """Where the hip's risk score lies in the training cohort: 'risk score higher than 61 % of the 80 training
+    hips' (percentile), else above or at/below the training cohort's median."""
+    share = risk.get("training_percentile")
+    if share is None:
+        return f"risk {'above' if risk['group'] == 'high' else 'at or below'} the training cohort's median"
+    n = risk["reference"]["training_hips"]
+    if share >= 100.0:
+        return f"risk score higher than all {n} training hips"
+    if share <= 0.0:
+        return f"risk score not higher than any of the {n} training hips"
+    return f"risk score higher than {share:.0f} % of the {n} training hips"
 
 
 def confidence_text(hip: dict) -> str:

@@ -24,7 +24,8 @@ from PIL import Image  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from ..atomic import atomic_path  # noqa: E402
-from .findings import grade_lines, key_findings, percent_text, probability_text  # noqa: E402
+from .findings import (collapse_text, grade_lines, interval_note, key_findings, percent_text,  # noqa: E402
+                       probability_text, risk_reference_text)
 
 PAGE_W, PAGE_H = 8.27, 11.69  # A4 in inches
 MARGIN = 0.6
@@ -159,8 +160,10 @@ def _measurements(hip: dict) -> list[tuple[str, str]]:
         rows.append(("SRANet probability of necrosis", probability_text(hip["sranet"]["probability"])))
     risk = hip.get("risk")
     if risk:
-        rows += [(f"collapse within {h // 12} year{'s' if h > 12 else ''}",
-                  percent_text(risk["collapse_probability"][str(h)], 0)) for h in HORIZONS]
+        rows += [(f"collapse within {h // 12} year{'s' if h > 12 else ''}", collapse_text(risk, str(h)))
+                 for h in HORIZONS]
+        rows += [("risk compared with the training cohort", risk_reference_text(risk)),
+                 ("what the intervals cover", interval_note(risk))]
         rows.append(("grades used for the risk", ", ".join(f"{k} {v}" for k, v in risk["grades_used"].items())
                      + f" ({risk['grades_source']})"))
     elif hip.get("risk_note"):

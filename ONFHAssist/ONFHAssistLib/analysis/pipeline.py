@@ -34,6 +34,7 @@ from ..models.sranet import patch_map_to_volume
 from ..models.sranet_patches import lesion_patches
 from ..progress import Reporter
 from ..survival.curves import BreslowBaseline
+from ..survival.reference import load_reference
 from . import dicom_export, pdf_report
 from . import grades as user_grades
 from . import ood
@@ -93,17 +94,18 @@ def _autocast(device: torch.device):
 class Analyzer:
     def __init__(self, device: str = "auto", model_names: dict[str, str | None] | None = None,
                  reporter: Reporter | None = None, sides: tuple[str, ...] = SIDES, anonymise: bool = False,
-                 dicom: bool = True):
+                 dicom: str = "auto"):
         self.device = resolve_device(device)
         self.sides = tuple(sides)  # the hips asked for; the other side is neither segmented nor reported
         self.anonymise = anonymise  # no name, ID, birth date, accession in anything written (dicom_tags)
-        self.dicom = dicom  # a DICOM SEG and SR beside the results of a DICOM series input
+        self.dicom = dicom  # DICOM SEG and SR: "auto" for a DICOM series input, "always" for any input, or "never"
         self.reporter = reporter or Reporter()
         self.model_warnings: list[str] = []
         self.models = load_models(model_names or {}, self.device, self.model_warnings)
         self.ood = _ood_stats(self.models["segmentation"].entry, self.model_warnings)
         staging = self.models.get("staging")  # hooks are registered once, not per hip
         self.gradcam = gradcam_for(staging.network) if staging else None
+        self.reference = _survival_reference(self.models.get("survival"), self.model_warnings)
 
     def analyze(self, image_path: str | Path, out_dir: str | Path, modality: str = "auto",
                 grades: dict | None = None) -> dict:
@@ -190,14 +192,15 @@ class Analyzer:
             warnings.append("models are a phantom-trained demo: not for clinical use.")
         timings["total"] = round(time.perf_counter() - start, 3)
         result = AnalysisResult(
-            input={"path": str(Path(image_path).resolve()), "modality": modality, "modality_check": modality_check,
+            input={"path": dicom_tags.input_path(image_path, self.anonymise), "modality": modality,
+                   "modality_check": modality_check,
                    **io.describe(image)},
             hips=hips, files=files, models=[e.provenance() for e in entries], device=describe_device(self.device),
             timings_s=timings, warnings=warnings, demo_model=demo).to_json()
         result = {"schema_version": result.pop("schema_version"), "input": result.pop("input"),
                   **dicom_tags.identity(image_path, self.anonymise), **result}
-        if self.dicom and Path(image_path).is_dir():
-            result["files"].update(self._dicom(result, image_path, label, out))
+        if self.dicom == "always" or (self.dicom == "auto" and Path(image_path).is_dir()):
+            result["files"].update(self._dicom(result, image_path, image, label, out))
             lap("dicom")
             result["timings_s"]["dicom"] = timings["dicom"]
         survival = self.models.get("survival")
@@ -314,6 +317,11 @@ class Analyzer:
         hip.risk = RiskResult(round(score, 5), baseline.group(score),
                               {"months": CURVE_MONTHS.tolist(), "probability": [round(float(s), 5) for s in curve]},
                               {k: round(v, 5) for k, v in baseline.collapse_probability(score).items()}, used, source)
+        if self.reference is not None:
+            hip.risk.collapse_interval = {k: [round(lo, 5), round(hi, 5)]
+                                          for k, (lo, hi) in self.reference.collapse_interval(score).items()}
+            hip.risk.training_percentile = round(self.reference.percentile(score), 2)
+            hip.risk.reference = self.reference.describe()
 
     def _key_images(self, result: dict, image: sitk.Image, maps: dict, modality: str, out: Path) -> dict[str, bytes]:
         """Each found hip's key images (`figures.key_images`), drawn once for the HTML and the PDF report and kept
@@ -327,11 +335,13 @@ class Analyzer:
                     Path(tmp).write_bytes(png)
         return pngs
 
-    def _dicom(self, result: dict, series, label: sitk.Image, out: Path) -> dict[str, str]:
-        """The SEG and SR of a DICOM series input (`dicom_export`); a series highdicom cannot derive them from
-        (e.g. slices that do not stack into one volume) costs them, with a warning, not the analysis."""
+    def _dicom(self, result: dict, source, image: sitk.Image, label: sitk.Image, out: Path) -> dict[str, str]:
+        """The SEG and SR (`dicom_export`) on the input series' slices, or for a volume file on slice headers with
+        new UIDs and a new frame of reference; a series highdicom cannot derive them from (e.g. slices that do
+        not stack into one volume) costs them, with a warning, not the analysis."""
         try:
-            sources = dicom_export.source_datasets(series, self.anonymise)
+            sources = (dicom_export.source_datasets(source, self.anonymise) if Path(source).is_dir() else
+                       dicom_export.volume_sources(image, result["input"]["modality"]))
             dicom_export.write_seg(label, sources, result["models"], out / dicom_export.SEG_FILE)
             dicom_export.write_sr(result, sources, out / dicom_export.SR_FILE)
         except ImportError:  # Slicer's Python before the module's dependency install
@@ -365,6 +375,18 @@ def _ood_stats(entry: modelstore.ModelEntry, warnings: list[str]) -> ood.OODStat
         warnings.append(f"no out-of-distribution statistics for the segmentation model {entry.name} {entry.version}: "
                         "no hip is checked against its training data.")
     return stats
+
+
+def _survival_reference(model: LoadedModel | None, warnings: list[str]):
+    """The survival model's training-cohort reference; without it, a warning that risks have no interval."""
+    if model is None:
+        return None
+    reference = load_reference(model.entry.folder, model.card)
+    if reference is None:
+        warnings.append(f"no training-cohort reference for the survival model {model.entry.name} "
+                        f"{model.entry.version}: collapse probabilities have no interval and the risk is placed "
+                        "against the training cohort's median only.")
+    return reference
 
 
 def _out_of_distribution(hip: HipResult) -> str:

@@ -16,8 +16,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..atomic import atomic_write_text  # noqa: E402
-from .findings import (SIDE_NAMES, SYSTEM_NAMES, grade_lines, grade_text, key_findings,  # noqa: E402
-                       percent_text, probability_text)
+from .findings import (SIDE_NAMES, SYSTEM_NAMES, collapse_text, grade_lines, grade_text,  # noqa: E402
+                       interval_note, key_findings, percent_text, probability_text, risk_reference_text)
+from .pdf_report import patient_lines  # noqa: E402
 from .results import stage_text, unreliable_text  # noqa: E402
 
 HORIZONS = (12, 36, 60)
@@ -67,8 +68,17 @@ def survival_png(risk: dict, training_km: dict | None) -> str:
     months, prob = risk["survival"]["months"], risk["survival"]["probability"]
     ax.step(months, prob, where="post", color="black", lw=2.2, label="this hip")
     marks = [(h, 1.0 - risk["collapse_probability"][str(h)]) for h in HORIZONS]
+    intervals = risk.get("collapse_interval")
+    if intervals:  # S = 1 - collapse, so the interval's high collapse end is the low survival end
+        below = [max(0.0, s - (1.0 - intervals[str(h)][1])) for h, s in marks]
+        above = [max(0.0, (1.0 - intervals[str(h)][0]) - s) for h, s in marks]
+        ax.errorbar([h for h, _ in marks], [s for _, s in marks], yerr=[below, above], fmt="none", ecolor="black",
+                    capsize=4, lw=1.2, label=f"{100 * risk['reference']['level']:.0f} % interval (baseline bootstrap)")
     ax.plot([h for h, _ in marks], [s for _, s in marks], "o", color="black")
-    ax.text(0.98, 0.97, "collapse by\n" + "\n".join(f"{h // 12} y: {percent_text(1 - s, 0)}" for h, s in marks),
+    ax.text(0.98, 0.97, "collapse by\n" + "\n".join(
+        f"{h // 12} y: {percent_text(1 - s, 0)}" + (f" ({percent_text(intervals[str(h)][0], 0)}–"
+                                                    f"{percent_text(intervals[str(h)][1], 0)})" if intervals else "")
+        for h, s in marks),
             transform=ax.transAxes, ha="right", va="top", fontsize=8,
             bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.85})
     ax.set_xlim(0, 120)
@@ -107,13 +117,14 @@ def _risk_rows(hip: dict, training_km: dict | None) -> list[tuple[str, str]]:
     risk = hip.get("risk")
     if not risk:
         return [("Collapse risk", None), ("collapse risk", hip.get("risk_note") or "not computed")]
-    collapse = risk["collapse_probability"]
     cohort = f"{sum(km['n'] for km in training_km.values())} training hips" if training_km else "the training cohort"
+    if risk.get("training_percentile") is not None:
+        cohort = "those hips"  # the percentile sentence has named them
     where = "above" if risk["group"] == "high" else "at or below"
     return [("Collapse risk", None),
-            ("collapse by 1 / 3 / 5 years", " / ".join(percent_text(collapse[str(h)], 0) for h in HORIZONS)),
-            ("risk compared with the training cohort", f"{where} the median risk of {cohort}"),
-            ("uncertainty", "no interval: the model gives a point estimate; read it with the confidence line"),
+            *((f"collapse within {h // 12} year{'s' if h > 12 else ''}", collapse_text(risk, str(h))) for h in HORIZONS),
+            ("risk compared with the training cohort", f"{risk_reference_text(risk)}; {where} the median risk of {cohort}"),
+            ("uncertainty", interval_note(risk)),
             ("grades the risk used", ", ".join(grade_text(k, v) for k, v in risk["grades_used"].items() if v != "none")
              + f" ({risk['grades_source']})")]
 
@@ -206,7 +217,7 @@ STYLE = ("body{font-family:sans-serif;margin:1.5em;color:#222} .banner{backgroun
          " .finding p{margin:.2em 0} .sentence{font-size:1.1em;font-weight:bold} .confidence{font-size:.9em}"
          " .positive{border-color:#b00020;background:#fdecee} .negative{border-color:#2e7d32;background:#edf7ee}"
          " .not_assessed{border-color:#8a5a00;background:#fff6e0} summary{cursor:pointer;color:#555;font-size:.9em}"
-         " th.section{background:#f0f0f0}")
+         " th.section{background:#f0f0f0} .patient{font-size:.9em;white-space:pre-wrap}")
 
 
 def write_report(analysis: dict, key_pngs: dict[str, bytes], path: str | Path, training_km: dict | None = None) -> Path:
@@ -215,8 +226,8 @@ def write_report(analysis: dict, key_pngs: dict[str, bytes], path: str | Path, t
     parts = []
     if analysis["demo_model"]:
         parts.append('<div class="banner">Phantom-trained demo model — not for clinical use.</div>')
-    source = analysis["input"]
-    parts.append(f"<h1>ONFH Assist report: {html.escape(Path(source['path']).name)}</h1>")
+    who, which = patient_lines(analysis)  # the scan's file name is in `which` (a neutral one when anonymised)
+    parts.append(f"<h1>ONFH Assist report</h1><p class='patient'><b>{html.escape(who)}</b><br>{html.escape(which)}</p>")
     parts.append(key_findings_html(analysis))
     parts += [f'<p class="warn">{html.escape(warning)}</p>' for warning in analysis["warnings"]]
     hips = sorted(analysis["hips"], key=lambda h: h["side"] != "R")

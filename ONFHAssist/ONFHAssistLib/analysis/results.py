@@ -41,6 +41,10 @@ class RiskResult:
     collapse_probability: dict[str, float]  # months → probability of collapse by then
     grades_used: dict
     grades_source: str  # predicted | user | mixed
+    # from the model's training cohort (`survival.reference`); None when the model ships no reference
+    collapse_interval: dict[str, list[float]] | None = None  # months -> [low, high], 95 % bootstrap interval
+    training_percentile: float | None = None  # % of training hips with a lower risk score
+    reference: dict | None = None  # what the interval and percentile are measured on (`TrainingReference.describe`)
 
 
 @dataclass

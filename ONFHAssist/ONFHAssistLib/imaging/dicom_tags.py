@@ -6,7 +6,7 @@ Basic Application Level Confidentiality Profile of DICOM PS3.15 (annex E) with t
 Retain Patient Characteristics (sex stays: it is clinically relevant to ONFH and identifies no one on its
 own) and Retain UIDs (study, series and frame-of-reference UIDs stay, so a DICOM SEG still lies on its
 series). Name, ID, birth date, study date and time, accession number, referring physician, study ID and
-the free-text series description are dropped.
+the free-text series description are dropped, and so is the input's file or folder name (`input_path`).
 """
 from __future__ import annotations
 
@@ -57,6 +57,15 @@ def identity(path: str | Path, anonymise: bool = False) -> dict[str, dict]:
             blocks[block][key] = None if anonymise and key in DROPPED else value
     blocks["patient"]["anonymised"] = anonymise
     return blocks
+
+
+def input_path(path: str | Path, anonymise: bool = False) -> str:
+    """What analysis.json and the reports record as the input: its absolute path, or with `anonymise` only its
+    file type ('anonymised.nii.gz'; 'anonymised' for a series folder), since files and folders are often named
+    after the patient. No hash of the name either: a name can be guessed and its hash checked."""
+    if not anonymise:
+        return str(Path(path).resolve())
+    return "anonymised" + io.volume_suffix(path)
 
 
 def derived_identity(source, anonymise: bool) -> dict[str, str]:

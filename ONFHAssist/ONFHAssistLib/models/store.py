@@ -2,7 +2,9 @@
 
 Two stores are searched: the shipped one (`Resources/Models` of the module) and the user's
 (`$ONFH_MODELS`, default `~/.onfh/models`). Every load re-hashes the weights, so a corrupted or
-tampered file stops the run with a clear message instead of producing wrong numbers.
+tampered file stops the run with a clear message instead of producing wrong numbers. Without a model named,
+a task uses its shipped model's name (highest version): a model a user publishes is used when named, never
+in silence because its version is higher.
 """
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ import shutil
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 import torch
 from safetensors import SafetensorError
@@ -169,17 +171,26 @@ def list_models(task: str | None = None, roots: list[Path] | None = None) -> lis
     return found
 
 
-def find_model(task: str, name: str | None = None, accept: Callable[[ModelEntry], bool] | None = None) -> ModelEntry:
-    """Newest compatible model for a task; `name` may be a folder path, a model name or name@version."""
+def default_name(task: str) -> str | None:
+    """The name a task's model has when none is asked for: that of the newest shipped model of the task (a
+    user's model, published at any version, is used only when named), or None when nothing of it is shipped."""
+    shipped = list_models(task, [SHIPPED_STORE])
+    return max(shipped, key=lambda e: version_key(e.version)).name if shipped else None
+
+
+def find_model(task: str, name: str | None = None) -> ModelEntry:
+    """The model of a task to use: `name` as a folder path, a model name (its highest version) or name@version;
+    without one, the highest version of the shipped model's name (`default_name`), in either store; with
+    nothing of the task shipped, the highest version of any name."""
     if name and Path(name).is_dir():
         entry = read_entry(name)
         if entry.task != task:
             raise InputError(f"{name}: a {entry.task!r} model cannot be used for {task!r}.")
         return entry
     wanted_name, _, wanted_version = (name or "").partition("@")
+    wanted_name = wanted_name or default_name(task) or ""
     candidates = [e for e in list_models(task)
-                  if (not wanted_name or e.name == wanted_name) and (not wanted_version or e.version == wanted_version)
-                  and (accept is None or accept(e))]
+                  if (not wanted_name or e.name == wanted_name) and (not wanted_version or e.version == wanted_version)]
     if not candidates:
         what = f"named {name!r} " if name else ""
         raise InputError(f"no {task} model {what}found in {', '.join(str(s) for s in stores())}.")
@@ -190,10 +201,9 @@ def export_zip(entry: ModelEntry, zip_path: str | Path) -> Path:
     """Zip a model folder (card + weights) for sharing."""
     verify(entry)
     zip_path = Path(zip_path)
-    with atomic_path(zip_path) as tmp:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
-            for fname in (CARD, WEIGHTS):
-                zf.write(entry.folder / fname, f"{entry.name}-{entry.version}/{fname}")
+    with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for fname in (CARD, WEIGHTS):
+            zf.write(entry.folder / fname, f"{entry.name}-{entry.version}/{fname}")
     return zip_path
 
 

@@ -15,7 +15,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from ..analysis.findings import key_findings, percent_text, probability_text
+from ..analysis.findings import collapse_text, key_findings, percent_text, probability_text
 from ..analysis.results import mean_sd_text, unreliable_text
 from .. import resources
 from ..errors import InputError
@@ -234,6 +234,15 @@ def add_segmentation(scene, label: sitk.Image, reference_node, name: str):
     return seg_node
 
 
+def add_closed_surface(seg_node) -> None:
+    """Give a segmentation the closed-surface representation the 3D view draws (Slicer's own label map → surface
+    rule: flying edges, decimation, smoothing). Slicer's Segmentations module makes it when a user clicks *Show
+    3D*; an imported label map has only the label-map representation, so the 3D view stays empty without this.
+    The rule is registered by the segmentations logic that `new_scene` (and trame-slicer's app) creates."""
+    if not seg_node.CreateClosedSurfaceRepresentation():
+        raise RuntimeError("Slicer could not make surfaces from the segmentation.")
+
+
 def add_head_roi(scene, hip: dict, name: str):
     """A markups ROI around a femoral head (box of the per-hip crop), in RAS."""
     roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", name)
@@ -272,16 +281,16 @@ def _percent(value, digits: int = 1) -> str:
 
 
 def _table_row(hip: dict, finding: dict) -> dict:
-    risk = hip.get("risk") or {}
-    collapse = risk.get("collapse_probability") or {}
+    risk = hip.get("risk")
+    collapse = {key: collapse_text(risk, key) if risk else "" for key in ("12", "36", "60")}
     sranet = (hip.get("sranet") or {}).get("probability")
     return {"side": hip["side"], "finding": finding["sentence"], "confidence": finding["confidence"],
             "found": "yes" if hip["found"] else "no",
             "radius_mm": _fmt(hip.get("radius_mm"), 1), "necrotic_ratio": _percent(hip.get("necrotic_ratio")),
             "necrotic_angle_deg": _fmt(hip.get("necrotic_angle_deg"), 0),
             "sranet_probability": "" if sranet is None else probability_text(sranet),
-            "collapse_12m": _percent(collapse.get("12"), 0), "collapse_36m": _percent(collapse.get("36"), 0),
-            "collapse_60m": _percent(collapse.get("60"), 0), "reliability": _reliability(hip),
+            "collapse_12m": collapse["12"], "collapse_36m": collapse["36"], "collapse_60m": collapse["60"],
+            "reliability": _reliability(hip),
             "note": hip.get("reason") or ""}
 
 
@@ -425,6 +434,9 @@ def load_analysis(scene, out_dir: str | Path, input_node=None) -> dict:
     analysis = json.loads((out_dir / "analysis.json").read_text(encoding="utf-8"))
     files = analysis.get("files", {})
     if input_node is None:
+        if (analysis.get("patient") or {}).get("anonymised"):
+            raise InputError(f"{out_dir}: an anonymised analysis does not record where its scan is; load the scan "
+                             "first and pass it as the input volume.")
         input_node = add_volume(scene, io.read_image(analysis["input"]["path"]), "ONFH input")
     base = input_node.GetName()
     nodes: dict = {"input": input_node, "rois": [], "maps": []}

@@ -4,7 +4,8 @@ A recipe supplies the model, an optimiser, a function computing the loss of one 
 yielding the batches of an epoch, and a validation function returning metrics. The engine owns
 everything that must be the same for all tasks: checkpointing after every epoch (weights as
 safetensors, optimiser state via torch.save read back with weights_only=True), resuming after a
-crash with at most one epoch lost, keeping the best epoch by a monitored metric, and progress.
+crash with at most one epoch lost, keeping the best epoch by a monitored metric, and progress (each epoch's
+start and end, with an ETA from the finished epochs, `progress.Steps`).
 Without a validation function (no validation split: a small dataset, or `--folds 0`) every epoch runs and the
 last is kept; an epoch whose monitored metric is undefined (None or NaN, e.g. a C-index on a split without a
 comparable pair) neither improves nor counts towards early stopping, and when no epoch had it defined the last
@@ -20,15 +21,16 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
 from ..atomic import atomic_path
 from ..models import weights as weight_files
+from ..progress import Steps
 from . import distributed
 
 log = logging.getLogger(__name__)
@@ -98,8 +100,10 @@ class Trainer:
         history = state["history"] if state else []
         best = (state["best_metric"], state["best_epoch"]) if state else (-math.inf, -1)
         stale = state["stale"] if state else 0
+        steps = Steps(self.reporter if self.dist.primary else None, self.stage, epochs, done=start)
         for epoch in range(start, epochs):
             started = time.perf_counter()
+            steps.start(f"epoch {epoch + 1}/{epochs}")
             train_loss = self._train_epoch(batches(epoch))
             metrics = {"epoch": epoch, "train_loss": train_loss}
             if self.validate is not None and self.dist.primary:
@@ -116,9 +120,11 @@ class Trainer:
                 stale += 1
             history.append(metrics)
             self._checkpoint(epoch, history, best, stale, improved)
-            self._report(epoch, epochs, metrics, time.perf_counter() - started)
+            self._report(steps, metrics, time.perf_counter() - started)
             if self.patience and stale >= self.patience:
                 log.info("early stop at epoch %d (no improvement in %d epochs)", epoch, self.patience)
+                if steps.reporter is not None:  # the stage ends here, not at `epochs`
+                    steps.reporter.progress(self.stage, 1.0, message=f"early stop after epoch {epoch + 1}/{epochs}")
                 break
         if best[1] < 0 and history:  # no epoch had a defined metric: keep the last weights (already in the model)
             best = (math.nan, history[-1]["epoch"])
@@ -148,14 +154,13 @@ class Trainer:
             total, count = total + share * float(loss.detach()), count + 1
         return distributed.all_sum([total], self.dist, self.device)[0] / max(count, 1)
 
-    def _report(self, epoch: int, epochs: int, metrics: dict, seconds: float) -> None:
-        """Metrics, then progress carrying the epoch's wall time (training + validation; `onfh bench` reads it)."""
-        if self.reporter is None or not self.dist.primary:
-            return
-        shown = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}
-        self.reporter.metric(self.stage, **shown)
-        self.reporter.progress(self.stage, (epoch + 1) / epochs, message=f"epoch {epoch + 1}/{epochs}",
-                               epoch_s=round(seconds, 3))
+    def _report(self, steps: Steps, metrics: dict, seconds: float) -> None:
+        """Metrics, then the epoch's end as progress carrying its wall time (training + validation; `onfh bench`
+        reads it) and the ETA of the remaining epochs."""
+        if steps.reporter is not None:
+            shown = {k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}
+            steps.reporter.metric(self.stage, **shown)
+        steps.done(epoch_s=round(seconds, 3))
 
     def _checkpoint(self, epoch, history, best, stale, improved) -> None:
         if self.dir is None:

@@ -17,6 +17,7 @@ from ..analysis.segment import covering_region
 from ..atomic import atomic_write_json, atomic_write_text
 from ..devices import resolve_device
 from ..models.networks import load
+from ..progress import Steps
 from .scans import list_scans
 
 STRUCTURES = ("pelvis", "femur", "necrosis")
@@ -94,19 +95,21 @@ def _summary(table: pd.DataFrame) -> dict:
 
 
 def evaluate_task(task: str, settings, reporter) -> dict:
-    """Run localise + segment on every scan; `settings.model` picks the model of `task`, the other is the newest."""
+    """Run localise + segment on every scan; `settings.model` picks the model of `task`, the other is the default
+    (the shipped model's name, `store.find_model`)."""
     device = resolve_device(settings.device)
     other = "segmentation" if task == "localizer" else "localizer"
     chosen = {task: load(task, settings.model, device), other: load(other, None, device)}
     (localizer, loc_entry), (segmenter, seg_entry) = chosen["localizer"], chosen["segmentation"]
     scans = list_scans(settings.data)
     rows = []
+    steps = Steps(reporter, f"evaluate {task}", len(scans))
     for n, scan in enumerate(scans):
-        image = scan.image()
-        start = time.perf_counter()
-        findings, label = find_and_segment(localizer, segmenter, image, scan.modality(image), device)
-        rows += _hip_rows(scan, findings, label, scan.label(), round(time.perf_counter() - start, 2))
-        reporter.progress(f"evaluate {task}", (n + 1) / len(scans), message=scan.scan_id)
+        with steps.step(f"scan {n + 1}/{len(scans)}: {scan.scan_id}"):
+            image = scan.image()
+            start = time.perf_counter()
+            findings, label = find_and_segment(localizer, segmenter, image, scan.modality(image), device)
+            rows += _hip_rows(scan, findings, label, scan.label(), round(time.perf_counter() - start, 2))
     table = pd.DataFrame(rows)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)

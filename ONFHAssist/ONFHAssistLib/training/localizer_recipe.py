@@ -18,10 +18,11 @@ from ..analysis.localization import (
 from ..atomic import atomic_path
 from ..devices import resolve_device, seed_everything
 from ..models.localizer import build_localizer
+from ..progress import Steps
 from . import distributed
 from .engine import Trainer
-from .model_identity import identity
 from .evaluation import evaluate_task
+from .model_identity import identity
 from .scans import list_scans, split_scans
 
 FEATURES = (8, 16, 32, 64, 64, 8)
@@ -30,22 +31,22 @@ PEAK_LEVEL = 0.05
 
 
 def _cached_inputs(scans, cache: Path, reporter=None) -> list[dict]:
-    """Localiser input and target per scan, computed once (npz, no pickle)."""
+    """Localiser input and target per scan, computed once (npz, no pickle); progress names the scan (i/N)."""
     cache.mkdir(parents=True, exist_ok=True)
     items = []
+    steps = Steps(reporter, "prepare", len(scans))
     for n, scan in enumerate(scans):
         path = cache / f"{scan.scan_id}.npz"
-        if not path.exists():
-            image = scan.image()
-            array, grid = localizer_input(image, scan.modality(image))
-            target = heatmap_target(grid, scan.centres().values())
-            with atomic_path(path) as tmp, open(tmp, "wb") as f:
-                np.savez_compressed(f, image=array, target=target, origin=np.array(grid.GetOrigin()),
-                                    midline_x=body_midline_x(image))
-        with np.load(path, allow_pickle=False) as d:
-            items.append({"scan": scan, **{k: d[k] for k in ("image", "target", "origin", "midline_x")}})
-        if reporter is not None:
-            reporter.progress("prepare", (n + 1) / len(scans), message=scan.scan_id)
+        with steps.step(f"scan {n + 1}/{len(scans)}: {scan.scan_id}", cached=path.exists()):
+            if not path.exists():
+                image = scan.image()
+                array, grid = localizer_input(image, scan.modality(image))
+                target = heatmap_target(grid, scan.centres().values())
+                with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                    np.savez_compressed(f, image=array, target=target, origin=np.array(grid.GetOrigin()),
+                                        midline_x=body_midline_x(image))
+            with np.load(path, allow_pickle=False) as d:
+                items.append({"scan": scan, **{k: d[k] for k in ("image", "target", "origin", "midline_x")}})
     return items
 
 

@@ -14,6 +14,7 @@ from dataclasses import fields
 
 from ..errors import InputError
 from ..jobs import Job, child_env, onfh_command
+from ..progress import Steps
 
 POLL_S = 0.2
 
@@ -40,14 +41,16 @@ def _env(parallel: int) -> dict:
 
 def run(settings, reporter, parallel: int) -> None:
     """Run every fold in children, at most `parallel` at a time; children's metrics and progress are passed on
-    to `reporter` under 'fold K'. Raises after all children ended if any failed (their finished folds stay)."""
+    to `reporter` under 'fold K', beside the folds started and finished with the time left. Raises after all children ended if any failed (their finished folds stay)."""
     waiting, running, failures = list(range(settings.folds)), {}, {}
     env = _env(parallel)
+    steps = Steps(reporter, f"cv {settings.task}", settings.folds, parallel=min(parallel, settings.folds))
     try:
         while waiting or running:
             while waiting and len(running) < parallel:
                 fold = waiting.pop(0)
                 running[fold] = Job(onfh_command(child_args(settings, fold)), env=env).start()
+                steps.start(f"fold {fold + 1}/{settings.folds} started", key=fold)
             for fold, job in list(running.items()):
                 _forward(job.drain(), fold, reporter)
                 if job.poll() is not None:
@@ -56,6 +59,8 @@ def run(settings, reporter, parallel: int) -> None:
                     if code != 0:
                         failures[fold] = (code, job.error_message)
                     del running[fold]
+                    steps.done(key=fold, label=f"fold {fold + 1}/{settings.folds} "
+                                               f"{'finished' if code == 0 else 'failed'}")
             time.sleep(POLL_S)
     finally:
         for job in running.values():  # the parent was interrupted: take its children with it
@@ -71,7 +76,7 @@ def _forward(events: list[dict], fold: int, reporter) -> None:
     if reporter is None:
         return
     for event in events:
-        kind, stage = event.get("event"), f"fold {fold}: {event.get('stage', '')}"
+        kind, stage = event.get("event"), f"fold {fold + 1}: {event.get('stage', '')}"
         payload = {k: v for k, v in event.items() if k not in ("event", "stage")}
         if kind == "metric":
             reporter.metric(stage, **payload)

@@ -5,9 +5,12 @@ events). The checkpoint kept is the one with the best C-index on 20% of the trai
 split can rank (`survival_plan.selection_split`), else the last of a fixed number of epochs on all of them.
 A small cohort is checked before training (`survival_plan.plan_folds`): fewer folds, or a refusal naming the
 numbers; a metric a fold cannot define is null ("n/a") with the reason under the table.
-Cross-validation is patient-level; every (fold, model) result is written as soon as it exists, so a
-killed run restarts from the finished ones. Kaplan–Meier plots pool the out-of-fold risks, each fold
-split at its own median (training risks are not kept for every row).
+Cross-validation is patient-level over seed 000's Table 1 rows (the comparison networks of
+`models/survival_zoo.py` train here too, DeepMTS and XSurv with their segmentation loss) and columns (C, AUC at
+6/12/36/60/120 months, iAUC 12–120), with SLE compared paired on the same folds (`survival_paired`); every
+(fold, model) result is written as soon as it exists, so a killed run restarts from the finished ones.
+Kaplan–Meier plots pool the out-of-fold risks, each fold split at its own median (training risks are not kept
+for every row).
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import json
 import logging
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -28,42 +32,53 @@ from ..atomic import atomic_write_json, atomic_write_text
 from ..devices import resolve_device, seed_everything
 from ..errors import InputError
 from ..imaging.crops import CropSpec
+from ..models import survival_zoo
 from ..models.losses import cox_nll, survrnc_loss
 from ..models.survival import SurvivalConfig, TriStreamSurvival
+from ..progress import Steps
 from ..survival import horizon_stats, reclassification, stats
 from ..survival.curves import BreslowBaseline
 from . import cv_notes, distributed, parallel_folds
 from . import survival_baselines as base
+from . import survival_paired as paired
 from .engine import Trainer
 from .model_identity import identity
-from .survival_plan import plan_folds, selection_split
 from .survival_data import HipSet, load_hips
+from .survival_plan import plan_folds, selection_split
 
 log = logging.getLogger(__name__)
 SURVRNC_WEIGHT, SURVRNC_TAU = 0.5, 2.0
 PRESETS = {
-    "cpu": dict(spec=CropSpec(96.0, 3.0), epochs=40, batch=16, lr=1e-3, weight_decay=1e-4, patience=12,
-                config=SurvivalConfig(crop_size=32, resnet_planes=(8, 16, 32, 64), d_img=64, d_lbl=64, d_grade=32,
-                                      d_fusion=64, sle_channels=8, sle_patch=8, sle_heads=4, sle_layers=1,
-                                      grade_skip=True)),  # ≈ 70 hips: start from Cox on grades (README)
-    "paper": dict(spec=CropSpec(96.0, 1.5), epochs=310, batch=16, lr=4e-5, weight_decay=1e-4, patience=60,
-                  config=SurvivalConfig(crop_size=64)),
+    "cpu": {"spec": CropSpec(96.0, 3.0), "epochs": 40, "batch": 16, "lr": 1e-3, "weight_decay": 1e-4, "patience": 12,
+            "config": SurvivalConfig(crop_size=32, resnet_planes=(8, 16, 32, 64), d_img=64, d_lbl=64, d_grade=32,
+                                     d_fusion=64, sle_channels=8, sle_patch=8, sle_heads=4, sle_layers=1,
+                                     grade_skip=True)},  # ≈ 70 hips: start from Cox on grades (README)
+    "paper": {"spec": CropSpec(96.0, 1.5), "epochs": 310, "batch": 16, "lr": 4e-5, "weight_decay": 1e-4,
+              "patience": 60, "config": SurvivalConfig(crop_size=64)},
 }
 NETWORK_MODELS = {"tri-stream + SLE": "full", "tri-stream, no SLE": "no_sle", "image only": "image",
-                  "grades only (network)": "grades"}
-# Stable ids for `cv --models` (the row names hold commas and spaces)
-MODEL_IDS = {"tri-stream": "tri-stream + SLE", "tri-stream-no-sle": "tri-stream, no SLE", "image-only": "image only",
-             "grades-network": "grades only (network)", "cox-grades": base.GRADES_COX, "cox-oracle": base.ORACLE_COX,
-             "radiomics-lasso": base.RADIOMICS_LASSO, "radiomics-svm": base.RADIOMICS_SVM, "dlrc": base.DLRC}
+                  "grades only (network)": "grades", "DeepMTS": "deepmts", "XSurv": "xsurv", "SurvRNC": "survrnc",
+                  "SurvRNC + SLE": "survrnc_sle"}
+# Stable ids for `cv --models` (the row names hold commas and spaces), in seed 000's Table 1 order, then ours;
+# DLRC comes after tri-stream: it reads the fold's tri-stream image encoder
+MODEL_IDS = {"cox-grades": base.GRADES_COX, "radiomics-svm": base.RADIOMICS_SVM, "deepmts": "DeepMTS", "xsurv": "XSurv",
+             "survrnc": "SurvRNC", "survrnc-sle": "SurvRNC + SLE", "tri-stream-no-sle": "tri-stream, no SLE",
+             "tri-stream": "tri-stream + SLE", "image-only": "image only", "grades-network": "grades only (network)",
+             "radiomics-lasso": base.RADIOMICS_LASSO, "dlrc": base.DLRC, "cox-oracle": base.ORACLE_COX}
 FIT_FAILURES = (ConvergenceError, ArithmeticError, np.linalg.LinAlgError)  # a fit small data cannot support
-AUC_MONTHS = (12, 36, 60, 120)
-METRICS = ("harrell_c", "uno_c", "iauc", "ibs")
+AUC_MONTHS = (6, 12, 36, 60, 120)  # seed 000's Table 1 columns: AUC(t) at each, and iAUC over 12–120 months
+IAUC_MONTHS = tuple(range(12, 121, 12))  # the iAUC grid, cut at each fold's follow-up
+METRICS = ("harrell_c", "uno_c", *(f"auc{m}" for m in AUC_MONTHS), "iauc", "ibs")
 HORIZONS = (36, 60)  # calibration, decision curves, NRI/IDI
 HORIZON_MODELS = ("tri-stream + SLE", base.GRADES_COX, base.ORACLE_COX)
 # NRI/IDI (old → new), KM-based with a patient bootstrap interval (survival/reclassification.py)
 COMPARISONS = {"nri_idi_tri_stream_vs_grades_cox": (base.GRADES_COX, "tri-stream + SLE"),
                "nri_idi_sle_vs_no_sle": ("tri-stream, no SLE", "tri-stream + SLE")}
 NRI_BOOTSTRAP, NRI_SEED = 1000, 0
+# SLE against no SLE on the same folds, every metric (training/survival_paired.py)
+PAIRED_ROWS = {"SLE in the tri-stream network": ("tri-stream, no SLE", "tri-stream + SLE"),
+               "SLE in SurvRNC": ("SurvRNC", "SurvRNC + SLE")}
+PAIRED_BOOTSTRAP, PAIRED_SEED = 1000, 0
 
 
 def _preset(settings) -> dict:
@@ -109,7 +124,7 @@ def fit_network(hips: HipSet, variant: str, preset: dict, seed: int, device, che
                                 (np.arange(len(hips.time)), None, f"no selection split asked for: all {len(hips.time)} hips train"))
     train = hips.subset(train_idx)
     val = hips.subset(val_idx) if val_idx is not None else None
-    model = TriStreamSurvival(replace(preset["config"], variant=variant)).to(device)
+    model = survival_zoo.build(variant, preset["config"]).to(device)
     if hasattr(model, "grade_linear"):
         warm_start_grade_term(model, train)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset["lr"], weight_decay=preset["weight_decay"])
@@ -124,10 +139,13 @@ def fit_network(hips: HipSet, variant: str, preset: dict, seed: int, device, che
                 yield index
 
     def batch_loss(net, index):
-        risk, z = net(*_tensors(train, index, device))
+        inputs = _tensors(train, index, device)
+        risk, z, *segmentation = net(*inputs)
         loss = cox_nll(risk, time_t[index], event_t[index])
-        if int(event_t[index].sum()) > 2:
+        if variant in survival_zoo.SURVRNC_VARIANTS and int(event_t[index].sum()) > 2:
             loss = loss + SURVRNC_WEIGHT * survrnc_loss(z, time_t[index], event_t[index], SURVRNC_TAU)
+        if segmentation:  # DeepMTS, XSurv: the auxiliary segmentation of the label map
+            loss = loss + net.auxiliary_loss(segmentation[0], inputs[1])
         return loss
 
     def validate(net):
@@ -210,6 +228,7 @@ def _horizon_predictions(train: HipSet, test: HipSet, train_risk: np.ndarray, ri
     if len(grid) >= 2 and test.event.sum() > 0:
         survival = np.stack([baseline.survival(slope * r, grid) for r in risk])
         out["ibs"] = stats.integrated_brier(train.time, train.event, test.time, test.event, survival, grid)
+        out["survival"], out["survival_months"] = survival.tolist(), grid.tolist()  # the paired bootstrap's IBS
     else:
         out["ibs"] = None
         out["undefined"] = {"ibs": "no collapse among the test hips" if test.event.sum() == 0 else
@@ -219,24 +238,45 @@ def _horizon_predictions(train: HipSet, test: HipSet, train_risk: np.ndarray, ri
 
 
 def _metrics(train: HipSet, test: HipSet, risk: np.ndarray) -> dict:
-    """C-indices and iAUC of one fold; a metric the fold cannot define is None, with its reason in `undefined`."""
+    """C-indices, AUC(t) at AUC_MONTHS and iAUC over IAUC_MONTHS of one fold; a metric the fold cannot define is
+    None, with its reason in `undefined`."""
     follow_up = min(train.time.max(), test.time.max())
-    months = [m for m in AUC_MONTHS if test.time.min() < m < follow_up]
+    collapses = f"{len(test.time)} test hips, {int(test.event.sum())} collapse(s)"
     out = {"harrell_c": stats.harrell_c(test.time, test.event, risk),
-           "uno_c": stats.uno_c(train.time, train.event, test.time, test.event, risk),
-           "iauc": (stats.time_dependent_auc(train.time, train.event, test.time, test.event, risk, months)[1]
-                    if months else None)}
-    why, collapses = {}, f"{len(test.time)} test hips, {int(test.event.sum())} collapse(s)"
+           "uno_c": stats.uno_c(train.time, train.event, test.time, test.event, risk)}
+    why = {}
     if out["harrell_c"] is None:
         why["harrell_c"] = f"no comparable pair ({collapses})"
     if out["uno_c"] is None:
         why["uno_c"] = f"no comparable pair with a collapse before the last training collapse ({collapses})"
-    if not months:
-        why["iauc"] = f"none of {', '.join(map(str, AUC_MONTHS))} months lies inside the fold's follow-up"
-    elif out["iauc"] is None:
-        gaps = stats.auc_undefined_at(train.time, test.time, test.event, months)
-        why["iauc"] = f"no collapse by, or no hip followed past, {', '.join(f'{m:g}' for m in gaps)} months"
+    defined = []
+    for m in AUC_MONTHS:
+        reason = _auc_gap(train, test, [m], follow_up)
+        if reason:
+            out[f"auc{m}"], why[f"auc{m}"] = None, reason
+        else:
+            defined.append(m)
+    if defined:  # one call: each AUC(t) is computed on its own, the censoring weights fitted once
+        aucs = stats.time_dependent_auc(train.time, train.event, test.time, test.event, risk, defined)[0]
+        out.update({f"auc{m}": float(a) for m, a in zip(defined, aucs)})
+    months = [m for m in IAUC_MONTHS if test.time.min() < m < follow_up]
+    reason = (_auc_gap(train, test, months, follow_up) if months else
+              f"no month of {IAUC_MONTHS[0]}-{IAUC_MONTHS[-1]} lies inside the fold's follow-up")
+    out["iauc"] = None if reason else stats.time_dependent_auc(train.time, train.event, test.time, test.event, risk,
+                                                                 months)[1]
+    if reason:
+        why["iauc"] = reason
     return {**out, "undefined": why} if why else out
+
+
+def _auc_gap(train, test, months: list, follow_up: float) -> str | None:
+    """Why AUC(t) is undefined at some of `months` in this fold, or None when it is defined at all of them."""
+    if months[-1] >= follow_up:
+        return f"{months[-1]:g} months lies beyond the fold's shared follow-up ({follow_up:.0f} months)"
+    gaps = stats.auc_undefined_at(train.time, test.time, test.event, months)
+    if gaps:
+        return f"no collapse by, or no hip followed past, {', '.join(f'{m:g}' for m in gaps)} months"
+    return None
 
 
 def cv(settings, reporter):
@@ -253,19 +293,21 @@ def cv(settings, reporter):
     if settings.parallel_folds > 1 and settings.fold is None:  # children write every fold result first
         parallel_folds.run(settings, reporter, settings.parallel_folds)
     rows, pooled, horizon, undefined = [], {}, {}, []
-    for fold in range(settings.folds):
-        if settings.fold is not None and fold != settings.fold:  # a --parallel-folds child: its fold only
-            continue
+    own_folds = [f for f in range(settings.folds) if settings.fold is None or f == settings.fold]  # a child: its own
+    steps = Steps(reporter, "cv survival", len(own_folds) * len(wanted))
+    for fold in own_folds:
         train_idx, test_idx = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
-        for name in wanted:
-            def compute(name=name):
+        for k, name in enumerate(wanted):
+            def compute(name=name, fold=fold, train_idx=train_idx, test_idx=test_idx):
                 return {"fold": fold, "model": name,
                         **_run_model(name, fold, hips, train_idx, test_idx, radiomics, preset, settings,
                                      device, out, reporter)}
 
-            result = _fold_result(out / "folds" / f"fold{fold}-{_slug(name)}.json", compute)
-            rows.append({k: v for k, v in result.items()
-                         if k not in ("risk", "undefined", "selection", *(f"p{h}" for h in HORIZONS))})
+            path = out / "folds" / f"fold{fold}-{_slug(name)}.json"
+            with steps.step(f"fold {fold + 1}/{settings.folds}, model {k + 1}/{len(wanted)}: {name}",
+                            cached=path.exists()):
+                result = _fold_result(path, compute)
+            rows.append({k: result.get(k) for k in ("fold", "model", *METRICS)})
             undefined.append(result)
             if "risk" in result:
                 risk = np.asarray(result["risk"])
@@ -286,8 +328,49 @@ def cv(settings, reporter):
         km_curves[name] = training_km(hips.time[index], hips.event[index], high)
     atomic_write_json(out / "km.json", km_curves)
     nri = write_horizon_outputs(hips, horizon, out)
+    paired_results = paired_comparisons(hips, folds, undefined, out)
     return write_table(pd.DataFrame(rows), out, len(hips.time), int(hips.event.sum()), len(np.unique(hips.patients)),
-                       nri.get("nri_idi_sle_vs_no_sle"), plan.notes + cv_notes.footnotes(undefined, wanted))
+                       nri.get("nri_idi_sle_vs_no_sle"), plan.notes + cv_notes.footnotes(undefined, wanted),
+                       paired_results)
+
+
+def _paired_score(fold: paired.PairedFold, result: dict, idx: np.ndarray) -> dict:
+    """A fold's metrics on its test hips `idx` (a bootstrap sample), as `_metrics` and `_horizon_predictions`
+    compute them; IBS on the part of the stored 6-month grid the sample's follow-up covers."""
+    if "risk" not in result:  # the fit failed on this fold
+        return dict.fromkeys(METRICS)
+    train = SimpleNamespace(time=fold.train_time, event=fold.train_event)
+    test = SimpleNamespace(time=fold.test_time[idx], event=fold.test_event[idx])
+    out = _metrics(train, test, np.asarray(result["risk"])[idx])
+    out.pop("undefined", None)
+    out["ibs"] = None
+    if "survival" in result and test.event.sum() > 0:
+        grid = np.asarray(result["survival_months"])
+        keep = (grid > test.time.min()) & (grid < min(train.time.max(), test.time.max()))
+        if keep.sum() >= 2:
+            survival = np.asarray(result["survival"])[idx][:, keep]
+            out["ibs"] = stats.integrated_brier(train.time, train.event, test.time, test.event, survival, grid[keep])
+    return out
+
+
+def paired_comparisons(hips: HipSet, folds: np.ndarray, results: list[dict], out: Path) -> dict:
+    """PAIRED_ROWS compared on the same folds, every metric, patient bootstrap within folds (paired.json)."""
+    by_key = {(r["fold"], r["model"]): r for r in results}
+    summary = {}
+    for label, (old, new) in PAIRED_ROWS.items():
+        fold_ids = sorted({f for f, _ in by_key})
+        if not fold_ids or any((f, m) not in by_key for f in fold_ids for m in (old, new)):
+            continue
+        parts = []
+        for f in fold_ids:
+            train, test = folds != f, folds == f
+            parts.append(paired.PairedFold(hips.time[train], hips.event[train], hips.time[test], hips.event[test],
+                                           hips.patients[test], by_key[(f, old)], by_key[(f, new)]))
+        summary[label] = {"old": old, "new": new, "resamples": PAIRED_BOOTSTRAP, "seed": PAIRED_SEED,
+                          "metrics": paired.compare(parts, _paired_score, METRICS, PAIRED_BOOTSTRAP, PAIRED_SEED)}
+    if summary:
+        atomic_write_json(out / "paired.json", summary)
+    return summary
 
 
 def chosen_models(text: str) -> list[str]:
@@ -375,14 +458,14 @@ def _fit_and_score(name, fold, hips, train, test, train_idx, test_idx, radiomics
 
 
 def write_table(per_fold: pd.DataFrame, out: Path, n_hips: int, n_events: int, n_patients: int,
-                sle_nri: dict | None = None, footnotes: list[str] = ()) -> dict:
+                sle_nri: dict | None = None, footnotes: list[str] = (), paired_results: dict | None = None) -> dict:
     """Seed 000's Table 1 layout: mean ± sd over folds for every model row (Markdown, CSV, JSON); below it the
-    NRI/IDI of SLE (with vs without, pooled out of fold) when given."""
+    NRI/IDI of SLE (with vs without, pooled out of fold) and the paired SLE comparisons when given."""
     metrics = [m for m in METRICS if m in per_fold]
     per_fold = per_fold.assign(**{m: pd.to_numeric(per_fold[m]) for m in metrics})  # None (undefined) -> NaN
     summary = per_fold.groupby("model", sort=False)[metrics].agg(["mean", "std"])
-    lines = [f"Patient-level {per_fold.fold.nunique()}-fold CV: {n_hips} ONFH hips, {n_patients} patients, "
-             f"{n_events} collapses.", "", "| model | " + " | ".join(metrics) + " |",
+    lines = [(f"Patient-level {per_fold.fold.nunique()}-fold CV: {n_hips} ONFH hips, {n_patients} patients, "
+              f"{n_events} collapses."), "", "| model | " + " | ".join(metrics) + " |",
              "|---|" + "---|" * len(metrics)]
     for model, row in summary.iterrows():
         lines.append(f"| {model} | " + " | ".join(mean_sd_text(row[(m, 'mean')], row[(m, 'std')]) for m in metrics) + " |")
@@ -390,11 +473,13 @@ def write_table(per_fold: pd.DataFrame, out: Path, n_hips: int, n_events: int, n
         lines += ["", "Notes (a mean is over the folds that define it; n/a: no fold does):", ""]
         lines += [f"- {note}" for note in footnotes]
     if sle_nri:
-        lines += ["", "SLE: tri-stream + SLE over tri-stream, no SLE, on pooled out-of-fold collapse probabilities "
-                  f"(KM-based NRI, IPCW IDI; 95 % patient bootstrap, {NRI_BOOTSTRAP} resamples, seed {NRI_SEED}).", "",
+        lines += ["", ("SLE: tri-stream + SLE over tri-stream, no SLE, on pooled out-of-fold collapse probabilities "
+                       f"(KM-based NRI, IPCW IDI; 95 % patient bootstrap, {NRI_BOOTSTRAP} resamples, seed {NRI_SEED})."), "",
                   "| horizon | NRI | NRI events | NRI non-events | IDI |", "|---|---|---|---|---|"]
         lines += [f"| {h} months | " + " | ".join(reclassification.interval_text(value[k]) for k in reclassification.KEYS)
                   + " |" for h, value in sle_nri.items()]
+    if paired_results:
+        lines += _paired_lines(paired_results)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
     atomic_write_text(out / "per_fold.csv", per_fold.to_csv(index=False, float_format="%.4f"))
@@ -403,3 +488,18 @@ def write_table(per_fold: pd.DataFrame, out: Path, n_hips: int, n_events: int, n
     atomic_write_json(out / "table.json", table)  # an undefined mean or sd (one fold) is null
     print("\n".join(lines))
     return {"table": str(out / "table.md")}
+
+
+def _paired_lines(paired_results: dict) -> list[str]:
+    """The paired comparisons under the table: difference (new − old) with its interval and what it shows."""
+    first = next(iter(paired_results.values()))
+    lines = ["", ("Paired comparisons on the same folds: mean over folds of (with SLE − without), 95 % percentile "
+                  f"bootstrap over patients resampled within each test fold ({first['resamples']} resamples, seed "
+                  f"{first['seed']}); better/worse only where the interval excludes 0 (IBS: lower is better)."), "",
+             "| comparison | metric | difference (95 % interval) | shows |", "|---|---|---|---|"]
+    for label, result in paired_results.items():
+        for metric, cell in result["metrics"].items():
+            value = ("n/a" if cell["estimate"] is None else
+                     f"{cell['estimate']:+.3f} ({cell['low']:+.3f} to {cell['high']:+.3f})")
+            lines.append(f"| {label} | {metric} | {value} | {cell['conclusion']} |")
+    return lines

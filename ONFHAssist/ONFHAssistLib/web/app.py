@@ -25,7 +25,7 @@ from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui, create_ver
 from trame_slicer.rca_view import register_rca_factories  # noqa: E402
 
 from ..slicer import demo_case, mrml  # noqa: E402
-from . import runner  # noqa: E402
+from . import access, runner  # noqa: E402
 from .cards import hip_cards  # noqa: E402
 
 RESULTS_ROUTE = "onfh-results"  # the analyses folder served over HTTP (report links)
@@ -38,6 +38,9 @@ EDGE_LABELS = {"Axial": "RLAP", "Coronal": "RLSI", "Sagittal": "APSI"}
 EDGE_STYLE = "position: absolute; color: #ffd54f; font: bold 14px sans-serif; pointer-events: none;"
 EDGE_PLACES = ("left: 6px; top: 50%;", "right: 6px; top: 50%;", "top: 4px; left: 50%;", "bottom: 28px; left: 50%;")
 HEAT_MAPS = {"none": None, "attention": "SRANet attention", "gradcam": "Grad-CAM"}
+# 3D opacity per segment (times the segmentation's opacity): the bones translucent, so the necrosis inside the
+# femoral head shows through them.
+SURFACE_OPACITY = {"Pelvis": 0.25, "Femur": 0.4, "Necrosis": 1.0}
 
 
 class OnfhWebApp(TrameApp):
@@ -80,10 +83,11 @@ class OnfhWebApp(TrameApp):
         s.update({"source": "demo", "server_path": "", "upload_name": "", "modality": "auto", "sides": "both",
                   "running": False, "fraction": 0.0, "stage_line": "", "log_text": "", "error": "", "cards": [],
                   "out_dir": "", "report_url": "", "show_seg": True, "seg_opacity": 0.5, "heatmap": "none",
-                  "heat_opacity": 0.5, "show_rois": True, "has_results": False})
+                  "heat_opacity": 0.5, "show_rois": True, "show_vr": False, "has_results": False})
         s.change("show_seg", "seg_opacity")(self._on_segmentation_display)
         s.change("heatmap", "heat_opacity")(self._on_heatmap_display)
         s.change("show_rois")(self._on_roi_display)
+        s.change("show_vr")(self._on_volume_rendering)
 
     # ---- the analysis ------------------------------------------------------------------------------------
     def analyse(self) -> None:
@@ -165,12 +169,22 @@ class OnfhWebApp(TrameApp):
         self.analysis = json.loads((out / "analysis.json").read_text(encoding="utf-8"))
         self.nodes = mrml.load_analysis(self.scene, out)
         display = self.slicer_app.display_manager
-        # The input in the slice views and volume-rendered in 3D (slicer-core registers no labelmap-to-surface
-        # rule, so the segmentation shows in the slice views); the head boxes outline where each hip was read.
+        # The input in the slice views (and volume-rendered in 3D on request: the body's outer fat hides the rest),
+        # the segmentation as surfaces in 3D, the head boxes outlining where each hip was read.
+        segmentation = self.nodes.get("segmentation")
+        if segmentation is not None:
+            mrml.add_closed_surface(segmentation)
+            surfaces = segmentation.GetDisplayNode()
+            for index in range(segmentation.GetSegmentation().GetNumberOfSegments()):
+                segment = segmentation.GetSegmentation().GetNthSegment(index)
+                surfaces.SetSegmentOpacity3D(segmentation.GetSegmentation().GetNthSegmentID(index),
+                                             SURFACE_OPACITY.get(segment.GetName(), 1.0))
         display.show_volume(self.nodes["input"], vr_preset=VR_PRESETS.get(self.analysis["input"]["modality"], ""))
         self.added_ids = self._node_ids() - before  # results and volume-rendering nodes: the next load removes them
         for view in self.slicer_app.view_manager.get_threed_views():
-            view.renderer().SetUseDepthPeelingForVolumes(False)  # else the volume hides behind the translucent boxes
+            # Depth peeling through Mesa's EGL drops translucent surfaces (and hides the volume behind them);
+            # plain alpha blending draws both.
+            view.renderer().SetUseDepthPeeling(False)
         for roi in self.nodes["rois"]:
             roi_display = roi.GetDisplayNode()
             roi_display.SetSelectedColor(*ROI_COLOUR)
@@ -182,14 +196,15 @@ class OnfhWebApp(TrameApp):
         self._on_segmentation_display()
         self._on_heatmap_display()
         self._on_roi_display()
+        self._on_volume_rendering()
         report = f"/{RESULTS_ROUTE}/{out.relative_to(self.results_root).as_posix()}/{self.analysis['files']['report']}"
         self.state.update({"cards": hip_cards(self.analysis), "has_results": True,
                            "report_url": report, "stage_line": "done", "fraction": 100.0})
         self.render_all()
 
     def focus(self, side: str) -> None:
-        """Centre every slice view on a femoral head and fit it to the hip's analysis box; the 3D view renders
-        only what lies inside that box (the body's outer fat would hide the hip)."""
+        """Centre every slice view on a femoral head and fit it and the 3D view to the hip's analysis box; a
+        volume rendering shows only what lies inside that box (the body's outer fat would hide the hip)."""
         hip = next((h for h in self.analysis.get("hips", []) if h["side"] == side and h["found"]), None)
         roi = next((r for r in self.nodes.get("rois", []) if r.GetName().endswith(f" {side}")), None)
         if hip is None or roi is None:
@@ -207,8 +222,10 @@ class OnfhWebApp(TrameApp):
         if volume_display is not None:
             volume_display.SetAndObserveROINodeID(roi.GetID())
             volume_display.SetCroppingEnabled(True)
-            for view in self.slicer_app.view_manager.get_threed_views():
-                view.reset_camera()
+        bounds = [0.0] * 6
+        roi.GetRASBounds(bounds)
+        for view in self.slicer_app.view_manager.get_threed_views():
+            view.renderer().ResetCamera(bounds)
         self.render_all()
 
     def _on_segmentation_display(self, **_) -> None:
@@ -216,7 +233,7 @@ class OnfhWebApp(TrameApp):
         if segmentation is not None:
             shown, opacity = bool(self.state.show_seg), float(self.state.seg_opacity)
             mrml.set_layer_visibility(self.scene, segmentation, shown, opacity)
-            self.render_all(slices_only=True)
+            self.render_all()
 
     def _on_heatmap_display(self, **_) -> None:
         chosen = HEAT_MAPS.get(self.state.heatmap)
@@ -224,6 +241,14 @@ class OnfhWebApp(TrameApp):
             shown = chosen is not None and node.GetName().endswith(chosen)
             mrml.set_layer_visibility(self.scene, node, shown, float(self.state.heat_opacity) if shown else None)
         self.render_all(slices_only=True)
+
+    def _on_volume_rendering(self, **_) -> None:
+        if "input" not in self.nodes:
+            return
+        volume_display = self.slicer_app.volume_rendering.get_vr_display_node(self.nodes["input"])
+        if volume_display is not None:
+            volume_display.SetVisibility(bool(self.state.show_vr))
+            self.render_all()
 
     def _on_roi_display(self, **_) -> None:
         for roi in self.nodes.get("rois", []):
@@ -247,7 +272,7 @@ class OnfhWebApp(TrameApp):
     def _build_panel(self) -> None:
         with html.Div(classes="pa-3 d-flex flex-column", style="gap: 8px;"):
             v.VSelect(label="Scan", v_model=("source",), density="compact", hide_details=True,
-                      items=("[{title: 'Bundled demo hip (MR)', value: 'demo'},"
+                      raw_attrs=_testid("source"), items=("[{title: 'Bundled demo hip (MR)', value: 'demo'},"
                              " {title: 'Upload a file', value: 'upload'},"
                              " {title: 'Path on the server', value: 'path'}]",))
             v.VTextField(v_if="source === 'path'", label="Scan path on the server", v_model=("server_path",),
@@ -255,6 +280,8 @@ class OnfhWebApp(TrameApp):
             v.VFileInput(v_if="source === 'upload'", label="Scan file (NIfTI, NRRD, MHA)", density="compact",
                          hide_details=True,
                          change=(f"trigger('{self.ctrl.trigger_name(self.upload)}', [$event.target.files])"))
+            html.Div("Scan to analyse: {{ upload_name }}", v_if="source === 'upload' && upload_name",
+                     classes="text-caption", raw_attrs=_testid("upload-name"))
             with html.Div(classes="d-flex", style="gap: 8px;"):
                 v.VSelect(label="Modality", v_model=("modality",), items=("['auto', 'mr_t1', 'ct']",),
                           density="compact", hide_details=True)
@@ -287,7 +314,11 @@ class OnfhWebApp(TrameApp):
                       items=("[{title: 'none', value: 'none'}, {title: 'SRANet attention', value: 'attention'},"
                              " {title: 'Grad-CAM', value: 'gradcam'}]",))
             v.VSlider(v_model=("heat_opacity",), min=0, max=1, step=0.05, density="compact", hide_details=True)
-        v.VSwitch(label="Head boxes", v_model=("show_rois",), density="compact", hide_details=True, color="primary")
+        with html.Div(classes="d-flex align-center", style="gap: 8px;"):
+            v.VSwitch(label="Head boxes", v_model=("show_rois",), density="compact", hide_details=True,
+                      color="primary")
+            v.VSwitch(label="Volume rendering", v_model=("show_vr",), density="compact", hide_details=True,
+                      color="primary", raw_attrs=_testid("toggle-vr"))
 
     def _build_cards(self) -> None:
         with v.VCard(v_for="card in cards", key="card.side", classes="my-2", variant="tonal",
@@ -337,20 +368,27 @@ def _threed_view_ui(server, view_id: str, view) -> None:
     _view_marker(view_id, view)
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, results_root: Path | None = None) -> None:
-    """Serve the page until interrupted, printing its URL; `port` 0 picks a free one."""
+def serve(host: str = "127.0.0.1", port: int = 0, results_root: Path | None = None, token: str | None = None) -> None:
+    """Serve the page until interrupted, printing its URL (with the access token, `access.choose_token`: asked
+    for, or made up when served beyond this machine); `port` 0 picks a free one."""
     import shutil
     import sys
     import tempfile
+    from urllib.parse import quote
 
     owned = results_root is None
     root = Path(results_root or tempfile.mkdtemp(prefix="onfh-web-"))
     root.mkdir(parents=True, exist_ok=True)
     sys.argv = sys.argv[:1]  # trame parses the command line itself; ours has been read already
     app = OnfhWebApp(root)
+    token = access.choose_token(host, token)
+    if token is not None:  # wslink's aiohttp app exists once bound, before it starts (middlewares still open)
+        app.server.controller.on_server_bind.add(lambda web_server: web_server.app.middlewares.append(
+            access.middleware(token)))
+    query = "" if token is None else f"?{access.QUERY}={quote(token)}"
 
     def announce(**_):
-        print(f"ONFH Assist Web: http://{host}:{app.server.port}/  (results in {root})", flush=True)
+        print(f"ONFH Assist Web: http://{host}:{app.server.port}/{query}  (results in {root})", flush=True)
 
     app.server.controller.on_server_ready.add(announce)
     try:

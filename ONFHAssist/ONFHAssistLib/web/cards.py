@@ -2,12 +2,12 @@
 test reads the same words the page shows and the report prints."""
 from __future__ import annotations
 
-from ..analysis.findings import FLAGS, confidence_text, hip_kind, key_findings, main_system, percent_text
+from ..analysis.findings import (FLAGS, collapse_text, confidence_text, hip_kind, key_findings, main_system,
+                                 risk_reference_text)
 from ..analysis.results import stage_text, unreliable_text
 
 HORIZONS = (("12", "1 year"), ("36", "3 years"), ("60", "5 years"))
 SYSTEM_NAMES = {"arco": "ARCO", "ficat": "Ficat", "jic_stage": "JIC", "steinberg": "Steinberg"}
-RISK_WORDS = {"high": "above the training cohort's median", "low": "at or below the training cohort's median"}
 SIDE_NAMES = {"R": "Right hip", "L": "Left hip"}
 
 
@@ -41,8 +41,8 @@ def hip_card(hip: dict, finding: dict | None = None) -> dict:
         card["sranet"] = f"{sranet['probability']:.2f}"
     risk = hip.get("risk")
     if risk:
-        card["risk"] = RISK_WORDS[risk["group"]]
-        card["collapse"] = [{"horizon": name, "text": percent_text(risk["collapse_probability"][key], 0)}
+        card["risk"] = risk_reference_text(risk)
+        card["collapse"] = [{"horizon": name, "text": collapse_text(risk, key)}
                             for key, name in HORIZONS]
         card["survival"] = curve_points(risk["survival"]["months"], risk["survival"]["probability"])
     else:
