@@ -113,7 +113,8 @@ def test_cv_table_reports_sle_nri_idi_with_intervals(tmp_path, monkeypatch):
     from ONFHAssistLib.training.survival_data import HipSet
 
     monkeypatch.setattr(recipe, "NRI_BOOTSTRAP", 200)
-    monkeypatch.setattr(recipe, "HORIZON_MODELS", ())  # no calibration / decision-curve figures (test_survival_cv)
+    for figure in ("calibration_png", "decision_curve_png"):  # figures: test_survival_cv, test_survival_figures
+        monkeypatch.setattr(recipe, figure, lambda *args, **kwargs: None)
 
     rng = np.random.default_rng(5)
     n = 60

@@ -24,7 +24,6 @@ from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # noqa: E4
 
 from ..atomic import atomic_path  # noqa: E402
 from ..imaging import io  # noqa: E402
-from ..survival.figures import calibration_png, decision_curve_png, km_by_risk_group  # noqa: F401 - moved there
 
 LABEL_COLOURS = ListedColormap([(0, 0, 0, 0), (0.95, 0.8, 0.2, 0.45), (0.2, 0.6, 1.0, 0.45), (0.95, 0.15, 0.15, 0.7)])
 

@@ -21,8 +21,16 @@ def _km_risk(time, event, t: float) -> float:
     return float(1.0 - KaplanMeierFitter().fit(time, event).predict(t))
 
 
+def _km_risk_interval(time, event, t: float) -> tuple[float, float]:
+    """95 % interval of 1 − KM(t), from lifelines' Greenwood (exponential) bounds of KM(t)."""
+    bounds = KaplanMeierFitter().fit(time, event).confidence_interval_survival_function_
+    lower_s, upper_s = bounds[bounds.index <= t].iloc[-1]
+    return float(1.0 - upper_s), float(1.0 - lower_s)
+
+
 def calibration(time, event, predicted, t: float, bins: int = 5) -> pd.DataFrame:
-    """Per quantile bin of predicted P(collapse by t): n, mean predicted and KM-observed risk at t."""
+    """Per quantile bin of predicted P(collapse by t): n, mean predicted and KM-observed risk at t with its 95 %
+    interval (lower, upper)."""
     time, event, predicted = np.asarray(time, float), np.asarray(event, int), np.asarray(predicted, float)
     edges = np.unique(np.quantile(predicted, np.linspace(0, 1, bins + 1)))
     which = np.clip(np.searchsorted(edges, predicted, side="right") - 1, 0, len(edges) - 2)
@@ -30,8 +38,9 @@ def calibration(time, event, predicted, t: float, bins: int = 5) -> pd.DataFrame
     for b in range(len(edges) - 1):
         mask = which == b
         if mask.any():
+            lower, upper = _km_risk_interval(time[mask], event[mask], t)
             rows.append({"bin": b, "n": int(mask.sum()), "predicted": float(predicted[mask].mean()),
-                         "observed": _km_risk(time[mask], event[mask], t)})
+                         "observed": _km_risk(time[mask], event[mask], t), "lower": lower, "upper": upper})
     return pd.DataFrame(rows)
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from lifelines.exceptions import ConvergenceError
 
-from ..analysis.figures import calibration_png, decision_curve_png, km_by_risk_group
+from ..survival.figures import calibration_png, decision_curve_png, km_by_risk_group
 from ..analysis.results import mean_sd_text
 from ..atomic import atomic_write_json, atomic_write_text
 from ..devices import resolve_device, seed_everything
@@ -70,7 +70,6 @@ AUC_MONTHS = (6, 12, 36, 60, 120)  # seed 000's Table 1 columns: AUC(t) at each,
 IAUC_MONTHS = tuple(range(12, 121, 12))  # the iAUC grid, cut at each fold's follow-up
 METRICS = ("harrell_c", "uno_c", *(f"auc{m}" for m in AUC_MONTHS), "iauc", "ibs")
 HORIZONS = (36, 60)  # calibration, decision curves, NRI/IDI
-HORIZON_MODELS = ("tri-stream + SLE", base.GRADES_COX, base.ORACLE_COX)
 # NRI/IDI (old → new), KM-based with a patient bootstrap interval (survival/reclassification.py)
 COMPARISONS = {"nri_idi_tri_stream_vs_grades_cox": (base.GRADES_COX, "tri-stream + SLE"),
                "nri_idi_sle_vs_no_sle": ("tri-stream, no SLE", "tri-stream + SLE")}
@@ -402,11 +401,12 @@ def _pooled(horizon: dict, name: str, h: int):
 
 
 def write_horizon_outputs(hips: HipSet, horizon: dict, out: Path) -> dict:
-    """Pooled out-of-fold collapse probabilities: calibration and decision-curve PNGs per horizon, and NRI/IDI
+    """Pooled out-of-fold collapse probabilities: calibration and decision curves of every model per horizon, and NRI/IDI
     with bootstrap intervals for each of COMPARISONS (horizon.json)."""
     summary = {key: {} for key in COMPARISONS}
     for h in HORIZONS:
-        pooled = {name: p for name in HORIZON_MODELS if (p := _pooled(horizon, name, h)) is not None}
+        names = dict.fromkeys(name for name, _ in horizon)  # every model of the run, in table order
+        pooled = {name: p for name in names if (p := _pooled(horizon, name, h)) is not None}
         for key, names in COMPARISONS.items():
             old, new = (_pooled(horizon, name, h) for name in names)
             if new is not None and old is not None and np.array_equal(new[0], old[0]):
