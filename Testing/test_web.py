@@ -6,6 +6,7 @@ the right head, whose centre is the view's centre once the page has centred the 
 the 3D view; a heat map's change, then undone)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import json
@@ -23,6 +24,7 @@ from ONFHAssistLib import resources
 from ONFHAssistLib.bench import CHROMIUM
 from ONFHAssistLib.bench import web_missing as _missing  # Chromium, EGL, the web extra: what the bench row needs too
 from ONFHAssistLib.jobs import stop_process_tree
+from ONFHAssistLib.web.timing import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT_S = 90  # for a new frame: seconds on 2 busy cores (the server renders on the CPU, one view after another)
@@ -144,14 +146,7 @@ def _children(pid: int) -> list:
     return psutil.Process(pid).children(recursive=True)
 
 
-def _wait(predicate, timeout_s: float, what: str, step_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step_s)
-    raise AssertionError(f"waited {timeout_s:.0f} s for {what}")
+_wait = functools.partial(wait_until, step_s=0.5)  # screenshots are the predicates: poll gently
 
 
 def _open(browser, url: str):

@@ -39,7 +39,8 @@ FRAME_JS = """tag => {
 }"""
 
 
-def _wait(predicate, timeout_s: float, what: str, step_s: float = 0.05):
+def wait_until(predicate, timeout_s: float, what: str, step_s: float = 0.05):
+    """The predicate's first truthy value, polled every step_s; TimeoutError naming `what` after timeout_s."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
@@ -78,7 +79,7 @@ def one_server(browser, results: Path) -> dict:
         url = _url(proc)
         page = browser.new_page(viewport={"width": 1500, "height": 950})
         page.goto(url)
-        _wait(lambda: all(page.evaluate(FRAME_JS, tag) >= 0 for tag in VIEWS), TIMEOUT_S, "a frame in every view")
+        wait_until(lambda: all(page.evaluate(FRAME_JS, tag) >= 0 for tag in VIEWS), TIMEOUT_S, "a frame in every view")
         first_frame = time.monotonic() - start
         clicked = time.monotonic()
         page.get_by_test_id("analyse").click()
@@ -91,7 +92,7 @@ def one_server(browser, results: Path) -> dict:
         page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         stepped = time.monotonic()
         page.mouse.wheel(0, 120)  # one wheel step: the next slice
-        _wait(lambda: page.evaluate(FRAME_JS, "Green") != before, 120, "the coronal view's next slice")
+        wait_until(lambda: page.evaluate(FRAME_JS, "Green") != before, 120, "the coronal view's next slice")
         slice_change = time.monotonic() - stepped
         server = psutil.Process(proc.pid)
         row = {"first_frame_s": first_frame, "analyse_to_cards_s": cards, "slice_change_s": slice_change,
