@@ -1,9 +1,10 @@
 """`onfh cv survival` end to end on a small phantom cohort: every row, resumable folds, grade codes."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
-from ONFHAssistLib.analysis.grading import GRADE_ORDER, grade_codes
+from ONFHAssistLib.analysis.grading import GRADE_ORDER, grade_codes, ordinal_grades
 from ONFHAssistLib.cli import main
 from ONFHAssistLib.dataset import GRADE_CODES
 from ONFHAssistLib.models.survival import GRADE_SYSTEMS
@@ -17,10 +18,21 @@ from ONFHAssistLib.training.survival_recipe import METRICS, MODEL_IDS, NETWORK_M
 def test_grade_codes_cover_every_dataset_code():
     assert list(GRADE_ORDER) == list(GRADE_SYSTEMS)
     for name, order in GRADE_ORDER.items():
-        assert set(order) == GRADE_CODES[name] and len(order) == GRADE_SYSTEMS[name]
+        assert set(order) == GRADE_CODES[name] and len(order) + 1 == GRADE_SYSTEMS[name]  # + the missing token
     codes = grade_codes(pd.DataFrame({"jic_stage": ["3"], "jic_type": ["C1"], "arco": ["2"], "steinberg": ["6"],
                                       "ficat": ["0"]}))
     assert codes.tolist() == [[3, 3, 2, 6, 0]]
+
+
+def test_a_missing_grade_is_its_own_token_not_stage_0():
+    """Blank (hips.csv) or absent (no such column) → the token after the last level; linear models see NaN."""
+    table = pd.DataFrame({"jic_stage": ["2", "nan", "0"], "jic_type": ["B", "none", ""], "arco": ["", "1", "0"],
+                          "steinberg": ["3", "2", "0"]})
+    codes = grade_codes(table)
+    assert codes.tolist() == [[2, 2, 5, 3, 5], [5, 0, 1, 2, 5], [0, 5, 0, 0, 5]]
+    assert (codes < np.array(list(GRADE_SYSTEMS.values()))).all()
+    levels = ordinal_grades(codes)
+    assert np.isnan(levels[0, 2]) and np.isnan(levels[:, 4]).all() and levels[2, 0] == 0.0 and levels[0, 0] == 2.0
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def test_wide_term_starts_at_the_lifelines_cox_fit_on_the_grades():
 
     rng = np.random.default_rng(3)
     n = 40
-    grades = np.stack([rng.integers(1, k, n) for k in GRADE_SYSTEMS.values()], 1)
+    grades = np.stack([rng.integers(1, k - 1, n) for k in GRADE_SYSTEMS.values()], 1)  # levels, none missing
     time = rng.exponential(60 / np.exp(0.5 * grades[:, 0])) + 1
     event = (rng.random(n) < 0.7).astype(int)
     hips = HipSet(pd.DataFrame({"patient_id": range(n)}), np.zeros((n, 1, 32, 32, 32), np.float32),
@@ -64,6 +64,20 @@ def test_wide_term_starts_at_the_lifelines_cox_fit_on_the_grades():
     cox = CoxPHFitter(penalizer=COX_PENALIZER).fit(frame, "time", "event")
     expected = grades @ cox.params_[list(GRADE_SYSTEMS)].to_numpy()
     np.testing.assert_allclose(risk - risk.mean(), expected - expected.mean(), atol=1e-4)
+
+
+def test_a_missing_grade_adds_nothing_to_the_wide_term_and_has_its_own_token():
+    image, labels, grades = _batch()
+    grades = grades.clamp(max=2)
+    net = TriStreamSurvival(SurvivalConfig(variant="full", grade_skip=True, **SMALL)).eval()
+    torch.nn.init.constant_(net.grade_linear.weight, 1.0)
+    missing, zero = grades.clone(), grades.clone()
+    missing[:, 0], zero[:, 0] = GRADE_SYSTEMS["jic_stage"] - 1, 0
+    assert not torch.allclose(net(image, labels, missing)[0], net(image, labels, zero)[0])  # not read as stage 0
+    torch.nn.init.zeros_(net.risk.weight), torch.nn.init.zeros_(net.risk.bias)  # risk = the wide term alone
+    assert torch.equal(net(image, labels, missing)[0], net(image, labels, zero)[0])  # missing adds 0, as level 0
+    top = torch.tensor([[4, 4, 4, 6, 4]])  # each system's top level reads 1.0
+    assert torch.allclose(net(image[:1], labels[:1], top)[0], torch.tensor([5.0]))
 
 
 def test_wide_term_is_off_by_default_so_older_model_cards_still_load():

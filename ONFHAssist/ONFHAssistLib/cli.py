@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--spacing", type=float, nargs="+", metavar="MM", help="one value or three (x y z)")
     ph.add_argument("--preset", choices=["default", "seed000"], default="default",
                     help="seed000: seed 000's pre-collapse population with clinicians' grades (README, Data)")
+    ph.add_argument("--generator", choices=["classic", "realistic"], default="classic",
+                    help="classic (default): the phantom the shipped models were trained on; realistic: muscles, "
+                         "fat planes, pelvic ring, trabecular bone and clinical protocols (same hips and truth)")
     _add_progress(ph)
 
     ds = sub.add_parser("dataset", help="validate a dataset folder or add a case to it")
@@ -259,7 +262,7 @@ def cmd_phantom(args) -> int:
     reporter = make_reporter(args.progress)
     start = time.perf_counter()
     out = write_cohort(args.out, args.patients, args.seed, args.modality, args.shape, args.spacing, reporter,
-                       args.preset)
+                       args.preset, args.generator)
     reporter.result("phantom", dataset=str(out), seconds=round(time.perf_counter() - start, 2))
     return 0
 

@@ -62,9 +62,18 @@ def predicted_grades(stage: int, reach_deg: float | None) -> dict:
 
 
 def grade_codes(table: pd.DataFrame) -> np.ndarray:
-    """Integer code per grade system (position in its ordered code list; missing → 0)."""
+    """Integer code per grade system: the position in its ordered code list, and one past the last for a grade
+    that is missing (blank in hips.csv, or a system the table lacks) — its own token, never read as stage 0."""
     columns = []
     for name, order in GRADE_ORDER.items():
-        values = table[name].astype(str) if name in table else pd.Series(["0"] * len(table))
-        columns.append([order.index(v) if v in order else 0 for v in values])
+        values = table[name].astype(str) if name in table else pd.Series([""] * len(table))
+        columns.append([order.index(v) if v in order else len(order) for v in values])
     return np.array(columns, dtype=np.int64).T
+
+
+def ordinal_grades(codes: np.ndarray) -> np.ndarray:
+    """Codes as numbers for linear models (Cox on grades), NaN where the grade is missing."""
+    levels = np.array([len(order) for order in GRADE_ORDER.values()])
+    values = np.asarray(codes, float).copy()
+    values[np.asarray(codes) >= levels] = np.nan
+    return values

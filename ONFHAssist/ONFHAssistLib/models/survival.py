@@ -14,7 +14,8 @@ import torch
 from monai.networks.nets import ResNet
 from torch import nn
 
-GRADE_SYSTEMS = {"jic_stage": 5, "jic_type": 5, "arco": 5, "steinberg": 7, "ficat": 5}  # categories incl. 0/none
+# Tokens per grade system: its levels (0/none included) and, last, a token of its own for a missing grade.
+GRADE_SYSTEMS = {"jic_stage": 6, "jic_type": 6, "arco": 6, "steinberg": 8, "ficat": 6}
 VARIANTS = ("full", "no_sle", "image", "grades")
 LABEL_VALUES = 4
 
@@ -101,8 +102,11 @@ class TriStreamSurvival(nn.Module):
         self.fusion = nn.Sequential(nn.Linear(width, cfg.d_fusion), nn.GELU(), nn.Linear(cfg.d_fusion, cfg.d_fusion))
         self.risk = nn.Linear(cfg.d_fusion, 1)
         if cfg.grade_skip and cfg.variant != "image":
-            self.register_buffer("grade_scale", torch.tensor([n - 1 for n in GRADE_SYSTEMS.values()], dtype=torch.float32),
+            # the wide term reads a grade as its level / the top level; a missing grade adds nothing to it (the
+            # tokenizer's own missing token carries what missingness says)
+            self.register_buffer("grade_scale", torch.tensor([n - 2 for n in GRADE_SYSTEMS.values()], dtype=torch.float32),
                                  persistent=False)
+            self.register_buffer("grade_missing", torch.tensor([n - 1 for n in GRADE_SYSTEMS.values()]), persistent=False)
             self.grade_linear = nn.Linear(len(GRADE_SYSTEMS), 1, bias=False)
             nn.init.zeros_(self.grade_linear.weight)
 
@@ -121,5 +125,6 @@ class TriStreamSurvival(nn.Module):
         z = self.fusion(torch.cat(parts, 1))
         risk = self.risk(z).squeeze(1)
         if hasattr(self, "grade_linear"):
-            risk = risk + self.grade_linear(grades.to(z.dtype) / self.grade_scale).squeeze(1)
+            level = torch.where(grades < self.grade_missing, grades.to(z.dtype) / self.grade_scale, 0.0)
+            risk = risk + self.grade_linear(level).squeeze(1)
         return risk, z

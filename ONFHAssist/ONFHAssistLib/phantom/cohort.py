@@ -28,6 +28,7 @@ from .signs import LesionSigns, lesion_intensity, sample_signs
 log = logging.getLogger(__name__)
 
 MODALITIES = ("mr_t1", "ct")
+GENERATORS = ("classic", "realistic")  # classic: the shipped models' phantom; realistic: `phantom.realistic`
 LABELS = {0: "background", 1: "pelvis", 2: "femur", 3: "necrosis"}
 
 # Tissue intensities: MR-T1 in arbitrary units (fat bright, cortex and fluid dark), CT in HU. The
@@ -320,9 +321,12 @@ def patient_rng(seed: int, index: int) -> np.random.Generator:
 
 def write_cohort(out: str | Path, patients: int, seed: int, modality: str = "mr_t1",
                  shape: Sequence[int] | None = None, spacing: Sequence[float] | None = None,
-                 reporter=None, preset: str = "default") -> Path:
+                 reporter=None, preset: str = "default", generator: str = "classic") -> Path:
     """Generate a phantom dataset folder (DESIGN §4); modality 'mixed' alternates MR-T1 and CT; `preset`
-    names a `phantom.hips.PRESETS` population ('seed000': pre-collapse hips, clinicians' grades)."""
+    names a `phantom.hips.PRESETS` population ('seed000': pre-collapse hips, clinicians' grades);
+    `generator` draws the body: 'classic' here, 'realistic' in `phantom.realistic` (same hips and truth)."""
+    if generator not in GENERATORS:
+        raise ValueError(f"unknown generator {generator!r}; use one of {GENERATORS}")
     out = Path(out)
     population = PRESETS[preset]
     rows = []
@@ -330,8 +334,15 @@ def write_cohort(out: str | Path, patients: int, seed: int, modality: str = "mr_
         rng = patient_rng(seed, i)
         mod = (MODALITIES[i % 2] if modality == "mixed" else modality)
         anat = sample_anatomy(rng, preset=population)
-        spec = sample_scan_spec(rng, shape, spacing)
-        image, label = render(anat, spec, mod, rng)
+        if generator == "realistic":
+            # imported here: the realistic generator builds on this module
+            from .realistic import draw
+
+            scan = draw(anat, rng, mod, shape, spacing)
+            image, label = scan.image, scan.label
+        else:
+            spec = sample_scan_spec(rng, shape, spacing)
+            image, label = render(anat, spec, mod, rng)
         pid = f"P{seed:03d}{i:04d}"
         scan_id = f"{pid}_S1"
         io.write_image(image, out / "images" / f"{scan_id}.nii.gz")
@@ -341,6 +352,6 @@ def write_cohort(out: str | Path, patients: int, seed: int, modality: str = "mr_
             reporter.progress("phantom", (i + 1) / patients, message=f"{scan_id} ({mod})")
     write_table(pd.DataFrame(rows), out / "hips.csv")
     write_dataset_json(out, f"phantom-seed{seed}", modality,
-                       {"generator": "ONFHAssistLib.phantom", "seed": seed, "patients": patients,
+                       {"generator": "ONFHAssistLib.phantom", "anatomy": generator, "seed": seed, "patients": patients,
                         **({"preset": preset} if preset != "default" else {})})
     return out

@@ -22,12 +22,14 @@ from ..progress import Steps
 from . import distributed
 from .engine import Trainer
 from .evaluation import evaluate_task
+from .hard_negatives import PACKAGE_SLICES, negative_sources
 from .model_identity import identity
 from .scans import list_scans, split_scans
 
 FEATURES = (8, 16, 32, 64, 64, 8)
 EPOCHS = 40
 PEAK_LEVEL = 0.05
+NEGATIVE_SHARE = 0.5  # hard negatives per epoch, relative to the training scans (`_negative_sample`)
 
 
 def _cached_inputs(scans, cache: Path, reporter=None) -> list[dict]:
@@ -50,6 +52,37 @@ def _cached_inputs(scans, cache: Path, reporter=None) -> list[dict]:
     return items
 
 
+def _cached_negatives(scans, cache: Path, reporter=None) -> list[dict]:
+    """Hard negatives (`hard_negatives`) with an all-zero target, cached like the scans; a source with no
+    volume (no room above the heads, a file the package does not ship) is left out."""
+    cache.mkdir(parents=True, exist_ok=True)
+    sources = negative_sources(scans)
+    items = []
+    steps = Steps(reporter, "prepare hard negatives", len(sources))
+    for n, (name, load_volume) in enumerate(sources):
+        path = cache / f"negative_{name}.npz"
+        with steps.step(f"negative {n + 1}/{len(sources)}: {name}", cached=path.exists()):
+            if not path.exists():
+                image, modality = load_volume()
+                if image is None:
+                    continue
+                array, grid = localizer_input(image, modality)
+                with atomic_path(path) as tmp, open(tmp, "wb") as f:
+                    np.savez_compressed(f, image=array, target=heatmap_target(grid, []))
+            with np.load(path, allow_pickle=False) as d:
+                items.append({"negative": name, "image": d["image"], "target": d["target"]})
+    return items
+
+
+def _negative_sample(negatives: list[dict], positives: int, rng: np.random.Generator) -> list[dict]:
+    """A fresh draw of NEGATIVE_SHARE × positives hard negatives (at least one) for one epoch: the heads stay
+    the majority of what the localiser sees, and over the epochs it sees every negative."""
+    if not negatives:
+        return []
+    n = min(len(negatives), max(1, round(NEGATIVE_SHARE * positives)))
+    return [negatives[i] for i in rng.choice(len(negatives), size=n, replace=False)]
+
+
 def _augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Contrast, brightness, gamma and noise: the scanner differences a localiser must ignore."""
     out = image * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
@@ -60,10 +93,12 @@ def _augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def heatmap_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Squared error averaged separately over the peaks and the background, so the near-empty
-    background cannot win by predicting zeros everywhere."""
+    background cannot win by predicting zeros everywhere; a target without a peak (a hard negative) is
+    scored on its background alone."""
     peak = target > PEAK_LEVEL
     error = (pred - target) ** 2
-    return error[peak].mean() + error[~peak].mean()
+    background = error[~peak].mean()
+    return background + error[peak].mean() if peak.any() else background  # a hard negative has no peak
 
 
 # A head with no candidate counts as this error in validation (worse than any found one on a phantom).
@@ -99,13 +134,15 @@ def train(settings, reporter):
     cache = out / "cache"
     train_items = _cached_inputs(train_scans, cache, reporter)
     val_items = _cached_inputs(val_scans, cache, reporter)
+    negatives = _cached_negatives(train_scans, cache, reporter)
     network = build_localizer(FEATURES).to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=settings.lr or 2e-3, weight_decay=1e-4)
     rng = np.random.default_rng(settings.seed)
 
     def batches(epoch):
-        for i in rng.permutation(len(train_items)):
-            item = train_items[i]
+        items = train_items + _negative_sample(negatives, len(train_items), rng)
+        for i in rng.permutation(len(items)):
+            item = items[i]
             image, target = _augment(item["image"], rng), item["target"]
             if rng.random() < 0.5:  # left-right flip: the heatmap marks both heads alike
                 image, target = image[..., ::-1], target[..., ::-1]
@@ -123,7 +160,9 @@ def train(settings, reporter):
     fit = trainer.fit(settings.epochs or EPOCHS, batches, resume=settings.resume)
     card = {**identity(settings, "localizer"), "task": "localizer", "features": list(FEATURES),
             "grid_mm": GRID_MM, "heatmap_sigma_mm": HEATMAP_SIGMA_MM, "seed": settings.seed,
-            "trained_on": {"data": str(settings.data), "train_scans": len(train_scans), "val_scans": len(val_scans)},
+            "trained_on": {"data": str(settings.data), "train_scans": len(train_scans), "val_scans": len(val_scans),
+                           "hard_negatives": [item["negative"] for item in negatives],
+                           "hard_negative_sources": {f"package_{k}": f"pydicom test file: {v}" for k, v in PACKAGE_SLICES.items()}},
             "best_epoch": fit.best_epoch, "selection": fit.selection,
             "validation": next((h for h in fit.history if h["epoch"] == fit.best_epoch), {}), "history": fit.history}
     entry = distributed.save_model_once(out / "model", network, card)

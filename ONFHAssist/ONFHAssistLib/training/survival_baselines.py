@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..analysis.grading import GRADE_ORDER, ordinal_grades
 from ..atomic import atomic_write_text
 from ..errors import InputError
 from ..imaging.crops import CropSpec
@@ -41,6 +42,15 @@ def cox_risk(x_train: np.ndarray, train: HipSet, x_test: np.ndarray) -> np.ndarr
     return x_test @ cox_coefficients(x_train, train)
 
 
+def known_grades(train: HipSet, test: HipSet) -> tuple[np.ndarray, np.ndarray]:
+    """Grade levels for linear models, a missing grade replaced by the training fold's median of its system (0
+    where the fold knows none): a linear model has no token for "missing"."""
+    x_train, x_test = ordinal_grades(train.grades), ordinal_grades(test.grades)
+    known = ~np.isnan(x_train)
+    median = np.array([np.median(col[k]) if k.any() else 0.0 for col, k in zip(x_train.T, known.T)])
+    return np.where(np.isnan(x_train), median, x_train), np.where(np.isnan(x_test), median, x_test)
+
+
 def radiomics_features(data_dir: Path, hips: HipSet, out: Path, reporter=None) -> pd.DataFrame:
     """pyradiomics features of every hip at 1.5 mm, computed once per run folder (CSV, row order of `hips`)."""
     path = out / f"radiomics_{PARAMS_VERSION}.csv"
@@ -54,9 +64,10 @@ def radiomics_features(data_dir: Path, hips: HipSet, out: Path, reporter=None) -
     return features
 
 
-def _clinical(hips: HipSet) -> pd.DataFrame:
+def _clinical(hips: HipSet, grades: np.ndarray) -> pd.DataFrame:
+    """The nomogram's candidate clinical covariates: every grade system's level (`known_grades`) and oedema."""
     bme = pd.to_numeric(hips.table.get("bme", pd.Series([0] * len(hips.time))), errors="coerce").fillna(0)
-    return pd.DataFrame({"jic_stage": hips.grades[:, 0], "jic_type": hips.grades[:, 1], "bme": bme.to_numpy()})
+    return pd.DataFrame(grades, columns=list(GRADE_ORDER)).assign(bme=bme.to_numpy())
 
 
 def _image_features(checkpoint: Path, config, hips: HipSet, device) -> pd.DataFrame:
@@ -72,7 +83,8 @@ def _image_features(checkpoint: Path, config, hips: HipSet, device) -> pd.DataFr
 def baseline_risk(name: str, train: HipSet, test: HipSet, radiomics: pd.DataFrame | None, train_idx, test_idx,
                   dl_checkpoint: Path | None, config, device, seed: int) -> np.ndarray:
     if name == GRADES_COX:
-        return cox_risk(train.grades.astype(float), train, test.grades.astype(float))
+        x_train, x_test = known_grades(train, test)
+        return cox_risk(x_train, train, x_test)
     if name == ORACLE_COX:
         x_train, x_test = oracle_covariates(train.table), oracle_covariates(test.table)
         if x_train is None:
@@ -88,6 +100,11 @@ def baseline_risk(name: str, train: HipSet, test: HipSet, radiomics: pd.DataFram
         raise InputError("the DLRC nomogram needs the fold's tri-stream network; run it with --models all.")
     d_train, d_test = (_image_features(dl_checkpoint, config, h, device) for h in (train, test))
     deep = baselines.lasso_signature(d_train, train.time, train.event, seed)
-    clinical_train = _clinical(train).assign(radiomics=radiomic.score(r_train), deep=deep.score(d_train))
-    clinical_test = _clinical(test).assign(radiomics=radiomic.score(r_test), deep=deep.score(d_test))
-    return cox_risk(clinical_train.to_numpy(float), train, clinical_test.to_numpy(float))  # the nomogram
+    g_train, g_test = known_grades(train, test)
+    clinical = baselines.univariable_selection(_clinical(train, g_train), train.time, train.event)
+    # the nomogram is fitted on signature scores of hips the signatures never saw, applied with the fold's own
+    x_train = _clinical(train, g_train)[clinical].assign(
+        radiomics=baselines.out_of_fold_scores(r_train, train.time, train.event, seed),
+        deep=baselines.out_of_fold_scores(d_train, train.time, train.event, seed))
+    x_test = _clinical(test, g_test)[clinical].assign(radiomics=radiomic.score(r_test), deep=deep.score(d_test))
+    return cox_risk(x_train.to_numpy(float), train, x_test.to_numpy(float))  # the nomogram

@@ -109,7 +109,7 @@ def predict_risk(model, hips: HipSet, device, batch: int = 32) -> np.ndarray:
 def warm_start_grade_term(model: TriStreamSurvival, train: HipSet) -> None:
     """Start the wide term where Cox on the training hips' grade codes ends: with ≈ 70 hips a linear grade
     effect is what the data support best, and the deep streams then only have to learn what grades miss."""
-    beta = base.cox_coefficients(train.grades.astype(float), train) * model.grade_scale.cpu().numpy()
+    beta = base.cox_coefficients(base.known_grades(train, train)[0], train) * model.grade_scale.cpu().numpy()
     with torch.no_grad():
         model.grade_linear.weight.copy_(torch.as_tensor(beta, dtype=torch.float32, device=model.grade_linear.weight.device)[None])
 
