@@ -87,7 +87,8 @@ def sphere(c, radius) -> Primitive:
                      lambda x, y, z: np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) - radius)
 
 
-def capsule(a, b, radius) -> Primitive:
+def cone(a, b, ra, rb) -> Primitive:
+    """Capsule whose radius runs linearly from ra at a to rb at b (a tapering tube)."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     ba = b - a
     inv_len2 = 1.0 / float(ba @ ba)
@@ -95,9 +96,15 @@ def capsule(a, b, radius) -> Primitive:
     def sdf(x, y, z):
         px, py, pz = x - a[0], y - a[1], z - a[2]
         h = np.clip((px * ba[0] + py * ba[1] + pz * ba[2]) * inv_len2, 0.0, 1.0)
-        return np.sqrt((px - h * ba[0]) ** 2 + (py - h * ba[1]) ** 2 + (pz - h * ba[2]) ** 2) - radius
+        d = np.sqrt((px - h * ba[0]) ** 2 + (py - h * ba[1]) ** 2 + (pz - h * ba[2]) ** 2)
+        return d - (ra + (rb - ra) * h)
 
-    return Primitive(np.minimum(a, b) - radius, np.maximum(a, b) + radius, sdf)
+    big = max(ra, rb)
+    return Primitive(np.minimum(a, b) - big, np.maximum(a, b) + big, sdf)
+
+
+def capsule(a, b, radius) -> Primitive:
+    return cone(a, b, radius, radius)
 
 
 def ellipsoid(c, axes, semi) -> Primitive:

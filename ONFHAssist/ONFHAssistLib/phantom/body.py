@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .anatomy import FAR, Primitive, capsule, ellipsoid, smooth_min, unit
+from .anatomy import FAR, Primitive, capsule, cone, ellipsoid, smooth_min, unit
 from .habitus import Habitus
-from .skeleton import cone, plate, segment_ellipsoid, wing_frame, wing_plate
+from .skeleton import plate, segment_ellipsoid, wing_frame, wing_plate
 
 SKIN_MM = 1.8
 

@@ -215,7 +215,7 @@ def render(anat: PatientAnatomy, spec: ScanSpec, modality: str, rng: np.random.G
     for hip in anat.hips:
         _paint_hip(grid, anat, hip, image, label, modality)
     image = _acquire(image, spacing, modality, grid, rng)
-    return _to_sitk(image, spec, origin, np.int16), _to_sitk(label, spec, origin, np.uint8)
+    return to_sitk(image, spec, origin, np.int16), to_sitk(label, spec, origin, np.uint8)
 
 
 def _soft_tissue(grid: Grid, anat: PatientAnatomy, t: dict) -> np.ndarray:
@@ -285,7 +285,7 @@ def _acquire(image: np.ndarray, spacing: np.ndarray, modality: str, grid: Grid, 
     return image
 
 
-def _to_sitk(array: np.ndarray, spec: ScanSpec, origin, dtype) -> sitk.Image:
+def to_sitk(array: np.ndarray, spec: ScanSpec, origin, dtype) -> sitk.Image:
     if np.issubdtype(dtype, np.integer) and dtype != np.uint8:
         array = np.clip(np.round(array), -32768, 32767)
     img = sitk.GetImageFromArray(array.astype(dtype))

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from . import body, skeleton
 from .anatomy import FAR, Grid, union_into
-from .cohort import FOV_CENTRE_ANATOMY, TISSUE, PatientAnatomy, ScanSpec
+from .cohort import FOV_CENTRE_ANATOMY, TISSUE, PatientAnatomy, ScanSpec, to_sitk
 from .habitus import Habitus, sample_habitus
 from .hips import lesion_masks
 from .protocols import (
@@ -215,7 +215,7 @@ def render(anat: PatientAnatomy, hab: Habitus, spec: ScanSpec, modality: str, rn
     for hip in anat.hips:
         _paint_lesion(grid, anat, hip, image, tissue, label, modality, values)
     image = _acquire(grid, image, modality, rng)
-    return tuple(_to_sitk(a, spec, origin, dt) for a, dt in ((image, np.int16), (label, np.uint8), (tissue, np.uint8)))
+    return tuple(to_sitk(a, spec, origin, dt) for a, dt in ((image, np.int16), (label, np.uint8), (tissue, np.uint8)))
 
 
 def _add_texture(grid, image, tissue, label, bones, modality, rng, fat_contrast: float, age: float) -> None:
@@ -286,16 +286,6 @@ def _acquire(grid: Grid, image: np.ndarray, modality: str, rng) -> np.ndarray:
     bias = np.exp(0.18 * smooth_field(image.shape, spacing, rng, 180.0))
     image = image * bias
     return np.sqrt((image + rng.normal(0, sd, image.shape)) ** 2 + rng.normal(0, sd, image.shape) ** 2)
-
-
-def _to_sitk(array: np.ndarray, spec: ScanSpec, origin, dtype) -> sitk.Image:
-    if dtype == np.int16:
-        array = np.clip(np.round(array), -32768, 32767)
-    img = sitk.GetImageFromArray(array.astype(dtype))
-    img.SetSpacing([float(s) for s in spec.spacing])
-    img.SetOrigin([float(o) for o in origin])
-    img.SetDirection([float(v) for v in spec.direction])
-    return img
 
 
 def draw(anat: PatientAnatomy, rng: np.random.Generator, modality: str, shape: Sequence[int] | None = None,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .anatomy import Primitive, capsule, cup, ellipsoid, sphere, unit
+from .anatomy import Primitive, capsule, cone, cup, ellipsoid, sphere, unit
 from .habitus import Habitus
 from .hips import HipTruth, head_surface_radius
 
@@ -41,22 +41,6 @@ def plate(c, u, v, half, thickness, bend=0.0, normal=None, thick_low=None) -> Pr
         return corner + np.minimum(np.maximum(across, outline), 0.0) - rho
 
     return Primitive(c - reach, c + reach, sdf)
-
-
-def cone(a, b, ra, rb) -> Primitive:
-    """Capsule whose radius runs linearly from ra at a to rb at b (a tapering tube)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    ba = b - a
-    inv_len2 = 1.0 / float(ba @ ba)
-
-    def sdf(x, y, z):
-        px, py, pz = x - a[0], y - a[1], z - a[2]
-        h = np.clip((px * ba[0] + py * ba[1] + pz * ba[2]) * inv_len2, 0.0, 1.0)
-        d = np.sqrt((px - h * ba[0]) ** 2 + (py - h * ba[1]) ** 2 + (pz - h * ba[2]) ** 2)
-        return d - (ra + (rb - ra) * h)
-
-    big = max(ra, rb)
-    return Primitive(np.minimum(a, b) - big, np.maximum(a, b) + big, sdf)
 
 
 def segment_ellipsoid(a, b, width, depth) -> Primitive:
