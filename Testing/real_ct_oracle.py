@@ -27,3 +27,28 @@ def right_head_centre_lps() -> np.ndarray:
     a = np.c_[2 * pts, np.ones(len(pts))]
     sol, *_ = np.linalg.lstsq(a, (pts ** 2).sum(1), rcond=None)
     return sol[:3]
+
+
+FEMUR_LABELS, PELVIS_LABELS = (76,), (78, 25)  # femur_right; hip_right + sacrum
+BOX_MM = 96.0
+
+
+def right_hip_dice(labels: sitk.Image) -> dict[str, float]:
+    """Dice of a label map on the CT's grid (1 pelvis, 2 femur, 3 necrosis) against TotalSegmentator's right
+    femur and right hip bone + sacrum, inside the 96 mm box around the oracle's right head centre; also the
+    number of necrosis voxels in that box."""
+    seg_image = sitk.ReadImage(str(SEG))
+    seg = sitk.GetArrayFromImage(seg_image)
+    pred = sitk.GetArrayFromImage(labels)
+    direction = np.array(seg_image.GetDirection()).reshape(3, 3)
+    xyz = np.indices(seg.shape)[::-1].reshape(3, -1).T * np.array(seg_image.GetSpacing())
+    lps = xyz @ direction.T + np.array(seg_image.GetOrigin())
+    box = (np.abs(lps - right_head_centre_lps()) <= BOX_MM / 2).all(1).reshape(seg.shape)
+
+    def dice(truth, predicted):
+        t, p = truth & box, predicted & box
+        return float(2 * (t & p).sum() / (t.sum() + p.sum()))
+
+    return {"femur": dice(np.isin(seg, FEMUR_LABELS), np.isin(pred, (2, 3))),
+            "pelvis": dice(np.isin(seg, PELVIS_LABELS), pred == 1),
+            "necrosis_voxels": int(((pred == 3) & box).sum())}
