@@ -174,3 +174,17 @@ def test_cli_realistic_cohort_keeps_the_truth(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "r" / "hips.csv"), pd.read_csv(tmp_path / "c" / "hips.csv"))
     label = sitk.ReadImage(str(tmp_path / "r" / "labels" / "P0040000_S1.nii.gz"))
     assert label.GetSize() == (48, 40, 24) and label.GetSpacing() == (4.0, 4.0, 4.0)
+
+
+def test_abdomen_pelvis_ct_can_end_inside_the_femoral_heads():
+    """Its last slice lies 10–40 mm (× habitus scale, ± the 8 mm field-of-view jitter) below the head centres."""
+    anat, hab = _patient(0)
+    drawn = [realistic.sample_spec(np.random.default_rng(seed), anat, hab, "ct") for seed in range(60)]
+    lowest = []
+    for spec, fov in drawn:
+        if fov == "abdomen_pelvis":
+            centre = anat.rotation().T @ np.asarray(spec.center_offset_mm) + cohort.FOV_CENTRE_ANATOMY
+            lowest.append(centre[2] - (spec.size[2] - 1) * spec.spacing[2] / 2.0)
+    assert len(lowest) >= 5
+    assert all(-40.0 * hab.scale - 8.5 <= z <= -10.0 * hab.scale + 8.5 for z in lowest), lowest
+    assert min(lowest) < -25.0 and max(lowest) > -20.0  # the edge is drawn, not fixed

@@ -63,9 +63,14 @@ class Protocol:
 
 
 # Fields of view (z extent above/below the head centres, mm, and whether one hip only).
-FOV_Z = {"hips": (-70.0, 60.0), "pelvis": (-90.0, 140.0), "l4_mid_femur": (-230.0, 210.0), "one_hip": (-60.0, 60.0)}
+FOV_Z = {"hips": (-70.0, 60.0), "pelvis": (-90.0, 140.0), "l4_mid_femur": (-230.0, 210.0), "one_hip": (-60.0, 60.0),
+         "abdomen_pelvis": (-40.0, 200.0)}
+# An abdomen-pelvis CT stops at the symphysis or just below it: its last slice may cut through the femoral
+# heads, so the inferior edge is drawn in this range (mm from the head centres) instead of FOV_Z's.
+INFERIOR_EDGE_MM = {"abdomen_pelvis": (-40.0, -10.0)}
 PROTOCOLS = {
-    "ct": Protocol(inplane_mm=(0.6, 1.0), slice_mm=(1.0, 5.0), fovs=("hips", "pelvis", "l4_mid_femur", "one_hip")),
+    "ct": Protocol(inplane_mm=(0.6, 1.0), slice_mm=(1.0, 5.0),
+                   fovs=("hips", "pelvis", "l4_mid_femur", "one_hip", "abdomen_pelvis")),
     "mr_t1": Protocol(inplane_mm=(0.7, 1.6), slice_mm=(3.0, 5.0), fovs=("hips", "pelvis", "one_hip")),
 }
 MAX_VOXELS = 9.0e6  # keeps a scan near the render-time budget; spacing grows (within the protocol) to fit

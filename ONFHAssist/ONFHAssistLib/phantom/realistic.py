@@ -23,6 +23,7 @@ from .habitus import Habitus, sample_habitus
 from .hips import lesion_masks
 from .protocols import (
     FOV_Z,
+    INFERIOR_EDGE_MM,
     NOISE_SD,
     SOFT_SD,
     TISSUES,
@@ -55,10 +56,14 @@ class RealisticScan:
 
 def sample_spec(rng: np.random.Generator, anat: PatientAnatomy, hab: Habitus, modality: str,
                 shape: Sequence[int] | None = None, spacing: Sequence[float] | None = None) -> tuple[ScanSpec, str]:
-    """Field of view (hips only .. L4 to mid-femur, or one hip) and spacing of a clinical protocol."""
+    """Field of view (hips only .. L4 to mid-femur, one hip, or an abdomen-pelvis CT ending at the heads) and
+    spacing of a clinical protocol."""
     fov, sp = sample_protocol(rng, modality)
     half = anat.head_separation_mm / 2.0
-    z_lo, z_hi = (v * hab.scale for v in FOV_Z[fov])
+    z_lo, z_hi = FOV_Z[fov]
+    if fov in INFERIOR_EDGE_MM:
+        z_lo = rng.uniform(*INFERIOR_EDGE_MM[fov])
+    z_lo, z_hi = z_lo * hab.scale, z_hi * hab.scale
     if fov == "one_hip":
         side = -1.0 if rng.random() < 0.5 else 1.0
         centre = np.array([side * (half + 10.0), 0.0, (z_lo + z_hi) / 2.0])
