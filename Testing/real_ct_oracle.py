@@ -14,11 +14,16 @@ CT, SEG = REAL / "example_ct.nii.gz", REAL / "example_seg_fast_force_split.nii.g
 FEMUR_RIGHT = 76
 
 
-def right_head_centre_lps() -> np.ndarray:
-    seg = sitk.ReadImage(str(SEG))
+def _voxel_lps(image: sitk.Image, zyx: np.ndarray) -> np.ndarray:
+    """LPS millimetres of voxel indices given as (z, y, x) rows, from the image's own origin, spacing and direction."""
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    return (zyx[:, ::-1] * np.array(image.GetSpacing())) @ direction.T + np.array(image.GetOrigin())
+
+
+def _head_centre(seg: sitk.Image) -> np.ndarray:
     femur = sitk.GetArrayFromImage(seg) == FEMUR_RIGHT
     idx = np.argwhere(femur)  # (z, y, x) voxel indices
-    points = np.array([seg.TransformIndexToPhysicalPoint([int(i) for i in v[::-1]]) for v in idx])
+    points = _voxel_lps(seg, idx)
     top = points[:, 2] > points[:, 2].max() - 40.0
     medial = points[:, 0] > np.median(points[top, 0])  # LPS x grows towards the patient's left: medial for a right femur
     eroded = sitk.GetArrayFromImage(sitk.BinaryErode(sitk.GetImageFromArray(femur.astype(np.uint8)), [1, 1, 1]))
@@ -27,6 +32,10 @@ def right_head_centre_lps() -> np.ndarray:
     a = np.c_[2 * pts, np.ones(len(pts))]
     sol, *_ = np.linalg.lstsq(a, (pts ** 2).sum(1), rcond=None)
     return sol[:3]
+
+
+def right_head_centre_lps() -> np.ndarray:
+    return _head_centre(sitk.ReadImage(str(SEG)))
 
 
 FEMUR_LABELS, PELVIS_LABELS = (76,), (78, 25)  # femur_right; hip_right + sacrum
@@ -38,12 +47,13 @@ def right_hip_dice(labels: sitk.Image) -> dict[str, float]:
     femur and right hip bone + sacrum, inside the 96 mm box around the oracle's right head centre; also the
     number of necrosis voxels in that box."""
     seg_image = sitk.ReadImage(str(SEG))
+    grid = ("GetSize", "GetOrigin", "GetSpacing", "GetDirection")
+    if any(not np.allclose(getattr(labels, g)(), getattr(seg_image, g)()) for g in grid):
+        raise ValueError("right_hip_dice: the label map is not on the real CT's grid")
     seg = sitk.GetArrayFromImage(seg_image)
     pred = sitk.GetArrayFromImage(labels)
-    direction = np.array(seg_image.GetDirection()).reshape(3, 3)
-    xyz = np.indices(seg.shape)[::-1].reshape(3, -1).T * np.array(seg_image.GetSpacing())
-    lps = xyz @ direction.T + np.array(seg_image.GetOrigin())
-    box = (np.abs(lps - right_head_centre_lps()) <= BOX_MM / 2).all(1).reshape(seg.shape)
+    lps = _voxel_lps(seg_image, np.indices(seg.shape).reshape(3, -1).T)
+    box = (np.abs(lps - _head_centre(seg_image)) <= BOX_MM / 2).all(1).reshape(seg.shape)
 
     def dice(truth, predicted):
         t, p = truth & box, predicted & box

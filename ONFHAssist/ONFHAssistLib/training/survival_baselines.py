@@ -97,7 +97,8 @@ def baseline_risk(name: str, train: HipSet, test: HipSet, radiomics: pd.DataFram
     if name == RADIOMICS_LASSO:
         return radiomic.score(r_test)
     if dl_checkpoint is None:
-        raise InputError("the DLRC nomogram needs the fold's tri-stream network; run it with tri-stream in --models (e.g. --models tri-stream,dlrc).")
+        raise InputError("the DLRC nomogram needs the fold's tri-stream network; run it with tri-stream in --models "
+                         "(e.g. --models tri-stream,dlrc).")
     d_train, d_test = (_image_features(dl_checkpoint, config, h, device) for h in (train, test))
     deep = baselines.lasso_signature(d_train, train.time, train.event, seed)
     g_train, g_test = known_grades(train, test)
