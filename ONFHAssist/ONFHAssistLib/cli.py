@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--modality", choices=["mr_t1", "ct", "mixed"], default="mr_t1")
     ph.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"))
     ph.add_argument("--spacing", type=float, nargs="+", metavar="MM", help="one value or three (x y z)")
-    ph.add_argument("--preset", choices=["default", "seed000"], default="default",
-                    help="seed000: seed 000's pre-collapse population with clinicians' grades (README, Data)")
+    ph.add_argument("--preset", choices=["default", "seed000", "segmentation"], default="default",
+                    help="seed000: seed 000's pre-collapse population with clinicians' grades (README, Data); "
+                         "segmentation: a training population with more healthy hips and lesions off the dome")
     ph.add_argument("--generator", choices=["classic", "realistic"], default="classic",
                     help="classic (default): the phantom the shipped models were trained on; realistic: muscles, "
                          "fat planes, pelvic ring, trabecular bone and clinical protocols (same hips and truth)")
@@ -208,6 +209,8 @@ def _add_task_parsers(sub) -> None:
         p.add_argument("--lr", type=_positive_float, help="learning rate (default: the task's own)")
         p.add_argument("--alpha", type=float,
                        help="SRANet: weight of the classification loss, 1 = no structure term (default: 0.9)")
+        p.add_argument("--necrosis-weight", type=_positive_float,
+                       help="segmentation: loss weight of the necrosis class; lower draws fewer false lesions (default: 4)")
         p.add_argument("--guidance", type=float,
                        help="SRANet: weight of the attention-mass-on-lesion term, 0 = seed 001's loss (default: 0.5)")
         p.add_argument("--no-resume", dest="resume", action="store_false",
@@ -456,8 +459,8 @@ def cmd_task(args) -> int:
     """`onfh train|evaluate|cv TASK`: hand the settings to the task's recipe (options a verb lacks keep the
     defaults of TrainSettings)."""
     given = {key: getattr(args, key) for key in ("epochs", "seed", "system", "preset", "batch_size", "lr", "alpha",
-                                                 "guidance", "folds", "model", "init", "models", "resume",
-                                                 "parallel_folds", "fold", "name") if hasattr(args, key)}
+                                                 "guidance", "necrosis_weight", "folds", "model", "init", "models",
+                                                 "resume", "parallel_folds", "fold", "name") if hasattr(args, key)}
     settings = TrainSettings(task=args.task, data=args.data, out=args.out or Path("out") / args.command / args.task,
                              device=args.device, **given)
     if settings.alpha is not None and not 0.0 <= settings.alpha <= 1.0:

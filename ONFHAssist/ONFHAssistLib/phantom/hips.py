@@ -47,6 +47,8 @@ class CohortPreset:
     bilateral_prob: float = 0.31
     clinical_grades: bool = False
     missing_grade_prob: float = 0.0  # per system and hip, with clinical grades: left blank in hips.csv
+    lesion_free_prob: float = 0.0  # patients with no lesion in either hip
+    lesion_anywhere_prob: float = 0.0  # lesions whose axis leaves the anterosuperior dome (`ANYWHERE_DEG`)
 
 
 # "seed000": seed 000's population: pre-collapse hips only (JIC 1: 52, JIC 2: 40 of 92), ≈ 47 % collapse,
@@ -55,7 +57,15 @@ PRESETS = {
     "default": CohortPreset(),
     "seed000": CohortPreset(stage_prob=(52 / 92, 40 / 92, 0.0, 0.0), clinical_grades=True,
                             hazard=HazardModel(lam=0.002, shape_k=0.6, censor_months=(6.0, 174.0))),
+    # "segmentation": a training population, not a clinical one. Every real ONFH lesion sits under the
+    # weight-bearing dome, so a segmenter trained on such hips alone learns the place instead of the look
+    # and draws a lesion under every healthy dome. Here about 57 % of hips are healthy and 40 % of lesions
+    # point anywhere in the upper head, so only the lesion's own signal tells it apart.
+    "segmentation": CohortPreset(lesion_free_prob=0.35, lesion_anywhere_prob=0.4),
 }
+# Lateral tilt and anterior angle (deg) of an "anywhere" lesion axis: the whole upper hemisphere but the
+# last 25 deg above the neck, where the head is not subchondral bone any more.
+ANYWHERE_DEG = (-65.0, 65.0)
 
 
 @dataclass
@@ -212,8 +222,11 @@ def lesion_arc_deg(hip: HipTruth, plane: str, step_deg: float = 0.25) -> float:
     return float(masks["lesion"].sum() * step_deg)
 
 
-def sample_lesion(hip: HipTruth, rng: np.random.Generator, stage_prob: tuple = STAGE_PROB) -> None:
-    """Draw JIC type and stage, then a lesion geometry consistent with them."""
+def sample_lesion(hip: HipTruth, rng: np.random.Generator, stage_prob: tuple = STAGE_PROB,
+                  anywhere_prob: float = 0.0) -> None:
+    """Draw JIC type and stage, then a lesion geometry consistent with them (with `anywhere_prob`, an
+    axis anywhere in the upper head instead; no draw is spent on it when the probability is 0, so the
+    clinical presets' cohorts stay what they were)."""
     hip.has_lesion = True
     hip.jic_type = str(rng.choice(JIC_TYPES, p=JIC_TYPE_PROB))
     hip.jic_stage = int(rng.choice([1, 2, 3, 4], p=stage_prob))
@@ -224,6 +237,8 @@ def sample_lesion(hip: HipTruth, rng: np.random.Generator, stage_prob: tuple = S
     hip.floor_ratio = float(rng.uniform(-0.1, 0.4))
     hip.collapse_mm = float(rng.uniform(1.5, 3.5)) if hip.jic_stage >= 3 else 0.0
     hip.bme = int(rng.random() < (0.5 if hip.jic_stage >= 3 else 0.15))
+    if anywhere_prob and rng.random() < anywhere_prob:
+        hip.tilt_deg, hip.anterior_deg = (float(v) for v in rng.uniform(*ANYWHERE_DEG, size=2))
 
 
 def draw_outcome(hip: HipTruth, rng: np.random.Generator, model: HazardModel = HAZARD) -> None:
@@ -240,15 +255,15 @@ def draw_outcome(hip: HipTruth, rng: np.random.Generator, model: HazardModel = H
 
 
 def sample_patient_hips(rng: np.random.Generator, bilateral_prob: float | None = None,
-                        lesion_free_prob: float = 0.0, preset: CohortPreset = PRESETS["default"]) -> list[HipTruth]:
-    """Both hips of one patient: one or two with ONFH (or none, with lesion_free_prob)."""
+                        preset: CohortPreset = PRESETS["default"]) -> list[HipTruth]:
+    """Both hips of one patient: one or two with ONFH (or none, with the preset's lesion_free_prob)."""
     bilateral_prob = preset.bilateral_prob if bilateral_prob is None else bilateral_prob
     radius = float(rng.uniform(20.0, 27.0))
     hips = [HipTruth(side=s, head_radius_mm=round(radius + float(rng.normal(0, 0.4)), 3)) for s in ("R", "L")]
-    if rng.random() >= lesion_free_prob:
+    if rng.random() >= preset.lesion_free_prob:
         affected = [0, 1] if rng.random() < bilateral_prob else [int(rng.integers(2))]
         for i in affected:
-            sample_lesion(hips[i], rng, preset.stage_prob)
+            sample_lesion(hips[i], rng, preset.stage_prob, preset.lesion_anywhere_prob)
     for hip in hips:
         measure_truth(hip, rng)
         draw_outcome(hip, rng, preset.hazard)

@@ -37,6 +37,7 @@ class TrainSettings:
     lr: float | None = None
     alpha: float | None = None  # SRANet: CE weight; 1 drops the structure regulariser
     guidance: float | None = None  # SRANet: weight of the attention-mass term on lesion patches; 0 drops it
+    necrosis_weight: float | None = None  # segmentation: loss weight of the necrosis class
     folds: int | None = None  # cv: the folds (None = 5); train: the validation split (None = 1/5 of the patients,
     # none for one patient; 0 = no validation)
     model: str | None = None

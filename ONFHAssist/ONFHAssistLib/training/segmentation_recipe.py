@@ -28,6 +28,7 @@ FEATURES = (8, 16, 32, 64)
 TRAIN_SPEC = CropSpec(box_mm=INFER_SPEC.box_mm + 24.0, spacing_mm=INFER_SPEC.spacing_mm)
 CLASS_RATIOS = (1, 1, 1, 3)
 CLASS_WEIGHTS = (1.0, 1.0, 1.0, 4.0)  # the lesion is a few percent of a crop; unweighted, it is learnt last
+# (`--necrosis-weight` replaces the last: every missed lesion voxel costs that much more than a false one)
 EPOCHS = 40
 HIPS_PER_BATCH, PATCHES_PER_HIP = 2, 2
 
@@ -71,7 +72,8 @@ def train(settings, reporter):
     initialised = initialise_from(network, "segmentation", settings.init) if settings.init else None
     network = network.to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=settings.lr or 2e-3, weight_decay=1e-4)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, weight=torch.tensor(CLASS_WEIGHTS, device=device))
+    weights = CLASS_WEIGHTS[:-1] + ((settings.necrosis_weight or CLASS_WEIGHTS[-1]),)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, weight=torch.tensor(weights, device=device))
     augment = augmentation(settings.seed)
     rng = np.random.default_rng(settings.seed)
 
@@ -102,6 +104,7 @@ def train(settings, reporter):
     best = next((h for h in fit.history if h["epoch"] == fit.best_epoch), {})
     card = {**identity(settings, "segmentation"), "task": "segmentation", "features": list(FEATURES),
             "classes": list(CLASSES), "crop": INFER_SPEC.to_json(), "patch": PATCH, "seed": settings.seed,
+            "class_weights": list(weights),
             "trained_on": {"data": str(settings.data), "train_hips": len(train_data), "val_hips": len(val_data)},
             "best_epoch": fit.best_epoch, "selection": fit.selection, "validation": best, "history": fit.history,
             "initialised_from": initialised}
