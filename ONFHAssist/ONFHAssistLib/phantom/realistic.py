@@ -41,6 +41,10 @@ WARP_MM = 4.0
 MUSCLE_GROW_MM = 12.0  # muscles fill gaps up to this far; further from every muscle is fat (pelvic, ischioanal)
 PRINCIPAL_BOOST = {"ct": 110.0, "mr_t1": -110.0}  # denser compressive trabeculae: more mineral, less fat
 RED_MARROW_SHIFT = {"ct": 25.0, "mr_t1": -110.0}  # pelvis and spine keep red marrow longer than the femur
+# A scanner slice averages the tissue over its thickness (the slice profile): a slice thicker than
+# THICK_SLICE_MM is rendered as SUBSLICES thin sub-slices and averaged, so a thin cortex parallel to the
+# slices is blurred with marrow as on a real 3-5 mm CT instead of being hit at full density or missed.
+THICK_SLICE_MM, SUBSLICES = 1.5, 3
 
 
 @dataclass
@@ -208,7 +212,10 @@ def render(anat: PatientAnatomy, hab: Habitus, spec: ScanSpec, modality: str, rn
            intensities: dict | None = None) -> tuple[sitk.Image, sitk.Image, sitk.Image]:
     """Render one scan: (image, label map, tissue map). `intensities` (tissue -> mean) replaces the
     modality's drawn values, e.g. `protocols.synth_intensities` for SynthSeg-style training."""
-    grid, origin = _grid(anat, spec)
+    sub = SUBSLICES if spec.spacing[2] > THICK_SLICE_MM else 1
+    thin = ScanSpec(spec.size[:2] + (spec.size[2] * sub,), spec.spacing[:2] + (spec.spacing[2] / sub,),
+                    spec.direction, spec.center_offset_mm)  # same centre: sub-slice j of slice i sits inside it
+    grid, _ = _grid(anat, thin)
     tissue = np.zeros(grid.shape_zyx, np.uint8)
     label = np.zeros(grid.shape_zyx, np.uint8)
     _paint_soft(grid, anat, hab, rng, tissue)
@@ -219,8 +226,12 @@ def render(anat: PatientAnatomy, hab: Habitus, spec: ScanSpec, modality: str, rn
     _add_texture(grid, image, tissue, label, bones, modality, rng, values["fat"] - values["muscle"], hab.age)
     for hip in anat.hips:
         _paint_lesion(grid, anat, hip, image, tissue, label, modality, values)
+    image = image.reshape(spec.size[2], sub, *image.shape[1:]).mean(axis=1)
+    label, tissue = (a[sub // 2::sub] for a in (label, tissue))  # the truth at each slice's centre
+    grid, origin = _grid(anat, spec)
     image = _acquire(grid, image, modality, rng)
     return tuple(to_sitk(a, spec, origin, dt) for a, dt in ((image, np.int16), (label, np.uint8), (tissue, np.uint8)))
+
 
 
 def _add_texture(grid, image, tissue, label, bones, modality, rng, fat_contrast: float, age: float) -> None:
