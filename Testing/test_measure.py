@@ -38,6 +38,20 @@ def test_sphere_fit_ignores_the_neck(centre, radius):
     assert sphere.radius_mm == pytest.approx(radius, abs=0.5)
 
 
+def test_sphere_fit_ignores_where_the_scan_ends():
+    """An abdomen-pelvis CT may stop inside the head: its last slice cuts the ball flat. The cut is not the
+    head's surface; with the scan's extent given, the fit uses the dome alone."""
+    centre, radius = np.array([0.5, -1.0, 0.3]), 24.0
+    _, _, z = _grid()
+    in_view = z > centre[2] - 4.0  # the scan ends 4 mm below the head centre
+    femur = _femur(centre, radius) & in_view
+    start = centre + [3.0, 2.0, -2.0]
+    fitted = measure.fit_head_sphere(femur, ORIGIN, SPACING, start, in_view=in_view)
+    assert np.linalg.norm(fitted.center_xyz - centre) < 0.2 and fitted.radius_mm == pytest.approx(radius, abs=0.2)
+    blind = measure.fit_head_sphere(femur, ORIGIN, SPACING, start)
+    assert np.linalg.norm(blind.center_xyz - centre) > 1.0  # what the flat cut does to a fit that keeps it (1.3 mm)
+
+
 def test_ratio_volume_and_angle_of_a_superior_cap():
     """Lesion = head above the plane z = c_z + h: ratio and arcs have closed forms."""
     centre, radius, h = np.array([0.0, 0.0, 0.0]), 24.0, 8.5  # voxel faces sit at half-integers

@@ -21,13 +21,17 @@ class HeadSphere:
     points: int
 
 
-def boundary_points(mask: np.ndarray, origin_xyz, spacing_xyz) -> np.ndarray:
-    """Centres of the voxel faces between inside and outside, in mm (x, y, z): an unbiased surface sample."""
+def boundary_points(mask: np.ndarray, origin_xyz, spacing_xyz, in_view: np.ndarray | None = None) -> np.ndarray:
+    """Centres of the voxel faces between inside and outside, in mm (x, y, z): an unbiased surface sample.
+    With `in_view`, faces touching a voxel outside the scan are skipped: where the scan ends, a bone is cut,
+    and the cut is not its surface."""
     points = []
     for axis in range(3):
         a, b = [slice(None)] * 3, [slice(None)] * 3
         a[axis], b[axis] = slice(0, -1), slice(1, None)
         change = mask[tuple(a)] != mask[tuple(b)]
+        if in_view is not None:
+            change &= in_view[tuple(a)] & in_view[tuple(b)]
         idx = np.argwhere(change).astype(float)
         idx[:, axis] += 0.5
         points.append(idx)
@@ -43,9 +47,10 @@ def _algebraic_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def fit_head_sphere(femur: np.ndarray, origin_xyz, spacing_xyz, start_xyz, radius_guess: float = 24.0,
-                    iterations: int = 5) -> HeadSphere | None:
-    """Sphere through the head surface, skipping the cone around the neck axis; None if too few points."""
-    surface = boundary_points(femur, origin_xyz, spacing_xyz)
+                    iterations: int = 5, in_view: np.ndarray | None = None) -> HeadSphere | None:
+    """Sphere through the head surface, skipping the cone around the neck axis and, with `in_view`, the
+    cut where the scan ends (`boundary_points`); None if too few points."""
+    surface = boundary_points(femur, origin_xyz, spacing_xyz, in_view)
     voxels = np.asarray(origin_xyz) + np.argwhere(femur)[:, ::-1] * np.asarray(spacing_xyz)
     centre, radius = np.asarray(start_xyz, float), radius_guess
     for _ in range(iterations):

@@ -51,12 +51,14 @@ def predict_crop(network: torch.nn.Module, crop: np.ndarray, device: torch.devic
     return torch.softmax(logits, 1)[0].float().cpu().numpy()
 
 
-def postprocess(labels: np.ndarray, origin, spacing, start_xyz) -> tuple[np.ndarray, HeadSphere | None]:
+def postprocess(labels: np.ndarray, origin, spacing, start_xyz,
+                in_view: np.ndarray | None = None) -> tuple[np.ndarray, HeadSphere | None]:
     """Largest pelvis and femur component; necrosis only inside the fitted femoral head, specks dropped.
-    Pelvis and femur never share a voxel: where both components claim one, the femur keeps it."""
+    Pelvis and femur never share a voxel: where both components claim one, the femur keeps it. `in_view`
+    (crop voxels inside the scan) keeps the scan's edge out of the head sphere."""
     femur = largest_component(np.isin(labels, (2, 3)))
     pelvis = largest_component(labels == 1) & ~femur
-    sphere = fit_head_sphere(femur, origin, spacing, start_xyz)
+    sphere = fit_head_sphere(femur, origin, spacing, start_xyz, in_view=in_view)
     out = np.zeros(labels.shape, np.uint8)
     out[pelvis] = 1
     out[femur] = 2
@@ -95,7 +97,7 @@ def segment_hip(network, image: sitk.Image, center_lps, side: str, modality: str
     origin, spacing = np.array(crop_image.GetOrigin()), np.array(crop_image.GetSpacing())
     # The crop is mirrored about the head's own sagittal plane, so the head centre is the same point in both.
     raw = np.argmax(probs, 0).astype(np.uint8)
-    labels, sphere = postprocess(raw, origin, spacing, np.asarray(center_lps, float))
+    labels, sphere = postprocess(raw, origin, spacing, np.asarray(center_lps, float), _in_view(image, center_lps, side))
     crop = sitk.GetImageFromArray(labels)
     crop.CopyInformation(crop_image)
     dropped_ml = float(((raw == 3) & (labels != 3)).sum() * np.prod(spacing) / 1000.0)
@@ -105,6 +107,13 @@ def segment_hip(network, image: sitk.Image, center_lps, side: str, modality: str
     centre = io.mirror_point(sphere.center_xyz, center_lps[0]) if side == "L" else sphere.center_xyz
     return HipSegmentation(side, crop, list(center_lps), measures, [float(v) for v in centre], dropped_ml,
                            crop_image, features)
+
+
+def _in_view(image: sitk.Image, center_lps, side: str) -> np.ndarray:
+    """Crop voxels that lie inside the scanned volume (the crop pads beyond it)."""
+    scanned = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
+    scanned.CopyInformation(image)
+    return sitk.GetArrayViewFromImage(hip_crop(scanned, center_lps, side, INFER_SPEC, label=True)) > 0
 
 
 def to_input_grid(hips: list[HipSegmentation], reference: sitk.Image) -> sitk.Image:
