@@ -45,11 +45,13 @@ def test_readme_quickstart_runs_as_written(tmp_path):
     sha = hashlib.sha256((tmp_path / "mine" / "hips.csv").read_bytes()).hexdigest()
     assert card["training_dataset"] == {"name": "mine", "cases": 3, "hips": 6, "patients": 3, "hips_csv_sha256": sha}
     assert card["initialised_from"]["name"] == "onfh-segmentation"
+    assert card["class_weights"] == [1.0, 1.0, 1.0, 4.0]  # the recipe's own, no --necrosis-weight given
     assert len(card["history"]) == 2 and card["selection"] == "no validation: the last of 2 epochs is kept"
 
     summary = json.loads((tmp_path / "runs" / "seg-mine-heldout" / "summary.json").read_text(encoding="utf-8"))
     per_hip = pd.read_csv(tmp_path / "runs" / "seg-mine-heldout" / "per_hip.csv")
     assert len(per_hip) == 2 and per_hip.found.all()
+    assert (per_hip.other_side_error_mm > per_hip.center_error_mm + 100.0).all()  # each side found on its own hip
     assert summary["dice_femur_mean"] == pytest.approx(per_hip.dice_femur.mean(), abs=1e-4)  # the CSV has 4 decimals
     assert summary["dice_femur_mean"] > 0.8
     assert summary["radius_error_mm_median"] is None  # no phantom truth in a user's dataset: null, not a crash

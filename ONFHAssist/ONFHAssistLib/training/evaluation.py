@@ -47,6 +47,10 @@ def _hip_rows(scan, findings, label, truth_label, seconds) -> list[dict]:
         if est.found:
             seg = finding.segmentation
             m = seg.measures
+            other = truth_by_side.get("L" if est.side == "R" else "R")
+            if other is not None:  # small here and large in center_error_mm: the other hip taken for this one
+                row["other_side_error_mm"] = float(np.linalg.norm(
+                    np.array(est.center_lps) - [float(other[c]) for c in ("head_x", "head_y", "head_z")]))
             row.update(center_error_mm=float(np.linalg.norm(np.array(est.center_lps) - centre)),
                        radius_mm=m.radius_mm, radius_error_mm=abs(m.radius_mm - float(truth.get("head_radius_mm") or "nan")),
                        head_volume_ml=m.head_volume_ml, necrosis_volume_ml=m.necrosis_volume_ml,
