@@ -64,7 +64,7 @@ def test_staging_and_sranet_training_loss_falls(cohort, tmp_path, task, options)
     assert min(losses[-2:]) < 0.8 * losses[0], losses
 
 
-@pytest.mark.parametrize("task", ["staging", "sranet"])
+@pytest.mark.parametrize("task", ["localizer", "staging", "sranet"])
 def test_init_starts_training_from_a_given_model(cohort, tmp_path, task):
     """Fine-tuning: with a vanishing learning rate the result keeps the shipped weights (SRANet skips its
     patch warm-up, which would move them) and the card names the model it started from."""

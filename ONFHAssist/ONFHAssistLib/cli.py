@@ -225,7 +225,7 @@ def _add_task_parsers(sub) -> None:
             p.add_argument("--no-validation", dest="folds", action="store_const", const=0,
                            help="the same as --folds 0")
             p.add_argument("--init", metavar="MODEL",
-                           help="segmentation, staging, sranet: start from this model's weights (fine-tuning)")
+                           help="localizer, segmentation, staging, sranet: start from this model's weights (fine-tuning)")
             p.add_argument("--name", help="name of the trained model (default: TASK-<dataset name>)")
         else:
             p.add_argument("--folds", type=_int_at_least(2), default=5, help="number of patient-grouped folds (default: 5)")
@@ -452,7 +452,7 @@ def cmd_bench(args) -> int:
     return 0
 
 
-INIT_TASKS = ("segmentation", "staging", "sranet")  # recipes that read TrainSettings.init
+INIT_TASKS = ("localizer", "segmentation", "staging", "sranet")  # recipes that read TrainSettings.init
 
 
 def cmd_task(args) -> int:

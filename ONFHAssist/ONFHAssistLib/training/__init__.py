@@ -41,7 +41,7 @@ class TrainSettings:
     folds: int | None = None  # cv: the folds (None = 5); train: the validation split (None = 1/5 of the patients,
     # none for one patient; 0 = no validation)
     model: str | None = None
-    init: str | None = None  # train: start from this model's weights (segmentation, staging)
+    init: str | None = None  # train: start from this model's weights (localizer, segmentation, staging, sranet)
     name: str | None = None  # train: the trained model's name (default <task>-<dataset name>)
     models: str = "all"
     resume: bool = True

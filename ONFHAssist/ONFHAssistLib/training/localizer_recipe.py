@@ -18,6 +18,7 @@ from ..analysis.localization import (
 from ..atomic import atomic_path
 from ..devices import resolve_device, seed_everything
 from ..models.localizer import build_localizer
+from ..models.networks import initialise_from
 from ..progress import Steps
 from . import distributed
 from .engine import Trainer
@@ -135,7 +136,9 @@ def train(settings, reporter):
     train_items = _cached_inputs(train_scans, cache, reporter)
     val_items = _cached_inputs(val_scans, cache, reporter)
     negatives = _cached_negatives(train_scans, cache, reporter)
-    network = build_localizer(FEATURES).to(device)
+    network = build_localizer(FEATURES)
+    initialised = initialise_from(network, "localizer", settings.init) if settings.init else None
+    network = network.to(device)
     optimizer = torch.optim.AdamW(network.parameters(), lr=settings.lr or 2e-3, weight_decay=1e-4)
     rng = np.random.default_rng(settings.seed)
 
@@ -164,7 +167,8 @@ def train(settings, reporter):
                            "hard_negatives": [item["negative"] for item in negatives],
                            "hard_negative_sources": {f"package_{k}": f"pydicom test file: {v}" for k, v in PACKAGE_SLICES.items()}},
             "best_epoch": fit.best_epoch, "selection": fit.selection,
-            "validation": next((h for h in fit.history if h["epoch"] == fit.best_epoch), {}), "history": fit.history}
+            "validation": next((h for h in fit.history if h["epoch"] == fit.best_epoch), {}), "history": fit.history,
+            "initialised_from": initialised}
     entry = distributed.save_model_once(out / "model", network, card)
     return {"model": str(entry.folder), "best_epoch": fit.best_epoch, "val_median_mm": fit.best_metric}
 
