@@ -40,6 +40,10 @@ def augmentation(seed: int) -> T.Compose:
                                   num_classes=len(CLASSES), num_samples=PATCHES_PER_HIP, warn=False),
         T.RandAffined(keys, prob=0.4, rotate_range=(0.2, 0.2, 0.2), scale_range=(0.1, 0.1, 0.1),
                       mode=("bilinear", "nearest"), padding_mode="border"),
+        # a scan acquired at up to 5 mm, resampled to the crop's 1.5 mm as inference does (averaged down,
+        # interpolated up): real hip CTs and MRs come at 0.6-5 mm and the answer must not depend on it
+        T.RandSimulateLowResolutiond("image", prob=0.3, downsample_mode="area", upsample_mode="trilinear",
+                                     zoom_range=(0.3, 1.0)),
         T.RandScaleIntensityd("image", factors=0.15, prob=0.8),
         T.RandShiftIntensityd("image", offsets=0.1, prob=0.8),
         T.RandAdjustContrastd("image", gamma=(0.7, 1.5), prob=0.4),
