@@ -24,6 +24,8 @@ def test_same_arguments_resume_other_arguments_are_named_and_overwrite_starts_af
     with pytest.raises(InputError, match=r"seed 1 -> 2, lr 0\.001 -> 0\.01"):
         run_folder.claim("train", _settings(tmp_path, lr=0.01, seed=2))
     run_folder.claim("train", _settings(tmp_path, lr=0.01, seed=2), overwrite=True)
+    with pytest.raises(InputError, match=r"necrosis_weight None -> 2\.0"):  # a loss weight changes the result too
+        run_folder.claim("train", _settings(tmp_path, lr=0.01, seed=2, necrosis_weight=2.0))
     assert not (tmp_path / "run" / "checkpoints").exists()  # the old run's checkpoints are gone
     assert json.loads((tmp_path / "run" / "run.json").read_text())["lr"] == 0.01
 

@@ -16,8 +16,8 @@ from ..errors import InputError
 
 RUN_FILE = "run.json"
 # What changes the result; device, resume and the fold split between child processes do not.
-COMPARED = ("task", "data", "epochs", "seed", "system", "preset", "batch_size", "lr", "alpha", "guidance", "folds",
-            "model", "init", "models", "name")
+COMPARED = ("task", "data", "epochs", "seed", "system", "preset", "batch_size", "lr", "alpha", "guidance",
+            "necrosis_weight", "folds", "model", "init", "models", "name")
 
 
 def arguments(command: str, settings) -> dict:
