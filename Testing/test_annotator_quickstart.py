@@ -52,6 +52,7 @@ def test_readme_quickstart_runs_as_written(tmp_path):
     per_hip = pd.read_csv(tmp_path / "runs" / "seg-mine-heldout" / "per_hip.csv")
     assert len(per_hip) == 2 and per_hip.found.all()
     assert (per_hip.other_side_error_mm > per_hip.center_error_mm + 100.0).all()  # each side found on its own hip
+    assert per_hip.in_view.all() and summary["found_in_view"] == summary["hips_in_view"] == 2
     assert summary["dice_femur_mean"] == pytest.approx(per_hip.dice_femur.mean(), abs=1e-4)  # the CSV has 4 decimals
     assert summary["dice_femur_mean"] > 0.8
     assert summary["radius_error_mm_median"] is None  # no phantom truth in a user's dataset: null, not a crash

@@ -42,7 +42,7 @@ def _hip_rows(scan, findings, label, truth_label, seconds) -> list[dict]:
             continue
         centre = np.array([float(truth[c]) for c in ("head_x", "head_y", "head_z")])
         row = {"scan_id": scan.scan_id, "side": est.side, "modality": scan.rows.iloc[0].get("modality", ""),
-               "found": est.found, "reason": est.reason, "confidence": round(est.confidence, 3), "seconds": seconds,
+               "in_view": _inside(label, centre), "found": est.found, "reason": est.reason, "confidence": round(est.confidence, 3), "seconds": seconds,
                "coarse_error_mm": float(np.linalg.norm(np.array(finding.coarse_center_lps) - centre))}
         if est.found:
             seg = finding.segmentation
@@ -68,13 +68,21 @@ def _hip_rows(scan, findings, label, truth_label, seconds) -> list[dict]:
     return rows
 
 
+def _inside(image: sitk.Image, point) -> bool:
+    """Whether a point lies in the scanned volume (a one-hip view leaves the other head out of it)."""
+    index = np.array(image.TransformPhysicalPointToContinuousIndex([float(v) for v in point]))
+    return bool(np.all(index >= -0.5) and np.all(index <= np.array(image.GetSize()) - 0.5))
+
+
 def _summary(table: pd.DataFrame) -> dict:
     found = table[table.found]
     lesion = found[found.necrotic_ratio_truth > 0] if "necrotic_ratio_truth" in found else found.iloc[:0]
     if "dice_necrosis" in found and found.necrotic_ratio_truth.isna().any():  # a user's dataset: no phantom truth,
         unknown = found[found.necrotic_ratio_truth.isna() & found.dice_necrosis.notna()]  # lesion in a label map
         lesion = pd.concat([lesion, unknown])
-    out = {"hips": len(table), "found": int(table.found.sum()), "seconds_per_scan_median": float(table.seconds.median())}
+    out = {"hips": len(table), "hips_in_view": int(table.in_view.sum()), "found": int(table.found.sum()),
+           "found_in_view": int((table.found & table.in_view).sum()),
+           "seconds_per_scan_median": float(table.seconds.median())}
     for col in ("coarse_error_mm", "center_error_mm", "radius_error_mm", "ratio_error"):
         if col in found and len(found):
             out[f"{col}_median"] = float(found[col].median())
