@@ -33,3 +33,22 @@ def test_off_dome_lesions_are_real_lesions_inside_the_head():
         centroid = pts[masks["lesion"]].mean(axis=0)
         assert centroid @ hip.lesion_axis() > 0.3 * r  # subchondral, on the side its axis points to
         assert 0.0 < hip.necrotic_ratio < 0.5
+
+
+def test_ct_stage_one_lesions_are_trained_as_femur_on_phantoms_only(tmp_path):
+    """ARCO stage I is normal on CT: on a phantom its drawn lesion is labelled femur for training (the image
+    cannot show it); an annotator's dataset is trusted as drawn."""
+    import json
+
+    import pandas as pd
+    from ONFHAssistLib.training.segmentation_recipe import _visible, invisible_lesions
+
+    table = pd.DataFrame({"crop": ["a", "b", "c", "d"], "modality": ["ct", "ct", "mr_t1", "ct"],
+                          "jic_stage": [1, 2, 1, 0]})
+    (tmp_path / "dataset.json").write_text(json.dumps({"generator": "ONFHAssistLib.phantom"}))
+    assert invisible_lesions(table, tmp_path) == {"a"}
+    (tmp_path / "dataset.json").write_text(json.dumps({"name": "mine"}))
+    assert invisible_lesions(table, tmp_path) == set()
+    label = np.array([0, 1, 2, 3, 3])
+    assert _visible((None, label), True)[1].tolist() == [0, 1, 2, 2, 2]
+    assert _visible((None, label), False)[1].tolist() == [0, 1, 2, 3, 3]

@@ -6,9 +6,11 @@ weighted up, so a small lesion is seen in most batches.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from monai import transforms as T
 from monai.losses import DiceCELoss
@@ -64,14 +66,36 @@ def _hips(table, scans):
     return [(r.crop) for _, r in table.iterrows() if r.scan_id in ids]
 
 
+def invisible_lesions(table, data: Path) -> set[str]:
+    """Crops whose necrosis the image cannot show: phantom CT hips at stage I. ARCO stage I is normal on CT by
+    definition, and the phantom draws it so (interior 25 HU under the marrow); trained to find it anyway, the
+    network draws lesions into healthy CT heads (the real CT's dense central trabeculae, README *Real scans*).
+    For training such a lesion is labelled femur; evaluation keeps the truth. An annotator's own label map
+    (no phantom) is trusted as drawn."""
+    meta = json.loads((data / "dataset.json").read_text(encoding="utf-8")) if (data / "dataset.json").is_file() else {}
+    if meta.get("generator") != "ONFHAssistLib.phantom" or "modality" not in table:
+        return set()
+    stage = table["true_jic_stage"] if "true_jic_stage" in table else table.get("jic_stage")
+    if stage is None:
+        return set()
+    return set(table.crop[(table.modality == "ct") & (pd.to_numeric(stage, errors="coerce") == 1)])
+
+
+def _visible(crop: tuple, hidden: bool) -> tuple:
+    image, label = crop
+    return image, (np.where(label == 3, 2, label) if hidden else label)
+
+
 def train(settings, reporter):
     device = resolve_device(settings.device)
     seed_everything(settings.seed)
     out = Path(settings.out)
     table = crop_cache.build(settings.data, TRAIN_SPEC, out / "cache", reporter)
     train_scans, val_scans = split_scans(list_scans(settings.data), Path(settings.data), settings.seed, settings.folds)
-    train_data = [dict(zip(("image", "label"), crop_cache.load(p))) for p in _hips(table, train_scans)]
-    val_data = [crop_cache.load(p) for p in _hips(table, val_scans)]
+    hidden = invisible_lesions(table, Path(settings.data))
+    train_data = [dict(zip(("image", "label"), _visible(crop_cache.load(p), p in hidden)))
+                  for p in _hips(table, train_scans)]
+    val_data = [_visible(crop_cache.load(p), p in hidden) for p in _hips(table, val_scans)]
     network = build_segmenter(FEATURES)
     initialised = initialise_from(network, "segmentation", settings.init) if settings.init else None
     network = network.to(device)
@@ -109,7 +133,8 @@ def train(settings, reporter):
     card = {**identity(settings, "segmentation"), "task": "segmentation", "features": list(FEATURES),
             "classes": list(CLASSES), "crop": INFER_SPEC.to_json(), "patch": PATCH, "seed": settings.seed,
             "class_weights": list(weights),
-            "trained_on": {"data": str(settings.data), "train_hips": len(train_data), "val_hips": len(val_data)},
+            "trained_on": {"data": str(settings.data), "train_hips": len(train_data), "val_hips": len(val_data),
+                           "lesions_labelled_femur": len(hidden)},
             "best_epoch": fit.best_epoch, "selection": fit.selection, "validation": best, "history": fit.history,
             "initialised_from": initialised}
     entry = distributed.save_model_once(out / "model", network, card)
