@@ -49,6 +49,8 @@ def test_ct_stage_one_lesions_are_trained_as_femur_on_phantoms_only(tmp_path):
     assert invisible_lesions(table, tmp_path) == {"a"}
     (tmp_path / "dataset.json").write_text(json.dumps({"name": "mine"}))
     assert invisible_lesions(table, tmp_path) == set()
+    (tmp_path / "dataset.json").write_text("{damaged")  # not a phantom's: trusted as drawn, no traceback
+    assert invisible_lesions(table, tmp_path) == set()
     label = np.array([0, 1, 2, 3, 3])
     assert _visible((None, label), True)[1].tolist() == [0, 1, 2, 2, 2]
     assert _visible((None, label), False)[1].tolist() == [0, 1, 2, 3, 3]

@@ -17,6 +17,7 @@ from pathlib import Path
 from . import __version__
 from .devices import resolve_device
 from .errors import InputError
+from .phantom.hips import PRESETS
 from .training import TASKS, TrainSettings, recipe
 
 log = logging.getLogger("onfh")
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--modality", choices=["mr_t1", "ct", "mixed"], default="mr_t1")
     ph.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"))
     ph.add_argument("--spacing", type=float, nargs="+", metavar="MM", help="one value or three (x y z)")
-    ph.add_argument("--preset", choices=["default", "seed000", "segmentation"], default="default",
+    ph.add_argument("--preset", choices=list(PRESETS), default="default",
                     help="seed000: seed 000's pre-collapse population with clinicians' grades (README, Data); "
                          "segmentation: a training population with more healthy hips and lesions off the dome")
     ph.add_argument("--generator", choices=["classic", "realistic"], default="classic",

@@ -233,7 +233,6 @@ def render(anat: PatientAnatomy, hab: Habitus, spec: ScanSpec, modality: str, rn
     return tuple(to_sitk(a, spec, origin, dt) for a, dt in ((image, np.int16), (label, np.uint8), (tissue, np.uint8)))
 
 
-
 def _add_texture(grid, image, tissue, label, bones, modality, rng, fat_contrast: float, age: float) -> None:
     """Trabecular mottling (denser along the principal compressive group), red marrow, fat streaks in
     muscle (more with age), and a slow drift in soft tissues."""

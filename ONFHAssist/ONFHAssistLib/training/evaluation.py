@@ -40,17 +40,17 @@ def _hip_rows(scan, findings, label, truth_label, seconds) -> list[dict]:
         est, truth = finding.estimate, truth_by_side.get(finding.estimate.side)
         if truth is None:
             continue
-        centre = np.array([float(truth[c]) for c in ("head_x", "head_y", "head_z")])
+        centre = _truth_centre(truth)
         row = {"scan_id": scan.scan_id, "side": est.side, "modality": scan.rows.iloc[0].get("modality", ""),
-               "in_view": _inside(label, centre), "found": est.found, "reason": est.reason, "confidence": round(est.confidence, 3), "seconds": seconds,
+               "in_view": _inside(label, centre), "found": est.found, "reason": est.reason,
+               "confidence": round(est.confidence, 3), "seconds": seconds,
                "coarse_error_mm": float(np.linalg.norm(np.array(finding.coarse_center_lps) - centre))}
         if est.found:
             seg = finding.segmentation
             m = seg.measures
             other = truth_by_side.get("L" if est.side == "R" else "R")
             if other is not None:  # small here and large in center_error_mm: the other hip taken for this one
-                row["other_side_error_mm"] = float(np.linalg.norm(
-                    np.array(est.center_lps) - [float(other[c]) for c in ("head_x", "head_y", "head_z")]))
+                row["other_side_error_mm"] = float(np.linalg.norm(np.array(est.center_lps) - _truth_centre(other)))
             row.update(center_error_mm=float(np.linalg.norm(np.array(est.center_lps) - centre)),
                        radius_mm=m.radius_mm, radius_error_mm=abs(m.radius_mm - float(truth.get("head_radius_mm") or "nan")),
                        head_volume_ml=m.head_volume_ml, necrosis_volume_ml=m.necrosis_volume_ml,
@@ -66,6 +66,10 @@ def _hip_rows(scan, findings, label, truth_label, seconds) -> list[dict]:
                 row.update(zip((f"dice_{s}" for s in STRUCTURES), dice_per_class(pred, true)))
         rows.append(row)
     return rows
+
+
+def _truth_centre(row) -> np.ndarray:
+    return np.array([float(row[c]) for c in ("head_x", "head_y", "head_z")])
 
 
 def _inside(image: sitk.Image, point) -> bool:

@@ -72,13 +72,19 @@ def invisible_lesions(table, data: Path) -> set[str]:
     network draws lesions into healthy CT heads (the real CT's dense central trabeculae, README *Real scans*).
     For training such a lesion is labelled femur; evaluation keeps the truth. An annotator's own label map
     (no phantom) is trusted as drawn."""
-    meta = json.loads((data / "dataset.json").read_text(encoding="utf-8")) if (data / "dataset.json").is_file() else {}
-    if meta.get("generator") != "ONFHAssistLib.phantom" or "modality" not in table:
-        return set()
-    stage = table["true_jic_stage"] if "true_jic_stage" in table else table.get("jic_stage")
-    if stage is None:
+    stage = table.get("true_jic_stage", table.get("jic_stage"))
+    if stage is None or not _is_phantom(data):
         return set()
     return set(table.crop[(table.modality == "ct") & (pd.to_numeric(stage, errors="coerce") == 1)])
+
+
+def _is_phantom(data: Path) -> bool:
+    """Whether `onfh phantom` wrote the dataset (its dataset.json says so; an unreadable one is a user's)."""
+    try:
+        meta = json.loads((data / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("generator") == "ONFHAssistLib.phantom"
 
 
 def _visible(crop: tuple, hidden: bool) -> tuple:
