@@ -97,3 +97,36 @@ def test_native_bone_passes_and_out_of_view_is_refused():
     assert localization.screen(image, "ct", "R", centre, 0.9).found
     outside = localization.screen(image, "ct", "R", [500.0, 0.0, 0.0], 0.9)
     assert not outside.found and "field of view" in outside.reason
+
+
+def test_without_a_midline_every_peak_is_a_candidate_for_both_sides():
+    peaks = [([-90.0, 0.0, 0.0], 0.8), ([10.0, 0.0, 0.0], 0.5)]
+    ranked = localization.side_candidates(peaks, midline_x=None)
+    assert ranked["R"] == ranked["L"] == peaks
+
+
+def _body_scan(width_mm: float, shift_mm: float = 0.0, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> sitk.Image:
+    """A CT of a 300 × 200 mm elliptic body in air, `width_mm` wide in LPS x and centred `shift_mm` off it."""
+    n = (int(width_mm / 4), 60, 20)
+    image = sitk.Image(n, sitk.sitkFloat32)
+    image.SetSpacing((4.0, 4.0, 4.0))
+    image.SetDirection(direction)
+    half = (np.array(n) - 1) * 4.0 / 2.0
+    image.SetOrigin(tuple(np.array([shift_mm, 0.0, 0.0]) - np.array(direction).reshape(3, 3) @ half))
+    points = np.array([io.index_to_physical(image, idx) for idx in np.ndindex(*n)])
+    inside = (points[:, 0] / 150.0) ** 2 + (points[:, 1] / 100.0) ** 2 <= 1.0
+    values = np.where(inside, 40.0, -1000.0).reshape(n)  # ndindex runs x slowest: (x, y, z) order
+    out = sitk.GetImageFromArray(values.transpose(2, 1, 0).astype(np.float32))
+    out.CopyInformation(image)
+    return out
+
+
+def test_the_midline_is_the_body_centre_the_cut_edge_or_unknown():
+    whole = _body_scan(400.0)  # air on both sides of the body
+    assert localization.midline_x(whole, "ct") == localization.body_midline_x(whole)
+    right_hip = _body_scan(200.0, shift_mm=-90.0)  # x −190…10: the body goes on beyond the +x edge
+    assert localization.midline_x(right_hip, "ct") == pytest.approx(10.0, abs=8.0)  # that edge (8 mm grid)
+    flipped = (-1, 0, 0, 0, -1, 0, 0, 0, 1)  # stored RAS-wise: still decided along LPS x
+    left_hip = _body_scan(200.0, shift_mm=90.0, direction=flipped)
+    assert localization.midline_x(left_hip, "ct") == pytest.approx(-10.0, abs=8.0)
+    assert localization.midline_x(_body_scan(120.0), "ct") is None  # inside the body at both edges

@@ -18,7 +18,7 @@ from ..imaging.modality import check_modality
 from ..models.networks import load
 from . import plausibility
 from .figures import coronal_overlay_png
-from .localization import HeadEstimate, body_midline_x, plausible_pair, run_localizer, screen
+from .localization import HeadEstimate, midline_x, plausible_pair, run_localizer, screen
 from .segment import HipSegmentation, segment_hip, to_input_grid
 
 
@@ -37,16 +37,16 @@ def find_and_segment(localizer, segmenter, image: sitk.Image, modality: str, dev
     """Per requested side a finding, and the label map on the input grid (background where no hip was
     found or asked for). The localiser always looks at both sides (its heatmap is symmetric); only the
     requested hips are segmented."""
-    midline_x = body_midline_x(image)
-    candidates = run_localizer(localizer, image, modality, device, midline_x)
-    findings = [_first_plausible(side, candidates[side], segmenter, image, modality, device, midline_x)
+    midline = midline_x(image, modality)
+    candidates = run_localizer(localizer, image, modality, device, midline)
+    findings = [_first_plausible(side, candidates[side], segmenter, image, modality, device, midline)
                 for side in SIDES if side in sides]
     _refuse_unpaired(findings)
     label = to_input_grid([f.segmentation for f in findings if f.segmentation is not None and f.estimate.found], image)
     return findings, label
 
 
-def _first_plausible(side, candidates, segmenter, image, modality, device, midline_x) -> HipFinding:
+def _first_plausible(side, candidates, segmenter, image, modality, device, midline) -> HipFinding:
     """The first candidate that is a femoral head; metal near a candidate refuses the whole side."""
     rejected = []
     for centre, height in candidates:
@@ -57,7 +57,7 @@ def _first_plausible(side, candidates, segmenter, image, modality, device, midli
             rejected.append(estimate.reason)
             continue
         seg = segment_hip(segmenter, image, centre, side, modality, device)
-        evidence = plausibility.gather(seg, midline_x, hounsfield=modality == "ct")
+        evidence = plausibility.gather(seg, midline, hounsfield=modality == "ct")
         reason = plausibility.verdict(evidence)
         if evidence is not None:
             estimate.extras["evidence"] = evidence.to_json()

@@ -36,6 +36,9 @@ HEATMAP_SIGMA_MM = 9.0
 PEAK_SPACING_MM = 30.0
 PAIR_DX_MM = (130.0, 260.0)  # centre-to-centre distance of adult femoral heads, with margin
 PAIR_OFFSET_MM = 38.0  # most the pair may be offset in the sagittal (y, z) plane by patient rotation
+# Share of a lateral edge's area covered by body above which the scan cuts the body there. Phantom views of
+# both hips: at most 0.28 on either edge (development seed 4243); one-hip views: 0.83–1.0 on one edge (4250).
+MIDLINE_EDGE_CUT = 0.5
 SIDES = ("R", "L")
 
 
@@ -125,16 +128,19 @@ def assign_sides(peaks: list[tuple[list[float], float]], midline_x: float) -> di
     return {side: found[0] for side, found in side_candidates(peaks, midline_x).items() if found}
 
 
-def side_candidates(peaks: list[tuple[list[float], float]], midline_x: float) -> dict[str, list[tuple[list[float], float]]]:
+def side_candidates(peaks: list[tuple[list[float], float]],
+                    midline_x: float | None) -> dict[str, list[tuple[list[float], float]]]:
     """Per side, the peaks on that side of the body's midline strongest first (at most MAX_CANDIDATES,
-    none below CANDIDATE_MIN_HEIGHT); the members of the strongest side-by-side pair go first."""
+    none below CANDIDATE_MIN_HEIGHT); the members of the strongest side-by-side pair go first. With the
+    midline unknown (None) every peak is a candidate for both sides, and the femoral neck tells them apart
+    (`plausibility`)."""
     strong = [p for p in peaks if p[1] >= CANDIDATE_MIN_HEIGHT]
     pairs = sorted(((a, b) for i, a in enumerate(strong) for b in strong[i + 1:]), key=lambda ab: -(ab[0][1] + ab[1][1]))
     first = next(((a, b) if a[0][0] < b[0][0] else (b, a) for a, b in pairs
                   if plausible_pair(*((a[0], b[0]) if a[0][0] < b[0][0] else (b[0], a[0])))), None)
     out = {}
     for k, side in enumerate(SIDES):
-        mine = [p for p in strong if (p[0][0] < midline_x) == (side == "R")]
+        mine = [p for p in strong if midline_x is None or (p[0][0] < midline_x) == (side == "R")]
         if first is not None:
             mine = [first[k]] + [p for p in mine if p is not first[k]]
         out[side] = mine[:MAX_CANDIDATES]
@@ -150,6 +156,32 @@ def body_midline_x(image: sitk.Image) -> float:
     return float(io.index_to_physical(coarse, centre)[0])
 
 
+def midline_x(image: sitk.Image, modality: str) -> float | None:
+    """LPS x of the body's midline as far as the scan shows it. Air beyond both lateral edges: the body's
+    centre (`body_midline_x`). Body cut at one edge (a one-hip view: the rest of the body goes on beyond
+    it): that edge, as the midline lies at or beyond it, so every head in view is on the other side and at
+    least as far from the midline as from the edge. Cut at both edges: unknown (None), and the femoral neck
+    has to tell the side (`plausibility`)."""
+    coarse = io.resample_spacing(sitk.Cast(image, sitk.sitkFloat32), 8.0)
+    arr = sitk.GetArrayFromImage(coarse)
+    if modality == "ct":
+        body = arr > -500.0  # air is −1000 HU, fat −100
+    else:
+        lo, hi = np.percentile(arr, (1.0, 99.0))
+        body = arr > lo + 0.1 * (hi - lo)  # air is dark; fat, marrow and muscle are not
+    axis_xyz = int(np.argmax(np.abs(np.array(coarse.GetDirection()).reshape(3, 3)[0])))  # image axis nearest LPS x
+    axis = 2 - axis_xyz
+    share = body.mean(axis=tuple(a for a in range(3) if a != axis))
+    cut = [share[0] >= MIDLINE_EDGE_CUT, share[-1] >= MIDLINE_EDGE_CUT]
+    if not any(cut):
+        return body_midline_x(image)
+    if all(cut):
+        return None
+    corner = np.zeros(3)
+    corner[axis_xyz] = 0 if cut[0] else coarse.GetSize()[axis_xyz] - 1
+    return float(io.index_to_physical(coarse, corner)[0])
+
+
 def symmetric_heatmap(network: torch.nn.Module, array: np.ndarray, device: torch.device) -> np.ndarray:
     """Mean of the heatmap and the mirrored heatmap of the mirrored input: a left-right flipped scan then
     gives exactly mirrored head centres (the grid is centred on the scan, so a flip of x maps it onto itself)."""
@@ -160,7 +192,7 @@ def symmetric_heatmap(network: torch.nn.Module, array: np.ndarray, device: torch
 
 
 def run_localizer(network: torch.nn.Module, image: sitk.Image, modality: str, device: torch.device,
-                  midline_x: float) -> dict[str, list[tuple[list[float], float]]]:
+                  midline_x: float | None) -> dict[str, list[tuple[list[float], float]]]:
     """Ranked femoral-head candidates per side: (LPS mm, heatmap height)."""
     array, grid = localizer_input(image, modality)
     heat = symmetric_heatmap(network, array, device)

@@ -10,6 +10,14 @@ dome cover ≥ 0.71, 83–109 mm from the midline) and first principles (a major
 a quarter of its dome is covered), not from the real scans, which are test cases only. The femoral
 neck is measured and reported but not required: the phantom-trained segmentation misses most of a real
 neck (1.6 ml on the real CT against 26–31 ml on phantoms).
+
+When the scan cuts the body at both lateral edges, though, the midline is unknown (`localization.midline_x`;
+a one-hip view cut at one edge has that edge for a midline), and then a neck leaving the head laterally is
+required: it is the only thing left that tells a right hip from a left one, and bone leaving a "head"
+towards the midline says it is the other hip seen from the wrong side, or not a femur. It is a weak
+check, as the segmentation draws a neck where it expects one (`MAX_MEDIAL_SHARE`). Where the midline is
+known it is not asked: on the real CT the segmentation labels some bone medial of the head femur (5 ml
+on its 10°-tilted variant) and hardly any of the neck.
 """
 from __future__ import annotations
 
@@ -26,6 +34,13 @@ MIN_FEMUR_FILL = 0.5  # share of the sphere (inset 3 mm) labelled femur or necro
 MIN_DOME_COVER = 0.25  # share of the dome shell (2–12 mm outside the sphere, above its centre) labelled pelvis
 MIN_CT_HEAD_HU = 100.0  # median HU inside the head: cancellous bone is 150–450 HU, soft tissue < 80, gas −1000
 MIN_MIDLINE_MM = 40.0
+# A neck to tell the side by: an adult neck (≈ 30 mm across) gives far more than this beyond the head
+# (phantom: 26–31 ml); a few millilitres are segmentation fringe.
+MIN_NECK_ML = 5.0
+# With the midline unknown, most of the bone leaving the head downwards must leave it laterally. A head seen
+# from its own side: none medial (phantom); seen mirrored, as the other side (development seed 4250): 54 %
+# medial from its true centre, but only 5 % from the localiser's point 9 mm off.
+MAX_MEDIAL_SHARE = 1.0 / 3.0
 INSET_MM = 3.0
 DOME_SHELL_MM = (2.0, 12.0)
 
@@ -37,17 +52,19 @@ class HeadEvidence:
     radius_mm: float
     femur_fill: float
     dome_cover: float
-    neck_ml: float
+    neck_ml: float  # femur leaving the head laterally and downwards, as a neck does
+    medial_ml: float  # femur leaving the head medially and downwards, where no neck goes
     head_median_hu: float | None
-    midline_mm: float
+    midline_mm: float | None  # None: the scan cuts the body at both lateral edges, midline unknown
 
     def to_json(self) -> dict:
         return {k: (None if v is None else round(float(v), 3)) for k, v in self.__dict__.items()}
 
 
-def gather(seg: HipSegmentation, midline_x: float, hounsfield: bool) -> HeadEvidence | None:
+def gather(seg: HipSegmentation, midline_x: float | None, hounsfield: bool) -> HeadEvidence | None:
     """Measure a segmented candidate in its right-hip-view crop; None when no head sphere could be fitted.
-    `hounsfield`: the crop's intensities are HU (CT), so the bone-density check applies."""
+    `hounsfield`: the crop's intensities are HU (CT), so the bone-density check applies; `midline_x` None:
+    the midline is unknown (`localization.midline_x`)."""
     if seg.measures is None:
         return None
     labels = sitk.GetArrayViewFromImage(seg.crop)
@@ -61,7 +78,8 @@ def gather(seg: HipSegmentation, midline_x: float, hounsfield: bool) -> HeadEvid
     above = (zz > 0)[:, None, None]
     dome = (dist >= radius + DOME_SHELL_MM[0]) & (dist <= radius + DOME_SHELL_MM[1]) & above
     # crop space is a right-hip view: lateral is −x, so the neck leaves the head at x < 0 and z < 0
-    neck = bone & (dist > radius + 5.0) & (zz < 0)[:, None, None] & (xx < 0)[None, None, :]
+    below = bone & (dist > radius + 5.0) & (zz < 0)[:, None, None]
+    lateral = (xx < 0)[None, None, :]
     voxel_ml = float(np.prod(spacing)) / 1000.0
     hu = None
     if hounsfield and seg.intensities is not None:
@@ -69,8 +87,9 @@ def gather(seg: HipSegmentation, midline_x: float, hounsfield: bool) -> HeadEvid
         hu = float(np.median(values)) if values.size else None
     return HeadEvidence(radius_mm=radius, femur_fill=float(bone[inner].mean()) if inner.any() else 0.0,
                         dome_cover=float((labels[dome] == 1).mean()) if dome.any() else 0.0,
-                        neck_ml=float(neck.sum() * voxel_ml), head_median_hu=hu,
-                        midline_mm=abs(float(seg.center_lps[0]) - midline_x))
+                        neck_ml=float((below & lateral).sum() * voxel_ml),
+                        medial_ml=float((below & ~lateral).sum() * voxel_ml), head_median_hu=hu,
+                        midline_mm=None if midline_x is None else abs(float(seg.center_lps[0]) - midline_x))
 
 
 def verdict(evidence: HeadEvidence | None) -> str:
@@ -78,7 +97,7 @@ def verdict(evidence: HeadEvidence | None) -> str:
     if evidence is None:
         return "no femoral head surface in the segmentation around the detected point"
     e = evidence
-    if e.midline_mm < MIN_MIDLINE_MM:
+    if e.midline_mm is not None and e.midline_mm < MIN_MIDLINE_MM:
         return f"candidate {e.midline_mm:.0f} mm from the body's midline: not a hip"
     if not RADIUS_MM[0] <= e.radius_mm <= RADIUS_MM[1]:
         return (f"the structure found is a ball of radius {e.radius_mm:.0f} mm, outside the femoral head's "
@@ -89,4 +108,10 @@ def verdict(evidence: HeadEvidence | None) -> str:
         return f"no femoral head: only {e.femur_fill:.0%} of the fitted sphere is femur"
     if e.dome_cover < MIN_DOME_COVER:
         return f"no acetabulum over the candidate head ({e.dome_cover:.0%} of its dome covered by pelvis)"
+    one_hip_view = e.midline_mm is None
+    if one_hip_view and e.medial_ml >= MIN_NECK_ML and e.medial_ml > MAX_MEDIAL_SHARE * (e.neck_ml + e.medial_ml):
+        return (f"the scan shows no midline and the bone below the candidate leaves it inwards ({e.medial_ml:.0f} ml), "
+                f"not outwards as this side's femoral neck would: the other hip or not a femur")
+    if one_hip_view and e.neck_ml < MIN_NECK_ML:
+        return "the scan shows no midline and no femoral neck, so which hip this is cannot be told"
     return ""

@@ -44,7 +44,8 @@ def _hip_rows(scan, findings, label, truth_label, seconds) -> list[dict]:
         row = {"scan_id": scan.scan_id, "side": est.side, "modality": scan.rows.iloc[0].get("modality", ""),
                "in_view": _inside(label, centre), "found": est.found, "reason": est.reason,
                "confidence": round(est.confidence, 3), "seconds": seconds,
-               "coarse_error_mm": float(np.linalg.norm(np.array(finding.coarse_center_lps) - centre))}
+               "coarse_error_mm": (None if finding.coarse_center_lps is None  # no candidate on this side
+                                   else float(np.linalg.norm(np.array(finding.coarse_center_lps) - centre)))}
         if est.found:
             seg = finding.segmentation
             m = seg.measures
