@@ -40,7 +40,7 @@ def tissue_values(modality: str, rng: np.random.Generator, age: float) -> dict[s
     values = {name: float(rng.uniform(*table[name])) for name in table}
     ageing = np.clip((age - 30.0) / 50.0, 0.0, 1.0)  # 0 at 30 years, 1 at 80
     if modality == "ct":  # osteopenia: less mineral in cancellous bone and a thinner, less dense cortex
-        values["cancellous"] -= 90.0 * ageing
+        values["cancellous"] *= 1.0 - 0.5 * ageing  # population QCT: trabecular density about halves, 30 → 80 years
         values["cortex"] -= 200.0 * ageing
     else:  # marrow conversion: red marrow turns fatty, so T1 marrow signal rises with age
         values["cancellous"] += 120.0 * ageing
