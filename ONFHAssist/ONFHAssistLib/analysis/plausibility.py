@@ -108,10 +108,10 @@ def verdict(evidence: HeadEvidence | None) -> str:
         return f"no femoral head: only {e.femur_fill:.0%} of the fitted sphere is femur"
     if e.dome_cover < MIN_DOME_COVER:
         return f"no acetabulum over the candidate head ({e.dome_cover:.0%} of its dome covered by pelvis)"
-    one_hip_view = e.midline_mm is None
-    if one_hip_view and e.medial_ml >= MIN_NECK_ML and e.medial_ml > MAX_MEDIAL_SHARE * (e.neck_ml + e.medial_ml):
+    midline_unknown = e.midline_mm is None  # the scan cuts the body at both lateral edges
+    if midline_unknown and e.medial_ml >= MIN_NECK_ML and e.medial_ml > MAX_MEDIAL_SHARE * (e.neck_ml + e.medial_ml):
         return (f"the scan shows no midline and the bone below the candidate leaves it inwards ({e.medial_ml:.0f} ml), "
                 f"not outwards as this side's femoral neck would: the other hip or not a femur")
-    if one_hip_view and e.neck_ml < MIN_NECK_ML:
+    if midline_unknown and e.neck_ml < MIN_NECK_ML:
         return "the scan shows no midline and no femoral neck, so which hip this is cannot be told"
     return ""
