@@ -147,9 +147,16 @@ def side_candidates(peaks: list[tuple[list[float], float]],
     return out
 
 
+def _coarse(image: sitk.Image) -> sitk.Image:
+    return io.resample_spacing(sitk.Cast(image, sitk.sitkFloat32), 8.0)
+
+
 def body_midline_x(image: sitk.Image) -> float:
     """LPS x of the body's centre (mean of voxels brighter than the background), for one-hip decisions."""
-    coarse = io.resample_spacing(sitk.Cast(image, sitk.sitkFloat32), 8.0)
+    return _body_centre_x(_coarse(image))
+
+
+def _body_centre_x(coarse: sitk.Image) -> float:
     arr = sitk.GetArrayFromImage(coarse)
     body = np.argwhere(arr > np.percentile(arr, 50))
     centre = body.mean(0)[::-1] if len(body) else (np.array(coarse.GetSize()) - 1) / 2.0
@@ -162,7 +169,7 @@ def midline_x(image: sitk.Image, modality: str) -> float | None:
     it): that edge, as the midline lies at or beyond it, so every head in view is on the other side and at
     least as far from the midline as from the edge. Cut at both edges: unknown (None), and the femoral neck
     has to tell the side (`plausibility`)."""
-    coarse = io.resample_spacing(sitk.Cast(image, sitk.sitkFloat32), 8.0)
+    coarse = _coarse(image)
     arr = sitk.GetArrayFromImage(coarse)
     if modality == "ct":
         body = arr > -500.0  # air is −1000 HU, fat −100
@@ -174,7 +181,7 @@ def midline_x(image: sitk.Image, modality: str) -> float | None:
     share = body.mean(axis=tuple(a for a in range(3) if a != axis))
     cut = [share[0] >= MIDLINE_EDGE_CUT, share[-1] >= MIDLINE_EDGE_CUT]
     if not any(cut):
-        return body_midline_x(image)
+        return _body_centre_x(coarse)
     if all(cut):
         return None
     corner = np.zeros(3)

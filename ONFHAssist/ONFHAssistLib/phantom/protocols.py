@@ -34,16 +34,21 @@ SOFT_SD = {"ct": 6.0, "mr_t1": 20.0}
 NOISE_SD = {"ct": (8.0, 22.0), "mr_t1": (10.0, 25.0)}
 
 
+def ageing(age: float) -> float:
+    """How far ageing of bone and marrow has gone: 0 at 30 years, 1 at 80."""
+    return float(np.clip((age - 30.0) / 50.0, 0.0, 1.0))
+
+
 def tissue_values(modality: str, rng: np.random.Generator, age: float) -> dict[str, float]:
     """One patient's mean intensity per tissue: drawn in the published range, bone thinner with age."""
     table = TABLES[modality]
     values = {name: float(rng.uniform(*table[name])) for name in table}
-    ageing = np.clip((age - 30.0) / 50.0, 0.0, 1.0)  # 0 at 30 years, 1 at 80
+    aged = ageing(age)
     if modality == "ct":  # osteopenia: less mineral in cancellous bone and a thinner, less dense cortex
-        values["cancellous"] *= 1.0 - 0.5 * ageing  # population QCT: trabecular density about halves, 30 → 80 years
-        values["cortex"] -= 200.0 * ageing
+        values["cancellous"] *= 1.0 - 0.5 * aged  # population QCT: trabecular density about halves, 30 → 80 years
+        values["cortex"] -= 200.0 * aged
     else:  # marrow conversion: red marrow turns fatty, so T1 marrow signal rises with age
-        values["cancellous"] += 120.0 * ageing
+        values["cancellous"] += 120.0 * aged
     return values
 
 

@@ -29,6 +29,7 @@ from .protocols import (
     TISSUES,
     TRABECULAR_SD,
     T,
+    ageing,
     fit_voxel_budget,
     sample_protocol,
     tissue_values,
@@ -242,7 +243,7 @@ def render(anat: PatientAnatomy, hab: Habitus, spec: ScanSpec, modality: str, rn
 
 def _sparse_trabeculae(grid, image, tissue, label, bones, values, rng, age: float) -> None:
     """Femoral cancellous bone outside the head moved towards yellow marrow (`SPARSE_FAT_SHARE`)."""
-    share = rng.uniform(*SPARSE_FAT_SHARE) * (0.5 + 0.5 * np.clip((age - 30.0) / 50.0, 0.0, 1.0))
+    share = rng.uniform(*SPARSE_FAT_SHARE) * (0.5 + 0.5 * ageing(age))
     shift = share * (values["yellow_marrow"] - values["cancellous"])
     for frame in bones["frames"].values():
         r = frame.shaft_radius / 0.55 if frame.shaft_radius else 24.0  # the head's radius, as the frame scales it
