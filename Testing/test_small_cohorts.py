@@ -149,8 +149,8 @@ def test_models_by_stable_id():
     assert chosen_models("tri-stream-no-sle,cox-grades") == ["CoxPH (grades)", "tri-stream, no SLE"]
     assert chosen_models("all") == list(MODEL_IDS.values())
     assert chosen_models("all").index("DLRC nomogram") > chosen_models("all").index("tri-stream + SLE")
-    with pytest.raises(InputError, match=r"'cox-grade' is not a model id \(did you mean 'cox-grades'\?\); use all or "
-                                         r"some of: cox-grades, radiomics-svm, deepmts"):
+    with pytest.raises(InputError, match=r"'cox-grade' is not a model id \(did you mean 'cox-grades'\?\); use all, "
+                                         r"every-combination or some of: cox-grades, radiomics-svm, deepmts"):
         chosen_models("cox-grade")
 
 

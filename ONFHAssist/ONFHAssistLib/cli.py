@@ -231,8 +231,10 @@ def _add_task_parsers(sub) -> None:
         else:
             p.add_argument("--folds", type=_int_at_least(2), default=5, help="number of patient-grouped folds (default: 5)")
             p.add_argument("--models", default="all",
-                           help="survival: comma-separated model ids, e.g. tri-stream,cox-grades; a wrong id is "
-                                "answered with the list (default: all)")
+                           help="survival: comma-separated model ids, e.g. tri-stream,cox-grades, each optionally "
+                                "on some of its inputs, e.g. survrnc[image+grades]; every-combination runs each "
+                                "method on every input combination; a wrong id is answered with the list "
+                                "(default: all)")
             p.add_argument("--parallel-folds", type=_int_at_least(1), default=1, metavar="N",
                            help="run N folds at once as child processes (default: 1)")
             p.add_argument("--fold", type=int, help=argparse.SUPPRESS)  # one fold only (a --parallel-folds child)

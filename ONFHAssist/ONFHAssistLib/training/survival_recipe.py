@@ -26,7 +26,6 @@ import pandas as pd
 import torch
 from lifelines.exceptions import ConvergenceError
 
-from ..survival.figures import calibration_png, decision_curve_png, km_by_risk_group
 from ..analysis.results import mean_sd_text
 from ..atomic import atomic_write_json, atomic_write_text
 from ..devices import resolve_device, seed_everything
@@ -34,12 +33,15 @@ from ..errors import InputError
 from ..imaging.crops import CropSpec
 from ..models import survival_zoo
 from ..models.losses import cox_nll, survrnc_loss
+from ..models.modality_subset import shown
 from ..models.survival import SurvivalConfig, TriStreamSurvival
 from ..progress import Steps
 from ..survival import horizon_stats, reclassification, stats
 from ..survival.curves import BreslowBaseline
+from ..survival.figures import calibration_png, decision_curve_png, km_by_risk_group
 from . import cv_notes, distributed, parallel_folds
 from . import survival_baselines as base
+from . import survival_modalities as modalities
 from . import survival_paired as paired
 from .engine import Trainer
 from .model_identity import identity
@@ -78,6 +80,7 @@ NRI_BOOTSTRAP, NRI_SEED = 1000, 0
 PAIRED_ROWS = {"SLE in the tri-stream network": ("tri-stream, no SLE", "tri-stream + SLE"),
                "SLE in SurvRNC": ("SurvRNC", "SurvRNC + SLE")}
 PAIRED_BOOTSTRAP, PAIRED_SEED = 1000, 0
+EVERY_COMBINATION = "every-combination"
 
 
 def _preset(settings) -> dict:
@@ -115,17 +118,19 @@ def warm_start_grade_term(model: TriStreamSurvival, train: HipSet) -> None:
 
 
 def fit_network(hips: HipSet, variant: str, preset: dict, seed: int, device, checkpoint_dir: Path, reporter=None,
-                validation: bool = True):
-    """Train one network variant; returns (model at its best validation C, or after fixed epochs when the selection
-    split cannot rank; Breslow baseline on the training hips; the fit with its selection rule)."""
+                validation: bool = True, keep: frozenset[str] | None = None):
+    """Train one network variant, shown only the inputs in `keep` (None: all); returns (model at its best
+    validation C, or after fixed epochs when the selection split cannot rank; Breslow baseline on the training
+    hips; the fit with its selection rule)."""
     seed_everything(seed)
     train_idx, val_idx, rule = (selection_split(hips.time, hips.event, hips.patients, seed) if validation else
                                 (np.arange(len(hips.time)), None, f"no selection split asked for: all {len(hips.time)} hips train"))
     train = hips.subset(train_idx)
     val = hips.subset(val_idx) if val_idx is not None else None
-    model = survival_zoo.build(variant, preset["config"]).to(device)
-    if hasattr(model, "grade_linear"):
-        warm_start_grade_term(model, train)
+    net = survival_zoo.build(variant, preset["config"]).to(device)
+    if hasattr(net, "grade_linear") and (keep is None or modalities.GRADES in keep):
+        warm_start_grade_term(net, train)
+    model = shown(net, keep)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset["lr"], weight_decay=preset["weight_decay"])
     rng = np.random.default_rng(seed)
     time_t, event_t = torch.tensor(train.time, device=device), torch.tensor(train.event, device=device)
@@ -373,21 +378,29 @@ def paired_comparisons(hips: HipSet, folds: np.ndarray, results: list[dict], out
 
 
 def chosen_models(text: str) -> list[str]:
-    """The CV rows `--models` names: 'all', or comma-separated ids of MODEL_IDS (a row name without a comma, e.g.
-    'CoxPH (grades)', is read too); a typo is refused naming the ids."""
-    if text == "all":
-        return list(MODEL_IDS.values())
+    """The CV rows `--models` names: 'all', 'every-combination' (every row, and every method that has input
+    combinations on each of them), or comma-separated ids of MODEL_IDS, each optionally with inputs in brackets
+    ('survrnc[image+grades]'; a row name without a comma, e.g. 'CoxPH (grades)', is read too); a typo is refused
+    naming the ids. Rows come in table order, each method's combinations after its plain row."""
+    order = [row for name in MODEL_IDS.values()
+             for row in (modalities.combinations(name) if name in modalities.READS else [name])]
+    if text in ("all", EVERY_COMBINATION):
+        return list(MODEL_IDS.values()) if text == "all" else order
     known = {**MODEL_IDS, **{name: name for name in MODEL_IDS.values() if "," not in name}}
     chosen = []
     for item in filter(None, (t.strip() for t in text.split(","))):
-        if item not in known:
+        try:
+            combination = modalities.parse_id(item, MODEL_IDS)
+        except ValueError as exc:
+            raise InputError(f"--models {item!r}: {exc}.") from None
+        if combination is None and item not in known:
             near = difflib.get_close_matches(item, MODEL_IDS, n=1)
             raise InputError(f"--models {item!r} is not a model id{f' (did you mean {near[0]!r}?)' if near else ''}; "
-                             f"use all or some of: {', '.join(MODEL_IDS)}.")
-        chosen.append(known[item])
+                             f"use all, {EVERY_COMBINATION} or some of: {', '.join(MODEL_IDS)}.")
+        chosen.append(combination or known[item])
     if not chosen:
         raise InputError(f"--models names no model; use all or some of: {', '.join(MODEL_IDS)}.")
-    return [name for name in MODEL_IDS.values() if name in chosen]
+    return [name for name in order if name in chosen]
 
 
 def _pooled(horizon: dict, name: str, h: int):
@@ -444,16 +457,20 @@ def _run_model(name, fold, hips, train_idx, test_idx, radiomics, preset, setting
 
 def _fit_and_score(name, fold, hips, train, test, train_idx, test_idx, radiomics, preset, settings, device, out,
                    reporter):
-    if name in NETWORK_MODELS:
-        model, _, fit = fit_network(train, NETWORK_MODELS[name], preset, settings.seed + fold, device,
-                                    out / "checkpoints" / f"fold{fold}-{NETWORK_MODELS[name]}", reporter)
+    method, keep = modalities.split_row(name)
+    if method in NETWORK_MODELS:
+        variant = NETWORK_MODELS[method]
+        folder = variant if name == method else f"{variant}-{'+'.join(sorted(keep))}"
+        model, _, fit = fit_network(train, variant, preset, settings.seed + fold, device,
+                                    out / "checkpoints" / f"fold{fold}-{folder}", reporter, keep=keep)
         scored = _scored(train, test, predict_risk(model, train, device), predict_risk(model, test, device))
         return {**scored, "selection": fit.selection}
     folder = out / "checkpoints" / f"fold{fold}-full"  # the weights the engine kept: best, else last
     checkpoint = next((p for p in (folder / "best.safetensors", folder / "last.safetensors") if p.exists()), None)
     both_idx = np.r_[train_idx, test_idx]  # scored together by the model fitted on the training fold
-    both = base.baseline_risk(name, train, hips.subset(both_idx), radiomics, train_idx, both_idx, checkpoint,
-                              preset["config"], device, settings.seed + fold)
+    both = base.baseline_risk(method, train, hips.subset(both_idx), radiomics, train_idx, both_idx, checkpoint,
+                              preset["config"], device, settings.seed + fold,
+                              with_grades=keep is not None and modalities.GRADES in keep)
     return _scored(train, test, both[:len(train_idx)], both[len(train_idx):])
 
 
@@ -469,6 +486,8 @@ def write_table(per_fold: pd.DataFrame, out: Path, n_hips: int, n_events: int, n
              "|---|" + "---|" * len(metrics)]
     for model, row in summary.iterrows():
         lines.append(f"| {model} | " + " | ".join(mean_sd_text(row[(m, 'mean')], row[(m, 'std')]) for m in metrics) + " |")
+    if "harrell_c" in metrics:
+        lines += _best_combination_lines(summary[("harrell_c", "mean")].to_dict())
     if footnotes:
         lines += ["", "Notes (a mean is over the folds that define it; n/a: no fold does):", ""]
         lines += [f"- {note}" for note in footnotes]
@@ -488,6 +507,21 @@ def write_table(per_fold: pd.DataFrame, out: Path, n_hips: int, n_events: int, n
     atomic_write_json(out / "table.json", table)  # an undefined mean or sd (one fold) is null
     print("\n".join(lines))
     return {"table": str(out / "table.md")}
+
+
+def _best_combination_lines(c_means: dict[str, float]) -> list[str]:
+    """Each method run on several input combinations, with the one of highest mean Harrell C (seed 000's way)."""
+    best = modalities.best_per_method(c_means)
+    if not best:
+        return []
+    lines = ["", ("Best input combination per method, as seed 000 reports each method (highest mean Harrell C over "
+                  "the same test folds: an optimistic pick, the same for every method)."), "",
+             "| method | best combination | harrell_c | combinations run |", "|---|---|---|---|"]
+    for method, row, c, tried in best:
+        inputs = modalities.split_row(row)[1]
+        lines.append(f"| {method} | {' + '.join(m for m in modalities.READS[method] if m in inputs)} | {c:.3f} | "
+                     f"{tried} |")
+    return lines
 
 
 def _paired_lines(paired_results: dict) -> list[str]:
