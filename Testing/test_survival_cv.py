@@ -83,3 +83,33 @@ def test_train_survival_saves_a_model_with_its_baseline(cohort, tmp_path):
     baseline = card["baseline"]
     assert baseline["times"] == sorted(baseline["times"]) and len(baseline["times"]) == len(baseline["cumulative_hazard"])
     assert all(b >= a for a, b in zip(baseline["cumulative_hazard"], baseline["cumulative_hazard"][1:]))
+
+
+def test_evaluate_survival_scores_the_shipped_model_as_the_libraries_do(cohort, tmp_path):
+    """Held-out scoring of a trained model (issue 22's pre-registered cohort): C by lifelines, IBS by scikit-survival
+    on S(t) rebuilt by hand from the card's Breslow baseline."""
+    from lifelines.utils import concordance_index
+    from ONFHAssistLib.models import store as modelstore
+    from sksurv.metrics import integrated_brier_score
+    from sksurv.util import Surv
+
+    argv = ["evaluate", "survival", "--data", str(cohort), "--out", str(tmp_path), "--progress", "none",
+            "--device", "cpu"]
+    assert main(argv) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    hips = pd.read_csv(tmp_path / "per_hip.csv")
+    assert summary["hips"] == len(hips) and summary["collapses"] == int(hips.event.sum()) and len(hips) >= 10
+    assert summary["harrell_c"] == pytest.approx(concordance_index(hips.time_months, -hips.risk, hips.event), abs=1e-3)
+    base = modelstore.find_model("survival", None).card["baseline"]
+    h0 = np.concatenate([[0.0], base["cumulative_hazard"]])
+
+    def survival(months):
+        steps = np.searchsorted(base["times"], months, side="right")
+        return np.exp(-np.outer(np.exp(hips.risk - base["mean_risk"]), h0[steps]))
+
+    assert np.allclose(hips.p_collapse_60m, 1 - survival(np.array([60.0]))[:, 0], atol=1e-3)
+    grid = np.arange(6.0, hips.time_months.max(), 6.0)
+    grid = grid[grid > hips.time_months.min()]
+    y = Surv.from_arrays(hips.event.astype(bool), hips.time_months)
+    assert summary["ibs"] == pytest.approx(integrated_brier_score(y, y, survival(grid), grid), abs=2e-3)
+    assert set(summary["calibration"]) == {"36", "60"} and summary["model"]["name"] == "onfh-survival"

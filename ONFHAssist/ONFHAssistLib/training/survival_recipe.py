@@ -34,6 +34,7 @@ from ..imaging.crops import CropSpec
 from ..models import survival_zoo
 from ..models.losses import cox_nll, survrnc_loss
 from ..models.modality_subset import shown
+from ..models.networks import load
 from ..models.survival import SurvivalConfig, TriStreamSurvival
 from ..progress import Steps
 from ..survival import horizon_stats, reclassification, stats
@@ -184,6 +185,36 @@ def train(settings, reporter):
             "history": fit.history}
     entry = distributed.save_model_once(out / "model", model, card)
     return {"model": str(entry.folder), "validation_c": fit.best_metric}
+
+
+def evaluate(settings, reporter):
+    """A trained model (default: the shipped one) on a dataset's ONFH hips, scored as Table 1 scores a test fold:
+    Harrell and Uno C, AUC(t) and iAUC, and with the card's own Breslow baseline the IBS and calibration at
+    HORIZONS. The card keeps the training cohort's curves, not its hips, so the censoring weights come from the
+    evaluated hips themselves."""
+    device = resolve_device(settings.device)
+    model, entry = load("survival", settings.model, device)
+    out = Path(settings.out)
+    hips = load_hips(settings.data, CropSpec(**entry.card["crop"]), out / "cache", reporter)
+    risk = predict_risk(model, hips, device)
+    baseline = BreslowBaseline(**entry.card["baseline"])
+    grid = np.arange(6.0, hips.time.max(), 6.0)
+    grid = grid[grid > hips.time.min()]
+    survival = np.stack([baseline.survival(r, grid) for r in risk])
+    collapse = {h: np.array([1.0 - baseline.survival(r, [h])[0] for r in risk]) for h in HORIZONS}
+    summary = {"hips": len(hips.time), "collapses": int(hips.event.sum()), "patients": len(set(hips.patients)),
+               **_metrics(hips, hips, risk),
+               "ibs": (stats.integrated_brier(hips.time, hips.event, hips.time, hips.event, survival, grid)
+                       if len(grid) >= 2 else None),
+               "calibration": {f"{h}": horizon_stats.calibration(hips.time, hips.event, collapse[h], h).to_dict("records")
+                               for h in HORIZONS},
+               "model": entry.provenance()}
+    per_hip = hips.table[["scan_id", "patient_id", "side"]].assign(
+        time_months=hips.time, event=hips.event, risk=risk, **{f"p_collapse_{h}m": collapse[h] for h in HORIZONS})
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "per_hip.csv", per_hip.to_csv(index=False, float_format="%.4f"))
+    atomic_write_json(out / "summary.json", summary)
+    return {"summary": str(out / "summary.json"), "harrell_c": summary["harrell_c"], "iauc": summary["iauc"]}
 
 
 def training_km(time, event, high) -> dict:
