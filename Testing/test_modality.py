@@ -60,12 +60,33 @@ def test_intensities_tell_the_sequence(tissue, modality, supported, kind):
     assert decision.verified and decision.evidence["basis"] == ("hounsfield" if tissue == "ct" else "intensity")
 
 
+def one_hip_view_with_coil_shading(tissue: str, gain: float = 5.0) -> sitk.Image:
+    """The left 70 of the pelvis' 110 columns (the body cut by the field of view), brightened towards the cut
+    edge up to `gain` times, as a receive coil beside the hip shades a real scan."""
+    image = pelvis(tissue)
+    array = sitk.GetArrayFromImage(image).astype(np.float32)[:, :, :70]
+    x = np.linspace(0.0, 1.0, array.shape[2])
+    out = sitk.GetImageFromArray(np.round(array * (1.0 + (gain - 1.0) * x**4)).astype(np.int16))
+    out.SetSpacing(image.GetSpacing())
+    return out
+
+
+@pytest.mark.parametrize("tissue, modality, verified", [("t1", "mr_t1", True), ("t2", "mr_other", True),
+                                                        ("stir", "mr_other", True)])
+def test_coil_shading_does_not_change_the_sequence(tissue, modality, verified):
+    """Without the shading correction the shaded T1 view was 'MR of unverified sequence' (fat ratio 1.38)."""
+    decision = decide_modality(one_hip_view_with_coil_shading(tissue))
+    assert (decision.modality, decision.verified) == (modality, verified), decision
+
+
 def test_the_ratios_follow_the_tissue_intensities():
-    """Fat ratio: subcutaneous fat over the body's median tissue (muscle here); fluid ratio: the bladder over fat."""
+    """Fat ratio: subcutaneous fat over the body's median tissue (muscle here); fluid ratio: the bladder over fat.
+    Within 20 %: the coil-shading correction takes a smooth ring of fat around a uniform body partly for
+    shading (fat ratio 2.56 of 3.0; without it 2.90), far above the 1.5 that tells T1."""
     t1 = decide_modality(pelvis("t1")).evidence
     t2 = decide_modality(pelvis("t2")).evidence
-    assert t1["fat_ratio"] == pytest.approx(900 / 300, rel=0.1) and t1["fluid_ratio"] < 1.0
-    assert t2["fluid_ratio"] == pytest.approx(1200 / 500, rel=0.1)
+    assert t1["fat_ratio"] == pytest.approx(900 / 300, rel=0.2) and t1["fluid_ratio"] < 1.0
+    assert t2["fluid_ratio"] == pytest.approx(1200 / 500, rel=0.2)
 
 
 def test_without_contrast_it_is_taken_as_t1_but_not_verified():

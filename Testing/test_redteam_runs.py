@@ -30,6 +30,16 @@ def test_same_arguments_resume_other_arguments_are_named_and_overwrite_starts_af
     assert json.loads((tmp_path / "run" / "run.json").read_text())["lr"] == 0.01
 
 
+def test_a_cv_run_takes_more_rows_without_losing_the_finished_ones(tmp_path):
+    """`cv --models` picks rows; each (fold, row) result stands alone (seed 000's combination search adds rows)."""
+    run_folder.claim("cv", _settings(tmp_path, task="survival", models="survrnc"))
+    (tmp_path / "run" / "folds").mkdir()
+    run_folder.claim("cv", _settings(tmp_path, task="survival", models="survrnc[image+grades]"))
+    assert (tmp_path / "run" / "folds").is_dir()
+    with pytest.raises(InputError, match=r"epochs None -> 3"):
+        run_folder.claim("cv", _settings(tmp_path, task="survival", models="survrnc", epochs=3))
+
+
 def test_the_cli_refuses_a_used_folder_before_any_training(tmp_path, capsys):
     run_folder.claim("train", _settings(tmp_path))
     code = main(["train", "localizer", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"),

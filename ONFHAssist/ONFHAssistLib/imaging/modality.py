@@ -50,6 +50,7 @@ RIM_MM, DEEP_MM = 15.0, 30.0
 MIN_REGION_VOXELS = 100
 FAT_BRIGHT, FAT_DARK = 1.5, 0.6  # subcutaneous fat / median body tissue
 FLUID_BRIGHT = 1.5  # brightest deep tissue (99.5th percentile) / subcutaneous fat (75th percentile)
+N4_SAMPLE_MM, N4_ITERATIONS = 9.0, [20, 20, 20]  # the shading correction's voxels and iterations per level
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,8 @@ def tissue_contrasts(image: sitk.Image) -> dict:
     """Subcutaneous fat against the median body tissue, and the brightest deep tissue against that fat."""
     image = sitk.DICOMOrient(sitk.Cast(image, sitk.sitkFloat32), "LPS")
     image = sitk.BinShrink(image, [max(1, int(round(SAMPLE_MM / s))) for s in image.GetSpacing()])
-    array = sitk.GetArrayFromImage(image)
     body, depth = _body_depth(image)
+    array = _without_coil_shading(image, body)
     rim, deep = body & (depth <= RIM_MM), body & (depth >= DEEP_MM)
     evidence: dict = {"basis": "intensity", "body_voxels": int(body.sum()), "rim_voxels": int(rim.sum()),
                       "deep_voxels": int(deep.sum()), "fat_ratio": None, "fluid_ratio": None}
@@ -156,6 +157,21 @@ def tissue_contrasts(image: sitk.Image) -> dict:
         if evidence["deep_voxels"] >= MIN_REGION_VOXELS:
             evidence["fluid_ratio"] = _ratio(np.percentile(array[deep], 99.5), fat)
     return evidence
+
+
+def _without_coil_shading(image: sitk.Image, body: np.ndarray) -> np.ndarray:
+    """The image divided by its slow multiplicative shading (N4 inside the body, fitted on ~9 mm voxels: the
+    shading is slow, and 0.3-0.6 s instead of 6-14 s): a receive coil can make one corner of a scan brighter
+    than fat, and the contrasts below compare tissues far apart. Without it a realistic phantom's one-hip T1
+    (development seed 4250) read as T2: fluid ratio 2.04, after N4 1.05."""
+    mask = sitk.GetImageFromArray(body.astype(np.uint8))
+    mask.CopyInformation(image)
+    positive = image - float(sitk.GetArrayViewFromImage(image).min()) + 1.0
+    shrink = [max(1, int(round(N4_SAMPLE_MM / s))) for s in image.GetSpacing()]
+    n4 = sitk.N4BiasFieldCorrectionImageFilter()
+    n4.SetMaximumNumberOfIterations(N4_ITERATIONS)
+    n4.Execute(sitk.BinShrink(positive, shrink), sitk.Cast(sitk.BinShrink(mask, shrink) > 0, sitk.sitkUInt8))
+    return sitk.GetArrayFromImage(positive / sitk.Exp(n4.GetLogBiasFieldAsImage(positive)))
 
 
 def _ratio(a: float, b: float) -> float | None:

@@ -15,9 +15,10 @@ from ..atomic import atomic_write_json
 from ..errors import InputError
 
 RUN_FILE = "run.json"
-# What changes the result; device, resume and the fold split between child processes do not.
+# What changes the result; device, resume and the fold split between child processes do not, nor does `cv
+# --models`: it picks rows, and each (fold, row) result stands alone, so a finished CV can take more rows.
 COMPARED = ("task", "data", "epochs", "seed", "system", "preset", "batch_size", "lr", "alpha", "guidance",
-            "necrosis_weight", "folds", "model", "init", "models", "name")
+            "necrosis_weight", "folds", "model", "init", "name")
 
 
 def arguments(command: str, settings) -> dict:
