@@ -45,11 +45,15 @@ def test_cv_writes_every_row_and_resumes(cohort, tmp_path, capsys, monkeypatch):
     """Every row but the comparison networks (trained in test_survival_comparators; they take the same path)."""
     monkeypatch.setattr(survival_recipe, "PAIRED_BOOTSTRAP", 30)  # the interval itself: test_survival_table1
     rows = [i for i, name in MODEL_IDS.items() if NETWORK_MODELS.get(name) not in COMPARATORS]
+    svm_with_grades = "survival SVM (radiomics) [radiomics + grades]"  # an input combination: the SVM reads grades
     argv = ["cv", "survival", "--data", str(cohort), "--out", str(tmp_path), "--folds", "2", "--epochs", "2",
-            "--progress", "none", "--device", "cpu", "--models", ",".join(rows)]
+            "--progress", "none", "--device", "cpu", "--models", ",".join(rows + ["radiomics-svm[radiomics+grades]"])]
     assert main(argv) == 0
     table = json.loads((tmp_path / "table.json").read_text(encoding="utf-8"))
-    assert set(table) == {MODEL_IDS[i] for i in rows} and set(BASELINE_MODELS) <= set(table)
+    assert set(table) == {MODEL_IDS[i] for i in rows} | {svm_with_grades} and set(BASELINE_MODELS) <= set(table)
+    risks = {name: json.loads((tmp_path / "folds" / f"fold0-{survival_recipe._slug(name)}.json").read_text())["risk"]
+             for name in ("survival SVM (radiomics)", svm_with_grades)}
+    assert not np.allclose(*risks.values())  # the grades reach the SVM
     for row in table.values():
         assert 0.0 <= row["harrell_c"]["mean"] <= 1.0
         assert set(row) == set(METRICS)  # Table 1's columns: C, AUC at 6/12/36/60/120 months, iAUC; + Uno C, IBS

@@ -133,9 +133,12 @@ def univariable_selection(candidates: pd.DataFrame, time, event, p_threshold: fl
     return chosen
 
 
-def survival_svm(features: pd.DataFrame, time, event, test_features: pd.DataFrame, seed: int = 0) -> np.ndarray:
-    """FastSurvivalSVM (ranking objective) on the selected, z-scored features; returns test risks."""
-    columns = select_features(features, event)
+def survival_svm(features: pd.DataFrame, time, event, test_features: pd.DataFrame, seed: int = 0,
+                 always: list[str] = ()) -> np.ndarray:
+    """FastSurvivalSVM (ranking objective) on the selected, z-scored features and the `always` columns (clinical
+    covariates, which the radiomics selection does not judge); returns test risks."""
+    varying = [c for c in always if features[c].std() > 0]  # a constant column cannot rank and would not z-score
+    columns = select_features(features.drop(columns=list(always)), event) + varying
     x = features[columns].to_numpy(float)
     mean, std = x.mean(0), x.std(0) + 1e-12
     model = FastSurvivalSVM(alpha=1.0, rank_ratio=1.0, max_iter=100, random_state=seed)

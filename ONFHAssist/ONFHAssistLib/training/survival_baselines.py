@@ -83,7 +83,7 @@ def _image_features(checkpoint: Path, config, hips: HipSet, device) -> pd.DataFr
 def baseline_risk(name: str, train: HipSet, test: HipSet, radiomics: pd.DataFrame | None, train_idx, test_idx,
                   dl_checkpoint: Path | None, config, device, seed: int, with_grades: bool = False) -> np.ndarray:
     """Risks of `test` from row `name` fitted on `train`; `with_grades`: the SVM reads the grade levels
-    (`known_grades`) beside its radiomics features."""
+    (`known_grades`) beside the radiomics features it selects."""
     if name == GRADES_COX:
         x_train, x_test = known_grades(train, test)
         return cox_risk(x_train, train, x_test)
@@ -94,10 +94,11 @@ def baseline_risk(name: str, train: HipSet, test: HipSet, radiomics: pd.DataFram
         return cox_risk(x_train, train, x_test)
     r_train, r_test = radiomics.iloc[train_idx].reset_index(drop=True), radiomics.iloc[test_idx].reset_index(drop=True)
     if name == RADIOMICS_SVM:
+        grades = list(GRADE_ORDER) if with_grades else []
         if with_grades:
-            g_train, g_test = (pd.DataFrame(g, columns=list(GRADE_ORDER)) for g in known_grades(train, test))
+            g_train, g_test = (pd.DataFrame(g, columns=grades) for g in known_grades(train, test))
             r_train, r_test = pd.concat([r_train, g_train], axis=1), pd.concat([r_test, g_test], axis=1)
-        return baselines.survival_svm(r_train, train.time, train.event, r_test, seed)
+        return baselines.survival_svm(r_train, train.time, train.event, r_test, seed, always=grades)
     radiomic = baselines.lasso_signature(r_train, train.time, train.event, seed)
     if name == RADIOMICS_LASSO:
         return radiomic.score(r_test)

@@ -323,7 +323,8 @@ def cv(settings, reporter):
     plan = plan_folds(hips.table, hips.time, hips.event, settings.folds or 5, settings.seed)
     settings = replace(settings, folds=plan.folds)  # what --parallel-folds children are told
     folds = np.array([plan.fold_of[p] for p in hips.patients])
-    needs_radiomics = any(m in wanted for m in (base.RADIOMICS_LASSO, base.RADIOMICS_SVM, base.DLRC))
+    methods = {modalities.split_row(name)[0] for name in wanted}
+    needs_radiomics = bool(methods & {base.RADIOMICS_LASSO, base.RADIOMICS_SVM, base.DLRC})
     radiomics = base.radiomics_features(Path(settings.data), hips, out, reporter) if needs_radiomics else None
     if settings.parallel_folds > 1 and settings.fold is None:  # children write every fold result first
         parallel_folds.run(settings, reporter, settings.parallel_folds)
