@@ -79,6 +79,13 @@ def test_coil_shading_does_not_change_the_sequence(tissue, modality, verified):
     assert (decision.modality, decision.verified) == (modality, verified), decision
 
 
+def test_a_scan_too_small_to_correct_for_shading_is_judged_as_it_is():
+    """An 8 x 8 x 4 MR at 3 mm: N4's fitting grid would be 3 x 3 x 1 voxels (SimpleITK raised on it)."""
+    image = sitk.GetImageFromArray(np.random.default_rng(0).normal(100.0, 5.0, (4, 8, 8)).astype(np.int16))
+    image.SetSpacing([3.0] * 3)
+    assert decide_modality(image).kind == "MR of unverified sequence"
+
+
 def test_the_ratios_follow_the_tissue_intensities():
     """Fat ratio: subcutaneous fat over the body's median tissue (muscle here); fluid ratio: the bladder over fat.
     Within 20 %: the coil-shading correction takes a smooth ring of fat around a uniform body partly for

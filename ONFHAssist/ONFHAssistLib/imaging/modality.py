@@ -51,6 +51,7 @@ MIN_REGION_VOXELS = 100
 FAT_BRIGHT, FAT_DARK = 1.5, 0.6  # subcutaneous fat / median body tissue
 FLUID_BRIGHT = 1.5  # brightest deep tissue (99.5th percentile) / subcutaneous fat (75th percentile)
 N4_SAMPLE_MM, N4_ITERATIONS = 9.0, [20, 20, 20]  # the shading correction's voxels and iterations per level
+N4_MIN_SIZE = 4  # voxels per axis of the fitting grid; a smaller scan is compared uncorrected
 
 
 @dataclass(frozen=True)
@@ -164,10 +165,12 @@ def _without_coil_shading(image: sitk.Image, body: np.ndarray) -> np.ndarray:
     shading is slow, and 0.3-0.6 s instead of 6-14 s): a receive coil can make one corner of a scan brighter
     than fat, and the contrasts below compare tissues far apart. Without it a realistic phantom's one-hip T1
     (development seed 4250) read as T2: fluid ratio 2.04, after N4 1.05."""
+    shrink = [max(1, int(round(N4_SAMPLE_MM / s))) for s in image.GetSpacing()]
+    if body.sum() < MIN_REGION_VOXELS or any(n // k < N4_MIN_SIZE for n, k in zip(image.GetSize(), shrink)):
+        return sitk.GetArrayFromImage(image)  # too little to fit a field to (N4 fails on it); the ratios decide
     mask = sitk.GetImageFromArray(body.astype(np.uint8))
     mask.CopyInformation(image)
     positive = image - float(sitk.GetArrayViewFromImage(image).min()) + 1.0
-    shrink = [max(1, int(round(N4_SAMPLE_MM / s))) for s in image.GetSpacing()]
     n4 = sitk.N4BiasFieldCorrectionImageFilter()
     n4.SetMaximumNumberOfIterations(N4_ITERATIONS)
     n4.Execute(sitk.BinShrink(positive, shrink), sitk.Cast(sitk.BinShrink(mask, shrink) > 0, sitk.sitkUInt8))

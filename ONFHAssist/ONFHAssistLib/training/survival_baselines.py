@@ -94,11 +94,11 @@ def baseline_risk(name: str, train: HipSet, test: HipSet, radiomics: pd.DataFram
         return cox_risk(x_train, train, x_test)
     r_train, r_test = radiomics.iloc[train_idx].reset_index(drop=True), radiomics.iloc[test_idx].reset_index(drop=True)
     if name == RADIOMICS_SVM:
-        grades = list(GRADE_ORDER) if with_grades else []
         if with_grades:
-            g_train, g_test = (pd.DataFrame(g, columns=grades) for g in known_grades(train, test))
+            g_train, g_test = (pd.DataFrame(g, columns=list(GRADE_ORDER)) for g in known_grades(train, test))
             r_train, r_test = pd.concat([r_train, g_train], axis=1), pd.concat([r_test, g_test], axis=1)
-        return baselines.survival_svm(r_train, train.time, train.event, r_test, seed, always=grades)
+        return baselines.survival_svm(r_train, train.time, train.event, r_test, seed,
+                                      always=list(GRADE_ORDER) if with_grades else [])
     radiomic = baselines.lasso_signature(r_train, train.time, train.event, seed)
     if name == RADIOMICS_LASSO:
         return radiomic.score(r_test)

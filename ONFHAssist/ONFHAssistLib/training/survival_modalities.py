@@ -11,9 +11,11 @@ from __future__ import annotations
 import itertools
 import re
 
+from ..models.modality_subset import MODALITIES
 from .survival_baselines import RADIOMICS_SVM
 
-IMAGE, LABELS, GRADES, RADIOMICS = "image", "labels", "grades", "radiomics"
+IMAGE, LABELS, GRADES = MODALITIES  # the network inputs a ModalitySubset can withhold
+RADIOMICS = "radiomics"
 # what each method can read; DeepMTS segments the label map but never reads it, the SVM reads radiomics features
 READS = {"DeepMTS": (IMAGE, GRADES), "XSurv": (IMAGE, LABELS, GRADES), "SurvRNC": (IMAGE, LABELS, GRADES),
          "SurvRNC + SLE": (IMAGE, LABELS, GRADES), "tri-stream, no SLE": (IMAGE, LABELS, GRADES),
