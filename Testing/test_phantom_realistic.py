@@ -12,7 +12,7 @@ from ONFHAssistLib.cli import main
 from ONFHAssistLib.phantom import cohort, realistic, skeleton
 from ONFHAssistLib.phantom.habitus import sample_habitus
 from ONFHAssistLib.phantom.hips import sample_patient_hips, surface_half_angle
-from ONFHAssistLib.phantom.protocols import T, synth_intensities
+from ONFHAssistLib.phantom.protocols import T, red_marrow_share, synth_intensities
 from scipy import ndimage
 
 PUBLISHED_CT = {"fat": (-120, -60), "muscle": (35, 60), "cancellous": (150, 450), "cortex": (900, 1800),
@@ -118,24 +118,51 @@ def _median(image, mask):
 
 
 def test_ct_tissues_within_published_ranges(scans):
-    _, out, _ = scans
+    """Cancellous bone as the femoral heads have it: below them trabeculae are sparse and marrow fatty, so the
+    published range of cancellous bone does not apply there (the next test)."""
+    anat, out, ref = scans
     image, label, tissue = out["ct"]
+    heads = np.zeros(label.shape, bool)
+    for hip in anat.hips:
+        inside = np.linalg.norm(_points(ref, np.indices(label.shape).reshape(3, -1).T) - anat.head_center_lps(hip), axis=1)
+        heads |= (inside < hip.head_radius_mm - 3.0).reshape(label.shape)
     masks = {"fat": tissue == T["fat"], "muscle": tissue == T["muscle"], "urine": tissue == T["urine"],
-             "cancellous": (tissue == T["cancellous"]) & (label == 2), "cortex": (tissue == T["cortex"]) & (label == 2)}
+             "cancellous": (tissue == T["cancellous"]) & heads, "cortex": (tissue == T["cortex"]) & (label == 2)}
     for name, (lo, hi) in PUBLISHED_CT.items():
         assert lo <= _median(image, masks[name]) <= hi, name
 
 
-def test_below_the_head_the_femur_reads_fattier_than_the_head(scans):
-    """Sparse trabeculae and fatty marrow below the head (`realistic.SPARSE_FAT_SHARE`): on CT the proximal
-    femur's cancellous bone reads well under the head's (without it, this patient: 223 vs 218 HU)."""
+def test_below_the_head_each_femur_reads_fattier_than_its_head(scans):
+    """Sparse trabeculae and fatty marrow below the head (`realistic.SPARSE_FAT_SHARE`): on CT each proximal
+    femur's cancellous bone reads well under its head's (without it, this patient: 223 vs 218 HU). Until
+    2026-12-03 only the right femur got it: the box missed the left greater trochanter."""
     anat, out, ref = scans
     image, label, tissue = out["ct"]
     idx = np.argwhere((label == 2) & (tissue == T["cancellous"]))
     where = _points(ref, idx)
-    dist = np.min([np.linalg.norm(where - anat.head_center_lps(h), axis=1) - h.head_radius_mm for h in anat.hips], 0)
-    head, below = (np.median(image[tuple(idx[m].T)]) for m in (dist < -3.0, dist > 3.0))
-    assert below < head - 50.0, (head, below)
+    gaps = [np.linalg.norm(where - anat.head_center_lps(h), axis=1) - h.head_radius_mm for h in anat.hips]
+    for side, gap in enumerate(gaps):
+        own = gap == np.min(gaps, 0)  # this femur, not the other one
+        head, below = (np.median(image[tuple(idx[own & m].T)]) for m in (gap < -3.0, gap > 3.0))
+        assert below < head - 50.0, (anat.hips[side].side, head, below)
+
+
+def test_pelvis_away_from_the_acetabulum_reads_fattier_than_around_it(scans):
+    """The iliac blade and sacral alae are sparse-trabecular (`realistic.DENSE_PELVIS_RADII`); the bone around
+    the acetabulum is not."""
+    anat, out, ref = scans
+    image, label, tissue = out["ct"]
+    idx = np.argwhere((label == 1) & (tissue == T["cancellous"]))
+    where = _points(ref, idx)
+    radii = np.min([np.linalg.norm(where - anat.head_center_lps(h), axis=1) / h.head_radius_mm for h in anat.hips], 0)
+    near, far = (np.median(image[tuple(idx[m].T)]) for m in (radii < realistic.DENSE_PELVIS_RADII - 0.1,
+                                                               radii > realistic.DENSE_PELVIS_RADII + 0.1))
+    assert far < near - 40.0, (near, far)
+
+
+def test_pelvic_red_marrow_gives_way_to_fat_with_age():
+    """Iliac-crest cellularity is about (100 - age) % (`protocols.red_marrow_share`)."""
+    assert [red_marrow_share(a) for a in (10, 30, 55, 80, 95)] == pytest.approx([0.8, 0.7, 0.45, 0.2, 0.2])
 
 
 def test_mr_t1_fat_brighter_than_muscle_brighter_than_cortex(scans):
@@ -186,6 +213,24 @@ def test_cli_realistic_cohort_keeps_the_truth(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "r" / "hips.csv"), pd.read_csv(tmp_path / "c" / "hips.csv"))
     label = sitk.ReadImage(str(tmp_path / "r" / "labels" / "P0040000_S1.nii.gz"))
     assert label.GetSize() == (48, 40, 24) and label.GetSpacing() == (4.0, 4.0, 4.0)
+
+
+def test_synth_share_gives_listed_scans_random_contrast_and_keeps_every_anatomy(tmp_path):
+    kwargs = {"shape": (48, 40, 24), "spacing": [4.0], "generator": "realistic"}
+    cohort.write_cohort(tmp_path / "plain", 4, 8, "ct", **kwargs)
+    cohort.write_cohort(tmp_path / "synth", 4, 8, "ct", synth_share=0.5, **kwargs)
+    meta = json.loads((tmp_path / "synth" / "dataset.json").read_text())
+    assert meta["synth_share"] == 0.5 and 0 < len(meta["synth_scans"]) < 4
+    for scan in sorted((tmp_path / "plain" / "labels").glob("*.nii.gz")):
+        labels, images = ([sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / kind / sub / scan.name)))
+                           for kind in ("plain", "synth")] for sub in ("labels", "images"))
+        assert np.array_equal(*labels)
+        air = images[0] < -900  # the plain CT's air: -1000 HU; a random contrast gives it 0-1000
+        synth = scan.name.replace(".nii.gz", "") in meta["synth_scans"]
+        assert (np.median(images[1][air]) > -900) == synth, scan.name
+    assert main(["phantom", "--out", str(tmp_path / "c"), "--patients", "1", "--synth-share", "0.5"]) == 2
+    assert main(["phantom", "--out", str(tmp_path / "c"), "--patients", "1", "--generator", "realistic",
+                 "--synth-share", "1.5"]) == 2
 
 
 def test_abdomen_pelvis_ct_can_end_inside_the_femoral_heads():

@@ -43,6 +43,17 @@ def _int_at_least(low: int):
     return parse
 
 
+def _share(text: str) -> float:
+    """argparse type: a share from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a share from 0 to 1 (got {text})")
+    return value
+
+
 def _positive_float(text: str) -> float:
     """argparse type: a finite number above 0 (a learning rate of -1 or nan trains nothing useful)."""
     try:
@@ -73,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--generator", choices=["classic", "realistic"], default="classic",
                     help="classic (default): the phantom the shipped models were trained on; realistic: muscles, "
                          "fat planes, pelvic ring, trabecular bone and clinical protocols (same hips and truth)")
+    ph.add_argument("--synth-share", type=_share, default=0.0, metavar="P",
+                    help="realistic generator: this share of scans gets random per-tissue intensities "
+                         "(SynthSeg-style, for training a segmentation robust to unseen contrasts)")
     _add_progress(ph)
 
     ds = sub.add_parser("dataset", help="validate a dataset folder or add a case to it")
@@ -262,13 +276,15 @@ def cmd_phantom(args) -> int:
         raise InputError("--spacing takes one or three positive values in mm.")
     if args.shape is not None and min(args.shape) < 8:
         raise InputError("--shape needs at least 8 voxels per axis.")
+    if args.synth_share and args.generator != "realistic":
+        raise InputError("--synth-share needs --generator realistic (random intensities are painted per tissue).")
     from .phantom.cohort import write_cohort
     from .progress import make_reporter
 
     reporter = make_reporter(args.progress)
     start = time.perf_counter()
     out = write_cohort(args.out, args.patients, args.seed, args.modality, args.shape, args.spacing, reporter,
-                       args.preset, args.generator)
+                       args.preset, args.generator, args.synth_share)
     reporter.result("phantom", dataset=str(out), seconds=round(time.perf_counter() - start, 2))
     return 0
 

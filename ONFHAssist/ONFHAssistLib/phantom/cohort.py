@@ -314,6 +314,9 @@ def hip_rows(patient_id: str, scan_id: str, modality: str, anat: PatientAnatomy)
     return rows
 
 
+SYNTH_STREAM = 7  # the third word of the seed of the stream that decides which scans get random intensities
+
+
 def patient_rng(seed: int, index: int) -> np.random.Generator:
     """Each patient gets its own stream, so patient k is the same whatever the cohort size."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
@@ -321,30 +324,41 @@ def patient_rng(seed: int, index: int) -> np.random.Generator:
 
 def write_cohort(out: str | Path, patients: int, seed: int, modality: str = "mr_t1",
                  shape: Sequence[int] | None = None, spacing: Sequence[float] | None = None,
-                 reporter=None, preset: str = "default", generator: str = "classic") -> Path:
+                 reporter=None, preset: str = "default", generator: str = "classic", synth_share: float = 0.0) -> Path:
     """Generate a phantom dataset folder (DESIGN §4); modality 'mixed' alternates MR-T1 and CT; `preset`
     names a `phantom.hips.PRESETS` population ('seed000': pre-collapse hips, clinicians' grades);
-    `generator` draws the body: 'classic' here, 'realistic' in `phantom.realistic` (same hips and truth)."""
+    `generator` draws the body: 'classic' here, 'realistic' in `phantom.realistic` (same hips and truth).
+    `synth_share` of realistic scans get SynthSeg-style random tissue intensities (`protocols.synth_intensities`)
+    for training only: such a scan keeps its modality's noise and normalisation but no real contrast, so
+    dataset.json lists them (`synth_scans`)."""
     if generator not in GENERATORS:
         raise ValueError(f"unknown generator {generator!r}; use one of {GENERATORS}")
+    if synth_share and generator != "realistic":
+        raise ValueError("random tissue intensities (synth_share) need the realistic generator's tissue map")
     out = Path(out)
     population = PRESETS[preset]
-    rows = []
+    rows, synth_scans = [], []
     for i in range(patients):
         rng = patient_rng(seed, i)
         mod = (MODALITIES[i % 2] if modality == "mixed" else modality)
         anat = sample_anatomy(rng, preset=population)
+        pid = f"P{seed:03d}{i:04d}"
+        scan_id = f"{pid}_S1"
         if generator == "realistic":
             # imported here: the realistic generator builds on this module
+            from .protocols import synth_intensities
             from .realistic import draw
 
-            scan = draw(anat, rng, mod, shape, spacing)
+            # its own stream, so a patient's anatomy and scan do not depend on the share
+            synth_rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(i), SYNTH_STREAM]))
+            intensities = synth_intensities(synth_rng) if synth_rng.random() < synth_share else None
+            scan = draw(anat, rng, mod, shape, spacing, intensities)
             image, label = scan.image, scan.label
+            if intensities is not None:
+                synth_scans.append(scan_id)
         else:
             spec = sample_scan_spec(rng, shape, spacing)
             image, label = render(anat, spec, mod, rng)
-        pid = f"P{seed:03d}{i:04d}"
-        scan_id = f"{pid}_S1"
         io.write_image(image, out / "images" / f"{scan_id}.nii.gz")
         io.write_image(label, out / "labels" / f"{scan_id}.nii.gz")
         rows += hip_rows(pid, scan_id, mod, anat)
@@ -353,5 +367,6 @@ def write_cohort(out: str | Path, patients: int, seed: int, modality: str = "mr_
     write_table(pd.DataFrame(rows), out / "hips.csv")
     write_dataset_json(out, f"phantom-seed{seed}", modality,
                        {"generator": "ONFHAssistLib.phantom", "anatomy": generator, "seed": seed, "patients": patients,
-                        **({"preset": preset} if preset != "default" else {})})
+                        **({"preset": preset} if preset != "default" else {}),
+                        **({"synth_share": synth_share, "synth_scans": synth_scans} if synth_share else {})})
     return out

@@ -39,6 +39,12 @@ def ageing(age: float) -> float:
     return float(np.clip((age - 30.0) / 50.0, 0.0, 1.0))
 
 
+def red_marrow_share(age: float) -> float:
+    """Haematopoietic (red) share of pelvic and vertebral marrow: about (100 - age) %, the haematopathologists'
+    rule of thumb for iliac-crest cellularity, kept within 20-80 %. The rest is fat (yellow marrow)."""
+    return float(np.clip((100.0 - age) / 100.0, 0.2, 0.8))
+
+
 def tissue_values(modality: str, rng: np.random.Generator, age: float) -> dict[str, float]:
     """One patient's mean intensity per tissue: drawn in the published range, bone thinner with age."""
     table = TABLES[modality]

@@ -31,6 +31,7 @@ from .protocols import (
     T,
     ageing,
     fit_voxel_budget,
+    red_marrow_share,
     sample_protocol,
     tissue_values,
 )
@@ -41,13 +42,17 @@ FAT_PLANE_MM = 2.0  # where two muscles meet, this much fat stays between them
 WARP_MM = 4.0
 MUSCLE_GROW_MM = 12.0  # muscles fill gaps up to this far; further from every muscle is fat (pelvic, ischioanal)
 PRINCIPAL_BOOST = {"ct": 110.0, "mr_t1": -110.0}  # denser compressive trabeculae: more mineral, less fat
-RED_MARROW_SHIFT = {"ct": 25.0, "mr_t1": -110.0}  # pelvis and spine keep red marrow longer than the femur
+RED_MARROW_SHIFT = {"ct": 25.0, "mr_t1": -110.0}  # at 30 years: pelvis and spine keep red marrow longer than the femur
 # Below the head the proximal femur's trabeculae are sparse (Ward's triangle, the trochanters, the
 # intertrochanteric region): on QCT their density is a fraction of the head's, and falls with age, so fatty
 # marrow dominates there. This share of the gap between cancellous bone and yellow marrow is drawn per
 # patient and taken from half at 30 years to all at 80. (A real elderly femur at 3 mm has 46 % of its
 # voxels under 150 HU, the phantom had 1–12 %: the test case showed the gap, the values are not fitted to it.)
 SPARSE_FAT_SHARE = (0.35, 0.65)
+# The iliac blade and the sacral alae are sparse-trabecular too (only the supra-acetabular bone carries the
+# joint's load): pelvic cancellous bone farther than this many head radii from every head centre gets the
+# same fatty share as the femur below its head.
+DENSE_PELVIS_RADII = 1.6
 # A scanner slice averages the tissue over its thickness (the slice profile): a slice thicker than
 # THICK_SLICE_MM is rendered as SUBSLICES thin sub-slices and averaged, so a thin cortex parallel to the
 # slices is blurred with marrow as on a real 3-5 mm CT instead of being hit at full density or missed.
@@ -242,16 +247,22 @@ def render(anat: PatientAnatomy, hab: Habitus, spec: ScanSpec, modality: str, rn
 
 
 def _sparse_trabeculae(grid, image, tissue, label, bones, values, rng, age: float) -> None:
-    """Femoral cancellous bone outside the head moved towards yellow marrow (`SPARSE_FAT_SHARE`)."""
+    """Cancellous bone where trabeculae are sparse moved towards yellow marrow (`SPARSE_FAT_SHARE`): the femur
+    outside its head (both trochanters: the box reaches 3 radii to either side) and the pelvis away from the
+    acetabula (`DENSE_PELVIS_RADII`)."""
     share = rng.uniform(*SPARSE_FAT_SHARE) * (0.5 + 0.5 * ageing(age))
     shift = share * (values["yellow_marrow"] - values["cancellous"])
+    cancellous = tissue == T["cancellous"]
+    load_bearing = np.zeros(grid.shape_zyx, bool)
     for frame in bones["frames"].values():
-        r = frame.shaft_radius / 0.55 if frame.shaft_radius else 24.0  # the head's radius, as the frame scales it
-        found = grid.block(frame.head - np.array([3.0, 3.0, 5.0]) * r, frame.head + r)
+        r = frame.head_radius
+        found = grid.block(frame.head - np.array([3.0, 3.0, 5.0]) * r, frame.head + np.array([3.0, 3.0, DENSE_PELVIS_RADII]) * r)
         if found:
             sl, (x, y, z) = found
-            below_head = np.sqrt((x - frame.head[0]) ** 2 + (y - frame.head[1]) ** 2 + (z - frame.head[2]) ** 2) > r
-            image[sl][below_head & (tissue[sl] == T["cancellous"]) & (label[sl] == 2)] += shift
+            d = np.sqrt((x - frame.head[0]) ** 2 + (y - frame.head[1]) ** 2 + (z - frame.head[2]) ** 2)
+            image[sl][(d > r) & cancellous[sl] & (label[sl] == 2)] += shift
+            load_bearing[sl] |= d <= DENSE_PELVIS_RADII * r
+    image[cancellous & (label == 1) & ~load_bearing] += shift
 
 
 def _add_texture(grid, image, tissue, label, bones, modality, rng, fat_contrast: float, age: float) -> None:
@@ -263,14 +274,14 @@ def _add_texture(grid, image, tissue, label, bones, modality, rng, fat_contrast:
     image[cancellous] += TRABECULAR_SD[modality] * trab[cancellous]
     cortex = tissue == T["cortex"]
     image[cortex] += 0.04 * image[cortex] * trab[cortex]
-    image[cancellous & ((label == 1) | bones["spine"])] += RED_MARROW_SHIFT[modality]
+    image[cancellous & ((label == 1) | bones["spine"])] += RED_MARROW_SHIFT[modality] * red_marrow_share(age) / red_marrow_share(30.0)
     muscle = tissue == T["muscle"]
     streaks = band_pass(grid.shape_zyx, spacing, rng, 1.5, 5.0, stretch_zyx=(4.0, 1.0, 1.0))[muscle]
     image[muscle] += fat_contrast * 0.7 * np.clip(streaks - 2.3 + 0.012 * (age - 40.0), 0.0, 1.0)
     soft = np.isin(tissue, [T["fat"], T["muscle"], T["soft_organ"], T["skin"]])
     image[soft] += SOFT_SD[modality] * smooth_field(grid.shape_zyx, spacing, rng, 30.0)[soft]
     for frame in bones["frames"].values():
-        r = frame.shaft_radius / 0.55 if frame.shaft_radius else 24.0
+        r = frame.head_radius
         top = frame.head + 0.8 * r * skeleton.unit([0.2 * np.sign(frame.head[0]), 0.0, 1.0])
         calcar = frame.neck_base + np.array([-np.sign(frame.head[0]) * 0.7 * r, 0.0, -0.6 * r])
         tube = skeleton.cone(top, calcar, 0.32 * r, 0.2 * r)

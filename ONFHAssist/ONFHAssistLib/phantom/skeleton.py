@@ -62,6 +62,7 @@ class FemurFrame:
     shaft_dir: np.ndarray  # unit vector down the shaft
     lesser_z: float
     shaft_radius: float
+    head_radius: float
 
 
 def femur(anat, hab: Habitus, hip: HipTruth) -> tuple[list[Primitive], Primitive, FemurFrame]:
@@ -94,7 +95,7 @@ def femur(anat, hab: Habitus, hip: HipTruth) -> tuple[list[Primitive], Primitive
         cone(base + 2.2 * r * down, base + 340.0 * down, 1.05 * rs, 0.95 * rs),
     ]
     canal = cone(base + 1.6 * r * down, base + 340.0 * down, 0.25 * rs, 0.55 * rs)
-    return prims, canal, FemurFrame(c, to_head, base, down, float(lesser[2]), rs)
+    return prims, canal, FemurFrame(c, to_head, base, down, float(lesser[2]), rs, float(r))
 
 
 @dataclass
