@@ -204,3 +204,28 @@ def test_real_ct_loads_round_trips_and_reports_orientation(tmp_path):
         assert back.GetPixelID() == img.GetPixelID()
         np.testing.assert_allclose(back.GetOrigin(), img.GetOrigin(), atol=1e-4)
         np.testing.assert_allclose(back.GetDirection(), img.GetDirection(), atol=1e-6)
+
+
+@settings(max_examples=15, deadline=None)
+@given(geometry, st.sampled_from(["R", "L"]))
+def test_hip_crop_and_its_in_view_mask_match_cropping_a_mirrored_copy(geom, side):
+    """`hip_crop` reflects the box's grid instead of copying the scan, and `crops.in_view` reads the scan's
+    extent from its geometry: both must give what mirroring the whole image and cropping it gives."""
+    from ONFHAssistLib.imaging.crops import CropSpec, hip_crop, in_view
+    angles, spacing, origin, _ = geom
+    grid = _oblique_image(angles, spacing, origin, size=(20, 18, 16))
+    img = sitk.GetImageFromArray(np.random.default_rng(0).normal(size=grid.GetSize()[::-1]))
+    img.CopyInformation(grid)
+    corner = io.index_to_physical(img, (2, 3, 1))  # near an edge: part of the crop lies outside the scan
+    spec = CropSpec(box_mm=24.0, spacing_mm=1.5)
+    source = io.mirror(img, corner[0]) if side == "L" else img
+    old = io.crop_box(source, corner, spec.box_mm, spec.spacing_mm)
+    new = hip_crop(img, corner, side, spec)
+    np.testing.assert_allclose(sitk.GetArrayFromImage(new), sitk.GetArrayFromImage(old), atol=1e-5)
+    ones = sitk.Image(img.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(img)
+    scanned = sitk.GetArrayFromImage(io.crop_box(io.mirror(ones, corner[0]) if side == "L" else ones, corner,
+                                                 spec.box_mm, spec.spacing_mm, label=True)) > 0
+    mask = in_view(img, corner, side, spec)
+    assert 0 < scanned.sum() < scanned.size
+    assert (mask != scanned).mean() < 0.01  # only points exactly half a voxel from the edge may differ

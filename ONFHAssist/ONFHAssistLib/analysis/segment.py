@@ -10,7 +10,7 @@ from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
 from ..imaging import io
-from ..imaging.crops import CropSpec, hip_crop, normalise, uncrop
+from ..imaging.crops import CropSpec, hip_crop, in_view, normalise, uncrop
 from .measure import HeadSphere, HipMeasures, distance_map, fit_head_sphere, largest_component, measure_head
 from .ood import bottleneck_features, crop_features
 
@@ -97,7 +97,8 @@ def segment_hip(network, image: sitk.Image, center_lps, side: str, modality: str
     origin, spacing = np.array(crop_image.GetOrigin()), np.array(crop_image.GetSpacing())
     # The crop is mirrored about the head's own sagittal plane, so the head centre is the same point in both.
     raw = np.argmax(probs, 0).astype(np.uint8)
-    labels, sphere = postprocess(raw, origin, spacing, np.asarray(center_lps, float), _in_view(image, center_lps, side))
+    labels, sphere = postprocess(raw, origin, spacing, np.asarray(center_lps, float),
+                                 in_view(image, center_lps, side, INFER_SPEC))
     crop = sitk.GetImageFromArray(labels)
     crop.CopyInformation(crop_image)
     dropped_ml = float(((raw == 3) & (labels != 3)).sum() * np.prod(spacing) / 1000.0)
@@ -107,13 +108,6 @@ def segment_hip(network, image: sitk.Image, center_lps, side: str, modality: str
     centre = io.mirror_point(sphere.center_xyz, center_lps[0]) if side == "L" else sphere.center_xyz
     return HipSegmentation(side, crop, list(center_lps), measures, [float(v) for v in centre], dropped_ml,
                            crop_image, features)
-
-
-def _in_view(image: sitk.Image, center_lps, side: str) -> np.ndarray:
-    """Crop voxels that lie inside the scanned volume (the crop pads beyond it)."""
-    scanned = sitk.Image(image.GetSize(), sitk.sitkUInt8) + 1
-    scanned.CopyInformation(image)
-    return sitk.GetArrayViewFromImage(hip_crop(scanned, center_lps, side, INFER_SPEC, label=True)) > 0
 
 
 def to_input_grid(hips: list[HipSegmentation], reference: sitk.Image) -> sitk.Image:

@@ -359,11 +359,18 @@ def resample_spacing(image: sitk.Image, spacing_mm: float | Sequence[float], lab
 
 
 def crop_box(image: sitk.Image, center_lps: Sequence[float], size_mm: float | Sequence[float],
-             spacing_mm: float | Sequence[float], label: bool = False, default: float | None = None) -> sitk.Image:
-    """Resample a physical box centred on a point onto an axis-aligned grid; outside the scan is padded."""
+             spacing_mm: float | Sequence[float], label: bool = False, default: float | None = None,
+             mirror_x: float | None = None) -> sitk.Image:
+    """Resample a physical box centred on a point onto an axis-aligned grid; outside the scan is padded.
+    With `mirror_x` the box is that of `mirror(image, mirror_x)`: its grid is reflected instead of the image,
+    so a large scan is never copied (`mirror` copies the voxels)."""
     ref = grid_reference(center_lps, size_mm, spacing_mm)
     fill = _background(image, label) if default is None else default
-    return resample_to(image, ref, label=label, default=fill)
+    if mirror_x is None:
+        return resample_to(image, ref, label=label, default=fill)
+    crop = resample_to(image, mirror(ref, mirror_x), label=label, default=fill)
+    crop.CopyInformation(ref)
+    return crop
 
 
 def _background(image: sitk.Image, label: bool) -> float:
