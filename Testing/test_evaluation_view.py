@@ -7,7 +7,8 @@ import SimpleITK as sitk
 
 from ONFHAssistLib.analysis.hipfinder import HipFinding
 from ONFHAssistLib.analysis.localization import HeadEstimate
-from ONFHAssistLib.training.evaluation import _hip_rows, _inside
+from ONFHAssistLib.imaging.io import inside
+from ONFHAssistLib.training.evaluation import _hip_rows
 
 
 def test_a_head_beyond_the_scan_is_out_of_view():
@@ -15,9 +16,9 @@ def test_a_head_beyond_the_scan_is_out_of_view():
     scan.SetSpacing([1.5, 1.5, 4.0])
     scan.SetOrigin([-60.0, -50.0, 10.0])
     scan.SetDirection([-1, 0, 0, 0, -1, 0, 0, 0, 1])  # x and y run the other way, as in many NIfTI files
-    assert _inside(scan, [-100.0, -150.0, 90.0])  # x -60 → -208.5, y -50 → -168.5, z 10 → 166
-    assert not _inside(scan, [-100.0, -150.0, 170.0])  # above the last slice
-    assert not _inside(scan, [30.0, -150.0, 90.0])  # the other hip, beyond the lateral edge
+    assert inside(scan, [-100.0, -150.0, 90.0])  # x -60 → -208.5, y -50 → -168.5, z 10 → 166
+    assert not inside(scan, [-100.0, -150.0, 170.0])  # above the last slice
+    assert not inside(scan, [30.0, -150.0, 90.0])  # the other hip, beyond the lateral edge
 
 
 def test_a_side_without_any_candidate_is_a_row_without_a_coarse_error():

@@ -380,6 +380,12 @@ def _background(image: sitk.Image, label: bool) -> float:
     return float(sitk.GetArrayViewFromImage(image).min())
 
 
+def inside(image: sitk.Image, point_lps: Sequence[float]) -> bool:
+    """Whether a point lies in the scanned volume (a one-hip view leaves the other head out of it)."""
+    index = np.array(image.TransformPhysicalPointToContinuousIndex([float(v) for v in point_lps]))
+    return bool(np.all(index >= -0.5) and np.all(index <= np.array(image.GetSize()) - 0.5))
+
+
 def mirror_point(point_lps: Sequence[float], plane_x: float) -> np.ndarray:
     """Reflect a point about the sagittal plane x = plane_x (LPS x runs right to left)."""
     p = np.asarray(point_lps, float).copy()

@@ -16,6 +16,7 @@ from ..analysis.hipfinder import find_and_segment
 from ..analysis.segment import covering_region
 from ..atomic import atomic_write_json, atomic_write_text
 from ..devices import resolve_device
+from ..imaging import io
 from ..models.networks import load
 from ..progress import Steps
 from .scans import list_scans
@@ -42,7 +43,7 @@ def _hip_rows(scan, findings, label, truth_label, seconds) -> list[dict]:
             continue
         centre = _truth_centre(truth)
         row = {"scan_id": scan.scan_id, "side": est.side, "modality": scan.rows.iloc[0].get("modality", ""),
-               "in_view": _inside(label, centre), "found": est.found, "reason": est.reason,
+               "in_view": io.inside(label, centre), "found": est.found, "reason": est.reason,
                "confidence": round(est.confidence, 3), "seconds": seconds,
                "coarse_error_mm": (None if finding.coarse_center_lps is None  # no candidate on this side
                                    else float(np.linalg.norm(np.array(finding.coarse_center_lps) - centre)))}
@@ -71,12 +72,6 @@ def _hip_rows(scan, findings, label, truth_label, seconds) -> list[dict]:
 
 def _truth_centre(row) -> np.ndarray:
     return np.array([float(row[c]) for c in ("head_x", "head_y", "head_z")])
-
-
-def _inside(image: sitk.Image, point) -> bool:
-    """Whether a point lies in the scanned volume (a one-hip view leaves the other head out of it)."""
-    index = np.array(image.TransformPhysicalPointToContinuousIndex([float(v) for v in point]))
-    return bool(np.all(index >= -0.5) and np.all(index <= np.array(image.GetSize()) - 0.5))
 
 
 def _summary(table: pd.DataFrame) -> dict:
