@@ -4,7 +4,6 @@ from types import SimpleNamespace
 
 import pandas as pd
 import SimpleITK as sitk
-
 from ONFHAssistLib.analysis.hipfinder import HipFinding
 from ONFHAssistLib.analysis.localization import HeadEstimate
 from ONFHAssistLib.imaging.io import inside
