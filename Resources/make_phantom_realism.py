@@ -162,7 +162,7 @@ def figure(real, seg, centres_real, ct, mr, centres_ph, path: Path) -> None:
             ax.axis("off")
     fig.suptitle("Realistic phantom vs a real CT (R on the left of each image; the real CT is a test case only)",
                  fontsize=13)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.975))  # keep the suptitle clear of the first row's titles
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
