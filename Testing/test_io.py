@@ -229,3 +229,18 @@ def test_hip_crop_and_its_in_view_mask_match_cropping_a_mirrored_copy(geom, side
     mask = in_view(img, corner, side, spec)
     assert 0 < scanned.sum() < scanned.size
     assert (mask != scanned).mean() < 0.01  # only points exactly half a voxel from the edge may differ
+
+
+@settings(max_examples=20, deadline=None)
+@given(geometry)
+def test_points_inside_reads_the_index_as_simpleitk_does(geom):
+    """`io.points_inside` maps points to continuous indices with its own matrix; SimpleITK's transform is the oracle."""
+    angles, spacing, origin, _ = geom
+    img = _oblique_image(angles, spacing, origin)
+    indices = np.random.default_rng(1).uniform(-1.0, 1.0, (50, 3)) * np.array(img.GetSize())
+    points = np.array([io.index_to_physical(img, k) for k in indices])  # about half inside, half outside
+    expected = [np.all(np.array(img.TransformPhysicalPointToContinuousIndex(p.tolist())) >= -0.5)
+                and np.all(np.array(img.TransformPhysicalPointToContinuousIndex(p.tolist()))
+                           < np.array(img.GetSize()) - 0.5) for p in points]
+    assert io.points_inside(img, points).tolist() == expected
+    assert 0 < sum(expected) < len(expected)

@@ -124,7 +124,8 @@ def test_ct_tissues_within_published_ranges(scans):
     image, label, tissue = out["ct"]
     heads = np.zeros(label.shape, bool)
     for hip in anat.hips:
-        inside = np.linalg.norm(_points(ref, np.indices(label.shape).reshape(3, -1).T) - anat.head_center_lps(hip), axis=1)
+        centre = anat.head_center_lps(hip)
+        inside = np.linalg.norm(_points(ref, np.indices(label.shape).reshape(3, -1).T) - centre, axis=1)
         heads |= (inside < hip.head_radius_mm - 3.0).reshape(label.shape)
     masks = {"fat": tissue == T["fat"], "muscle": tissue == T["muscle"], "urine": tissue == T["urine"],
              "cancellous": (tissue == T["cancellous"]) & heads, "cortex": (tissue == T["cortex"]) & (label == 2)}

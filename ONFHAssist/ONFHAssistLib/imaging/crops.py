@@ -42,16 +42,13 @@ def hip_crop(image: sitk.Image, center_lps: Sequence[float], side: str, spec: Cr
 
 def in_view(image: sitk.Image, center_lps: Sequence[float], side: str, spec: CropSpec) -> np.ndarray:
     """(z, y, x) mask of the crop voxels inside the scanned volume (the crop pads beyond it), from the
-    geometry alone: each voxel's point, mirrored back for a left hip, within half a voxel of the scan's grid."""
+    geometry alone: each voxel's point, mirrored back for a left hip, by `io.points_inside`."""
     ref = io.grid_reference(center_lps, spec.box_mm, spec.spacing_mm)
     zyx = np.indices(ref.GetSize()[::-1]).reshape(3, -1).T
     points = np.asarray(ref.GetOrigin()) + zyx[:, ::-1] * np.asarray(ref.GetSpacing())
     if side == "L":
         points[:, 0] = 2.0 * float(center_lps[0]) - points[:, 0]
-    to_index = np.linalg.inv(np.array(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing()))
-    index = (points - np.asarray(image.GetOrigin())) @ to_index.T
-    inside = ((index >= -0.5) & (index < np.asarray(image.GetSize()) - 0.5)).all(1)
-    return inside.reshape(ref.GetSize()[::-1])
+    return io.points_inside(image, points).reshape(ref.GetSize()[::-1])
 
 
 def uncrop(crop: sitk.Image, side: str, center_lps: Sequence[float], reference: sitk.Image,

@@ -380,10 +380,17 @@ def _background(image: sitk.Image, label: bool) -> float:
     return float(sitk.GetArrayViewFromImage(image).min())
 
 
+def points_inside(image: sitk.Image, points_lps: np.ndarray) -> np.ndarray:
+    """Which of the (n, 3) LPS points lie in the scanned volume: within half a voxel of the grid, the edge
+    half-open as ITK's interpolators take it."""
+    to_index = np.linalg.inv(np.array(image.GetDirection()).reshape(3, 3) @ np.diag(image.GetSpacing()))
+    index = (np.asarray(points_lps, float) - np.asarray(image.GetOrigin())) @ to_index.T
+    return ((index >= -0.5) & (index < np.asarray(image.GetSize()) - 0.5)).all(1)
+
+
 def inside(image: sitk.Image, point_lps: Sequence[float]) -> bool:
     """Whether a point lies in the scanned volume (a one-hip view leaves the other head out of it)."""
-    index = np.array(image.TransformPhysicalPointToContinuousIndex([float(v) for v in point_lps]))
-    return bool(np.all(index >= -0.5) and np.all(index <= np.array(image.GetSize()) - 0.5))
+    return bool(points_inside(image, np.asarray(point_lps, float)[None])[0])
 
 
 def mirror_point(point_lps: Sequence[float], plane_x: float) -> np.ndarray:

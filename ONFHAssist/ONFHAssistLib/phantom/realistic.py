@@ -256,7 +256,8 @@ def _sparse_trabeculae(grid, image, tissue, label, bones, values, rng, age: floa
     load_bearing = np.zeros(grid.shape_zyx, bool)
     for frame in bones["frames"].values():
         r = frame.head_radius
-        found = grid.block(frame.head - np.array([3.0, 3.0, 5.0]) * r, frame.head + np.array([3.0, 3.0, DENSE_PELVIS_RADII]) * r)
+        found = grid.block(frame.head - np.array([3.0, 3.0, 5.0]) * r,
+                           frame.head + np.array([3.0, 3.0, DENSE_PELVIS_RADII]) * r)
         if found:
             sl, (x, y, z) = found
             d = np.sqrt((x - frame.head[0]) ** 2 + (y - frame.head[1]) ** 2 + (z - frame.head[2]) ** 2)
@@ -274,7 +275,8 @@ def _add_texture(grid, image, tissue, label, bones, modality, rng, fat_contrast:
     image[cancellous] += TRABECULAR_SD[modality] * trab[cancellous]
     cortex = tissue == T["cortex"]
     image[cortex] += 0.04 * image[cortex] * trab[cortex]
-    image[cancellous & ((label == 1) | bones["spine"])] += RED_MARROW_SHIFT[modality] * red_marrow_share(age) / red_marrow_share(30.0)
+    red = RED_MARROW_SHIFT[modality] * red_marrow_share(age) / red_marrow_share(30.0)
+    image[cancellous & ((label == 1) | bones["spine"])] += red
     muscle = tissue == T["muscle"]
     streaks = band_pass(grid.shape_zyx, spacing, rng, 1.5, 5.0, stretch_zyx=(4.0, 1.0, 1.0))[muscle]
     image[muscle] += fat_contrast * 0.7 * np.clip(streaks - 2.3 + 0.012 * (age - 40.0), 0.0, 1.0)
