@@ -89,3 +89,27 @@ def test_a_lesion_against_the_pelvis_is_dropped_one_inside_the_head_is_kept():
     kept = _drop_touching(inside | roof, pelvis, (1.5, 1.5, 1.5))
     assert np.array_equal(kept, inside)
     assert 1 / 8 >= MAX_CONTACT_SHARE  # the roof's contact share is what the rule refuses
+
+
+def test_a_lesion_the_scan_cannot_resolve_is_dropped():
+    """A 2.1 ml lesion inside a head: kept from a 1 mm or 3 mm scan, dropped from a 5 mm one, where it spans
+    fewer than 27 of the scan's own voxels (17 of 125 mm³)."""
+    from ONFHAssistLib.analysis.segment import MIN_NECROSIS_ML, min_lesion_ml, postprocess
+
+    spacing = np.array([1.5, 1.5, 1.5])
+    zyx = (np.indices((64, 64, 64)).T * spacing).T  # mm, (3, z, y, x)
+    centre = np.array([48.0, 48.0, 48.0])
+    labels = np.zeros((64, 64, 64), np.uint8)
+    labels[((zyx - centre[:, None, None, None]) ** 2).sum(0) <= 24.0 ** 2] = 2
+    lesion_centre = centre + [12.0, 0.0, 0.0]
+    lesion = ((zyx - lesion_centre[:, None, None, None]) ** 2).sum(0) <= 8.0 ** 2
+    labels[lesion] = 3
+    lesion_ml = lesion.sum() * spacing.prod() / 1000.0
+    assert 2.0 < lesion_ml < 2.3
+    assert min_lesion_ml((1.0, 1.0, 1.0)) == MIN_NECROSIS_ML
+    assert min_lesion_ml((3.0, 3.0, 3.0)) == MIN_NECROSIS_ML  # 27 × 27 mm³ = 0.73 ml
+    assert min_lesion_ml((5.0, 5.0, 5.0)) == pytest.approx(27 * 125 / 1000.0)
+    for source, kept in (((1.0, 1.0, 1.0), True), ((3.0, 3.0, 3.0), True), ((5.0, 5.0, 5.0), False)):
+        out, sphere = postprocess(labels, np.zeros(3), spacing, centre[::-1], min_ml=min_lesion_ml(source))
+        assert sphere is not None
+        assert (out == 3).any() == kept, source

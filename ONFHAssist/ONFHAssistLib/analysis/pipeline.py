@@ -45,7 +45,7 @@ from .maps import crop_map, gradcam_for, on_grid, paste
 from .report import write_report
 from .findings import SIDE_NAMES, collapse_note
 from .results import AnalysisResult, HipResult, RiskResult, StageResult, collapse_systems, validate
-from .segment import INFER_SPEC
+from .segment import INFER_SPEC, MIN_NECROSIS_ML
 
 STAGE_NAMES = {"arco": ("0", "I", "II", "III", "IV"), "ficat": ("0", "I", "II", "III", "IV"),
                "jic_stage": ("0", "1", "2", "3", "4"), "ficat3": ("0", "I", "II"), "binary": ("none", "necrosis")}
@@ -414,8 +414,10 @@ def _stage_overruled(hip: HipResult) -> str:
 
 
 def _lesion_dropped(finding: HipFinding) -> str:
-    dropped = finding.segmentation.dropped_lesion_ml if finding.segmentation is not None else 0.0
-    if dropped < 0.05:
+    seg = finding.segmentation
+    if seg is None or seg.dropped_lesion_ml < 0.05:
         return ""
-    return (f"{dropped:.1f} ml the segmentation marked as lesion lie outside the femoral head or the femur and were "
-            "dropped (necrosis is only counted inside the head).")
+    floor = (f", or form a component under {seg.min_lesion_ml:.1f} ml, the smallest lesion this scan's voxels resolve"
+             if seg.min_lesion_ml > MIN_NECROSIS_ML else "")
+    return (f"{seg.dropped_lesion_ml:.1f} ml the segmentation marked as lesion lie outside the femoral head or the "
+            f"femur, against the acetabulum{floor}; they were dropped (necrosis is only counted inside the head).")

@@ -20,6 +20,11 @@ NECROSIS_MARGIN_MM = 1.5
 # Necrosis components below this are dropped: no lesion anyone would stage is that small (the phantom's
 # smallest is 1.3 ml, ≈ 2 % of a head), while noise specks on a healthy CT head reach ≈ 0.6 ml.
 MIN_NECROSIS_ML = 0.8
+# A lesion shows as one (rim, interior, rim) only when it spans about three of the scan's own voxels each
+# way; anything smaller is partial volume that any bright or dark blob under the cortex produces alike. So a
+# component must hold RESOLVABLE_VOXELS of the input's voxels: 3.4 ml at 5 mm, 1.7 ml at 4 mm, and under
+# MIN_NECROSIS_ML at every clinical protocol the phantom draws (≤ 13 mm³ voxels) and at 3 mm.
+RESOLVABLE_VOXELS = 27
 # A lesion component lying against the pelvis label is not in the head: ONFH is subchondral, and cartilage
 # plus joint space keep it ≥ 3 mm from the acetabulum (the phantom's truth: 3.1–4.0 mm). A few boundary
 # voxels may touch through partial volume (≤ 1 % of a predicted phantom CT lesion, seed 9204), but a
@@ -38,6 +43,7 @@ class HipSegmentation:
     measures: HipMeasures | None
     center_lps: list[float] | None  # refined head centre in the patient's LPS mm
     dropped_lesion_ml: float = 0.0  # lesion voxels the network drew outside the fitted head or the femur
+    min_lesion_ml: float = MIN_NECROSIS_ML  # smallest lesion component kept at this scan's resolution
     intensities: sitk.Image | None = None  # the input crop the network saw (before normalisation)
     features: np.ndarray | None = None  # the network's pooled bottleneck activations on this crop (`ood`)
 
@@ -51,11 +57,16 @@ def predict_crop(network: torch.nn.Module, crop: np.ndarray, device: torch.devic
     return torch.softmax(logits, 1)[0].float().cpu().numpy()
 
 
-def postprocess(labels: np.ndarray, origin, spacing, start_xyz,
-                in_view: np.ndarray | None = None) -> tuple[np.ndarray, HeadSphere | None]:
-    """Largest pelvis and femur component; necrosis only inside the fitted femoral head, specks dropped.
-    Pelvis and femur never share a voxel: where both components claim one, the femur keeps it. `in_view`
-    (crop voxels inside the scan) keeps the scan's edge out of the head sphere."""
+def min_lesion_ml(source_spacing) -> float:
+    """Smallest lesion component (ml) a scan with these voxel sizes (mm) resolves."""
+    return max(MIN_NECROSIS_ML, RESOLVABLE_VOXELS * float(np.prod(source_spacing)) / 1000.0)
+
+
+def postprocess(labels: np.ndarray, origin, spacing, start_xyz, in_view: np.ndarray | None = None,
+                min_ml: float = MIN_NECROSIS_ML) -> tuple[np.ndarray, HeadSphere | None]:
+    """Largest pelvis and femur component; necrosis only inside the fitted femoral head, components under
+    `min_ml` dropped. Pelvis and femur never share a voxel: where both components claim one, the femur keeps
+    it. `in_view` (crop voxels inside the scan) keeps the scan's edge out of the head sphere."""
     femur = largest_component(np.isin(labels, (2, 3)))
     pelvis = largest_component(labels == 1) & ~femur
     sphere = fit_head_sphere(femur, origin, spacing, start_xyz, in_view=in_view)
@@ -65,7 +76,7 @@ def postprocess(labels: np.ndarray, origin, spacing, start_xyz,
     if sphere is not None:
         head = distance_map(labels.shape, origin, spacing, sphere.center_xyz) <= sphere.radius_mm + NECROSIS_MARGIN_MM
         lesion = _drop_touching(femur & head & (labels == 3), pelvis, spacing)
-        out[_drop_specks(lesion, MIN_NECROSIS_ML * 1000.0 / float(np.prod(spacing)))] = 3
+        out[_drop_specks(lesion, min_ml * 1000.0 / float(np.prod(spacing)))] = 3
     return out, sphere
 
 
@@ -97,17 +108,18 @@ def segment_hip(network, image: sitk.Image, center_lps, side: str, modality: str
     origin, spacing = np.array(crop_image.GetOrigin()), np.array(crop_image.GetSpacing())
     # The crop is mirrored about the head's own sagittal plane, so the head centre is the same point in both.
     raw = np.argmax(probs, 0).astype(np.uint8)
+    min_ml = min_lesion_ml(image.GetSpacing())
     labels, sphere = postprocess(raw, origin, spacing, np.asarray(center_lps, float),
-                                 in_view(image, center_lps, side, INFER_SPEC))
+                                 in_view(image, center_lps, side, INFER_SPEC), min_ml)
     crop = sitk.GetImageFromArray(labels)
     crop.CopyInformation(crop_image)
     dropped_ml = float(((raw == 3) & (labels != 3)).sum() * np.prod(spacing) / 1000.0)
     if sphere is None:
-        return HipSegmentation(side, crop, list(center_lps), None, None, dropped_ml, crop_image, features)
+        return HipSegmentation(side, crop, list(center_lps), None, None, dropped_ml, min_ml, crop_image, features)
     measures = measure_head(labels, sphere, origin, spacing)
     centre = io.mirror_point(sphere.center_xyz, center_lps[0]) if side == "L" else sphere.center_xyz
     return HipSegmentation(side, crop, list(center_lps), measures, [float(v) for v in centre], dropped_ml,
-                           crop_image, features)
+                           min_ml, crop_image, features)
 
 
 def to_input_grid(hips: list[HipSegmentation], reference: sitk.Image) -> sitk.Image:
