@@ -1,8 +1,9 @@
 """Regenerate the out-of-distribution statistics of the shipped segmentation model (`analysis/ood.py`).
 
-Run from the repository root: `.venv/bin/python Resources/make_ood_stats.py`. Two fresh phantom cohorts
-(seeds used for nothing else): the mean and covariance come from the first, the threshold from the
-second, so the threshold sees distances of hips the statistics have not seen. Features are taken on the
+Run from the repository root: `.venv/bin/python Resources/make_ood_stats.py`. Fresh phantom cohorts of both
+generators, classic and realistic (seeds used for nothing else): the mean and covariance come from the fit
+pair, the threshold from the held-out pair, so the threshold sees distances of hips the statistics have not
+seen. Features are taken on the
 crop at each hip's true head centre. Writes ONFHAssist/Resources/Models/onfh-segmentation/ood.json.
 Real scans are never used here.
 """
@@ -33,23 +34,28 @@ MODALITY = "mixed"
 class Cohort:
     seed: int
     patients: int
+    generator: str = "classic"
 
     def args(self, out: Path) -> list[str]:
         return ["phantom", "--out", str(out), "--patients", str(self.patients), "--seed", str(self.seed),
-                "--modality", MODALITY, "--progress", "none"]
+                "--modality", MODALITY, "--generator", self.generator, "--progress", "none"]
 
 
-FIT = Cohort(seed=7101, patients=16)
-HELD_OUT = Cohort(seed=7102, patients=8)
+# The model learnt from both phantoms (README *Models*), so both are its training distribution.
+FIT = (Cohort(seed=7101, patients=16), Cohort(seed=7113, patients=16, generator="realistic"))
+HELD_OUT = (Cohort(seed=7102, patients=8), Cohort(seed=7114, patients=8, generator="realistic"))
 
 
 def cohort_features(network: torch.nn.Module, folder: Path) -> tuple[np.ndarray, list[str]]:
-    """Features (hips × channels) at each hip's true head centre, and each hip's modality."""
+    """Features (hips × channels) at each hip's true head centre, and each hip's modality; a hip outside a
+    one-hip view is left out (its crop is padding)."""
     rows = pd.read_csv(folder / "hips.csv")
     features, modalities = [], []
     for scan_id, hips in rows.groupby("scan_id"):
         image = io.read_image(folder / "images" / f"{scan_id}.nii.gz")
         for hip in hips.itertuples():
+            if not io.inside(image, [hip.head_x, hip.head_y, hip.head_z]):
+                continue
             seg = segment_hip(network, image, [hip.head_x, hip.head_y, hip.head_z], hip.side, hip.modality,
                               torch.device("cpu"))
             features.append(seg.features)
@@ -57,9 +63,9 @@ def cohort_features(network: torch.nn.Module, folder: Path) -> tuple[np.ndarray,
     return np.stack(features), modalities
 
 
-def _summary(cohort: Cohort, modalities: list[str], distances: list[float]) -> dict:
-    return {"command": "onfh " + " ".join(cohort.args(Path("DIR"))), "seed": cohort.seed,
-            "patients": cohort.patients, "hips": len(distances),
+def _summary(cohorts: tuple[Cohort, ...], modalities: list[str], distances: list[float]) -> dict:
+    return {"commands": ["onfh " + " ".join(c.args(Path("DIR"))) for c in cohorts],
+            "seeds": [c.seed for c in cohorts], "patients": sum(c.patients for c in cohorts), "hips": len(distances),
             "modalities": {m: modalities.count(m) for m in sorted(set(modalities))},
             "distances": [round(d, 3) for d in distances]}
 
@@ -69,11 +75,16 @@ def main() -> dict:
     network, entry = load("segmentation", str(MODEL), torch.device("cpu"))
     with tempfile.TemporaryDirectory() as work:
         found = {}
-        for name, cohort in (("fit", FIT), ("held_out", HELD_OUT)):
-            folder = Path(work) / name
-            if cli.main(cohort.args(folder)) != 0:
-                raise RuntimeError(f"onfh phantom failed for seed {cohort.seed}")
-            found[name] = cohort_features(network, folder)
+        for name, cohorts in (("fit", FIT), ("held_out", HELD_OUT)):
+            features, modalities = [], []
+            for cohort in cohorts:
+                folder = Path(work) / f"{name}-{cohort.seed}"
+                if cli.main(cohort.args(folder)) != 0:
+                    raise RuntimeError(f"onfh phantom failed for seed {cohort.seed}")
+                f, m = cohort_features(network, folder)
+                features.append(f)
+                modalities += m
+            found[name] = (np.concatenate(features), modalities)
     stats, record = ood.fit_stats(found["fit"][0], found["held_out"][0])
     doc = {"method": "Mahalanobis distance of the segmentation network's bottleneck activations (global average "
                      "pool, mean over the sliding windows) to the fit cohort; Ledoit-Wolf shrunk covariance; "

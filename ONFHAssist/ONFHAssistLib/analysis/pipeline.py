@@ -420,4 +420,4 @@ def _lesion_dropped(finding: HipFinding) -> str:
     floor = (f", or form a component under {seg.min_lesion_ml:.1f} ml, the smallest lesion this scan's voxels resolve"
              if seg.min_lesion_ml > MIN_NECROSIS_ML else "")
     return (f"{seg.dropped_lesion_ml:.1f} ml the segmentation marked as lesion lie outside the femoral head or the "
-            f"femur, against the acetabulum{floor}; they were dropped (necrosis is only counted inside the head).")
+            f"femur, or against the acetabulum{floor}; they were dropped (necrosis is only counted inside the head).")
