@@ -3,9 +3,8 @@
 Run from the repository root: `.venv/bin/python Resources/make_ood_stats.py`. Fresh phantom cohorts of both
 generators, classic and realistic (seeds used for nothing else): the mean and covariance come from the fit
 pair, the threshold from the held-out pair, so the threshold sees distances of hips the statistics have not
-seen. Features are taken on the
-crop at each hip's true head centre. Writes ONFHAssist/Resources/Models/onfh-segmentation/ood.json.
-Real scans are never used here.
+seen. Features are taken on the crop at each hip's true head centre. Writes
+ONFHAssist/Resources/Models/onfh-segmentation/ood.json. Real scans are never used here.
 """
 from __future__ import annotations
 

@@ -113,3 +113,18 @@ def test_a_lesion_the_scan_cannot_resolve_is_dropped():
         out, sphere = postprocess(labels, np.zeros(3), spacing, centre[::-1], min_ml=min_lesion_ml(source))
         assert sphere is not None
         assert (out == 3).any() == kept, source
+
+
+def test_the_dropped_lesion_warning_names_the_resolution_floor_only_when_it_applies():
+    """27 voxels of 5 × 5 × 5 mm = 3.375 ml, shown as 3.4; at 1 mm the floor is the 0.8 ml speck rule and unnamed."""
+    from ONFHAssistLib.analysis.hipfinder import HipFinding
+    from ONFHAssistLib.analysis.pipeline import _lesion_dropped
+    from ONFHAssistLib.analysis.segment import HipSegmentation, min_lesion_ml
+
+    def warning(spacing, dropped_ml):
+        seg = HipSegmentation("R", None, [0.0, 0.0, 0.0], None, None, dropped_ml, min_lesion_ml(spacing))
+        return _lesion_dropped(HipFinding(None, seg, None))
+
+    assert "under 3.4 ml" in warning((5.0, 5.0, 5.0), 0.7) and warning((5.0, 5.0, 5.0), 0.7).startswith("0.7 ml")
+    assert "resolve" not in warning((1.0, 1.0, 1.0), 0.7)
+    assert warning((5.0, 5.0, 5.0), 0.01) == ""

@@ -42,7 +42,7 @@ class HipSegmentation:
     crop_center: list[float]  # LPS centre the crop was taken around
     measures: HipMeasures | None
     center_lps: list[float] | None  # refined head centre in the patient's LPS mm
-    dropped_lesion_ml: float = 0.0  # lesion voxels the network drew outside the fitted head or the femur
+    dropped_lesion_ml: float = 0.0  # lesion the network drew outside the head or femur, on the pelvis, or too small
     min_lesion_ml: float = MIN_NECROSIS_ML  # smallest lesion component kept at this scan's resolution
     intensities: sitk.Image | None = None  # the input crop the network saw (before normalisation)
     features: np.ndarray | None = None  # the network's pooled bottleneck activations on this crop (`ood`)
