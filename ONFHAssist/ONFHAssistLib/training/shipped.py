@@ -1,17 +1,24 @@
-"""Rebuild the shipped demo models from scratch: fixed-seed phantom cohort, fixed-seed training.
+"""Rebuild the shipped demo models from scratch: fixed-seed phantom cohorts, fixed-seed training.
 
-`make models` runs this. The cohort mixes MR-T1 and CT; seeds 9000 and up are never used here,
-so held-out evaluation cohorts can be drawn from them.
+`make models` runs this. Step 1 trains every task on a classic-phantom cohort (MR-T1 and CT); step 2
+fine-tunes SRANet on a larger classic cohort, and segmentation and staging on the realistic generator's cohorts
+(issue 19: what the classic phantom teaches does not transfer to real anatomy), staging with the classic
+cohort beside them so that it keeps its classic-phantom accuracy. Seeds 9000 and up are never used here, so held-out evaluation
+cohorts can be drawn from them.
 """
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
+from ..dataset import write_dataset_json, write_table
 from ..phantom.cohort import write_cohort
 from . import TrainSettings, recipe
 
-TRAIN_SEED, TRAIN_PATIENTS = 101, 60
 ORDER = ("localizer", "segmentation", "staging", "sranet", "survival")
 # Per-task choices for the shipped models: ARCO staging (in the phantom ARCO = Ficat = JIC stage, so one
 # network grades all three), and epoch counts that fit a CPU build.
@@ -19,22 +26,80 @@ OPTIONS = {"staging": dict(system="arco", epochs=35, lr=5e-4), "sranet": dict(ep
            "survival": dict(preset="cpu")}
 SHIPPED_NAMES = {"staging": "onfh-staging-arco"}  # the others are onfh-<task>
 
+# The cohorts, each a list of (seed, patients, how to draw), all MR-T1 and CT alternating. The realistic ones
+# give 25 % of scans SynthSeg-style random tissue contrasts, for robustness to contrasts no generator draws.
+REALISTIC_DRAW = dict(generator="realistic", preset="segmentation", synth_share=0.25)
+COHORTS = {"classic": ((101, 60, {}),), "classic-105": ((105, 100, {}),),
+           "realistic": ((1905, 40, REALISTIC_DRAW), (1906, 60, REALISTIC_DRAW))}
+TRAIN_COHORT = "classic"
+# Step 2, in order: (task, cohorts, options); each starts from the task's model so far.
+FINE_TUNES = (("sranet", ("classic-105",), dict(epochs=8, lr=1e-4)),
+              ("segmentation", ("realistic",), dict(epochs=12, lr=1e-3, necrosis_weight=1.0)),
+              ("staging", ("realistic", "classic"), dict(system="arco", epochs=10, lr=3e-4)))
+
 
 def build(store: Path, work: Path, device: str, reporter, tasks=ORDER) -> list[Path]:
-    """Generate the training cohort (once), train each task, copy each model folder into `store`."""
-    data = work / f"cohort-{TRAIN_SEED}"
-    if not (data / "hips.csv").exists():
-        write_cohort(data, TRAIN_PATIENTS, TRAIN_SEED, "mixed", reporter=reporter)
-    built = []
-    for task in tasks:
-        settings = TrainSettings(task=task, data=data, out=work / task, device=device, seed=0, name=SHIPPED_NAMES.get(task, f"onfh-{task}"),
-                                 **OPTIONS.get(task, {}))
-        result = recipe(task).train(settings, reporter)
-        target = store / f"onfh-{task}"
-        tmp = store / f".onfh-{task}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(result["model"], tmp)
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)
-        built.append(target)
-    return built
+    """Generate the cohorts (once), train each task and fine-tune it, copy each final model folder into `store`."""
+    classic = _dataset(work, (TRAIN_COHORT,), reporter)
+    models = {task: _train(TrainSettings(task=task, data=classic, out=work / task, device=device, seed=0,
+                                         name=SHIPPED_NAMES.get(task, f"onfh-{task}"), **OPTIONS.get(task, {})), reporter)
+              for task in tasks}
+    for step, (task, cohorts, options) in enumerate(FINE_TUNES, start=1):
+        if task in models:
+            models[task] = _train(TrainSettings(task=task, data=_dataset(work, cohorts, reporter),
+                                                out=work / f"{task}-fine-tune{step}", device=device, seed=0,
+                                                init=str(models[task]), name=SHIPPED_NAMES.get(task, f"onfh-{task}"),
+                                                **options), reporter)
+    return [_install(store, task, models[task]) for task in tasks]
+
+
+def _train(settings: TrainSettings, reporter) -> Path:
+    return Path(recipe(settings.task).train(settings, reporter)["model"])
+
+
+def _install(store: Path, task: str, model: Path) -> Path:
+    """Replace store/onfh-<task> by the model folder through a temporary copy, so a failed copy leaves the old one."""
+    target = store / f"onfh-{task}"
+    tmp = store / f".onfh-{task}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(model, tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target
+
+
+def _dataset(work: Path, cohorts: tuple[str, ...], reporter) -> Path:
+    """The folder holding the named cohorts (each generated once): the cohort's own folder when there is one,
+    else a merged folder whose files are hard-linked where the disk allows."""
+    sources = []
+    for name in cohorts:
+        for seed, patients, draw in COHORTS[name]:
+            folder = work / f"cohort-{seed}" if not draw else work / f"cohort-{seed}-{draw['generator']}"
+            if not (folder / "hips.csv").exists():
+                write_cohort(folder, patients, seed, "mixed", reporter=reporter, **draw)
+            sources.append(folder)
+    if len(sources) == 1:
+        return sources[0]
+    out = work / ("cohort-" + "+".join(cohorts))
+    if (out / "hips.csv").exists():
+        return out
+    for sub in ("images", "labels"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for source in sources:
+            for f in sorted((source / sub).glob("*.nii.gz")):
+                if not (out / sub / f.name).exists():
+                    _link_or_copy(f, out / sub / f.name)
+    metas = [json.loads((s / "dataset.json").read_text(encoding="utf-8")) for s in sources]
+    write_dataset_json(out, "phantom-" + "+".join(cohorts), "mixed",
+                       {"generator": metas[0]["generator"], "anatomy": "+".join(dict.fromkeys(m["anatomy"] for m in metas)),
+                        "seed": [m["seed"] for m in metas], "patients": sum(m["patients"] for m in metas),
+                        "synth_scans": [s for m in metas for s in m.get("synth_scans", [])]})
+    write_table(pd.concat([pd.read_csv(s / "hips.csv") for s in sources], ignore_index=True), out / "hips.csv")
+    return out
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)

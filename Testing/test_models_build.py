@@ -1,0 +1,75 @@
+"""`make models` (`training.shipped.build`) with tiny cohorts and a recording trainer: every task is trained on
+the classic cohort, then SRANet, segmentation and staging are fine-tuned from that model, the latter two on merged
+realistic (+ classic) cohorts that `dataset.validate` accepts, and the store receives each task's last model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from ONFHAssistLib import dataset
+from ONFHAssistLib.phantom import cohort
+from ONFHAssistLib.training import shipped
+
+
+class RecordingTrainer:
+    """Stands in for the training recipes only: writes a model folder naming what it was given."""
+
+    def __init__(self):
+        self.runs = []
+
+    def __call__(self, task):
+        return self
+
+    def train(self, settings, reporter):
+        folder = Path(settings.out) / "model"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "model.json").write_text(json.dumps({"task": settings.task, "init": settings.init,
+                                                       "data": str(settings.data)}))
+        self.runs.append(settings)
+        return {"model": str(folder)}
+
+
+def test_build_fine_tunes_on_merged_realistic_cohorts(tmp_path, monkeypatch):
+    drawn = []
+
+    def tiny_cohort(out, patients, seed, modality="mr_t1", **kwargs):
+        drawn.append(seed)
+        return cohort.write_cohort(out, patients, seed, modality, shape=(40, 32, 24), spacing=[3.0], **kwargs)
+
+    trainer = RecordingTrainer()
+    monkeypatch.setattr(shipped, "write_cohort", tiny_cohort)
+    monkeypatch.setattr(shipped, "recipe", trainer)
+    realistic = shipped.COHORTS["realistic"][0][2]
+    monkeypatch.setattr(shipped, "COHORTS", {"classic": ((101, 1, {}),), "classic-105": ((105, 1, {}),),
+                                             "realistic": ((1905, 1, realistic), (1906, 2, realistic))})
+    store = tmp_path / "store"
+    store.mkdir()
+    built = shipped.build(store, tmp_path / "work", "cpu", None, ("segmentation", "staging", "sranet", "survival"))
+
+    assert [p.name for p in built] == ["onfh-segmentation", "onfh-staging", "onfh-sranet", "onfh-survival"]
+    first = {s.task: s for s in trainer.runs[:4]}
+    tuned = {s.task: s for s in trainer.runs[4:]}
+    assert [s.task for s in trainer.runs[4:]] == ["sranet", "segmentation", "staging"]
+    assert {s.data for s in first.values()} == {tmp_path / "work" / "cohort-101"}
+    assert tuned["sranet"].data == tmp_path / "work" / "cohort-105"
+    for task, settings in tuned.items():
+        assert settings.init == str(Path(first[task].out) / "model")
+        card = json.loads((store / f"onfh-{task}" / "model.json").read_text())
+        assert card["init"] == settings.init and card["data"] == str(settings.data)
+    assert json.loads((store / "onfh-survival" / "model.json").read_text())["init"] is None
+    assert tuned["staging"].system == "arco" and tuned["segmentation"].necrosis_weight == 1.0
+
+    assert realistic["generator"] == "realistic" and realistic["synth_share"] > 0
+    for settings, seeds in ((tuned["segmentation"], [1905, 1906]), (tuned["staging"], [1905, 1906, 101])):
+        report = dataset.validate(settings.data)
+        assert not report.errors, report.errors
+        meta = json.loads((Path(settings.data) / "dataset.json").read_text())
+        assert meta["seed"] == seeds and meta["anatomy"] == ("realistic" if 101 not in seeds else "realistic+classic")
+        hips = pd.read_csv(Path(settings.data) / "hips.csv")
+        assert len(hips) == 2 * meta["patients"] == 2 * (3 + (101 in seeds))
+        assert len(list((Path(settings.data) / "images").glob("*.nii.gz"))) == meta["patients"]
+    assert sorted(drawn) == [101, 105, 1905, 1906]  # each cohort drawn once, though two fine-tunes use the realistic ones
+
+    shipped.build(store, tmp_path / "work", "cpu", None, ("segmentation",))
+    assert sorted(drawn) == [101, 105, 1905, 1906]  # a second build reuses the cohorts
