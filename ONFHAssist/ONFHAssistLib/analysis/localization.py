@@ -208,7 +208,7 @@ def run_localizer(network: torch.nn.Module, image: sitk.Image, modality: str, de
 
 def screen(image: sitk.Image, modality: str, side: str, centre: list[float], confidence: float) -> HeadEstimate:
     """What the image alone says about a candidate before it is segmented: out of view, or metal in the hip."""
-    if not _inside(image, centre):
+    if not io.inside(image, centre):
         return HeadEstimate(side, False, centre, confidence=confidence,
                             reason="out of field of view: the head lies outside the scanned volume")
     if modality == "ct":
@@ -218,11 +218,6 @@ def screen(image: sitk.Image, modality: str, side: str, centre: list[float], con
                                 reason=f"metal in the hip (implant, screw or nail): {metal_ml:.1f} ml above "
                                        f"{METAL_HU:.0f} HU within {METAL_SEARCH_MM:.0f} mm of the head")
     return HeadEstimate(side, True, centre, confidence=confidence)
-
-
-def _inside(image: sitk.Image, point: list[float], margin_vox: float = 0.5) -> bool:
-    idx = io.physical_to_index(image, point)
-    return bool(np.all(idx >= -margin_vox) and np.all(idx <= np.array(image.GetSize()) - 1 + margin_vox))
 
 
 def metal_volume_ml(image: sitk.Image, centre: list[float]) -> float:
