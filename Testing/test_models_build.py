@@ -1,6 +1,7 @@
 """`make models` (`training.shipped.build`) with tiny cohorts and a recording trainer: every task is trained on
-the classic cohort, then SRANet, segmentation and staging are fine-tuned from that model, the latter two on merged
-realistic (+ classic) cohorts that `dataset.validate` accepts, and the store receives each task's last model."""
+the classic cohort, then the localiser, SRANet, segmentation and staging are fine-tuned from that model (three of
+them on merged realistic (+ classic) cohorts that `dataset.validate` accepts), the localiser is pooled with its
+step-1 model, and the store receives each task's last model."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,13 @@ import pandas as pd
 from ONFHAssistLib import dataset
 from ONFHAssistLib.phantom import cohort
 from ONFHAssistLib.training import shipped
+
+
+class Entry:
+    """What `build` reads of a store entry (the recording trainer writes no weights)."""
+
+    def __init__(self, folder):
+        self.folder, self.version = Path(folder), "1.0.0"
 
 
 class RecordingTrainer:
@@ -38,6 +46,16 @@ def test_build_fine_tunes_on_merged_realistic_cohorts(tmp_path, monkeypatch):
         return cohort.write_cohort(out, patients, seed, modality, shape=(40, 32, 24), spacing=[3.0], **kwargs)
 
     trainer = RecordingTrainer()
+    pooled = []
+
+    def record_pooling(folder, sources, card):
+        pooled.append(([e.folder for e in sources], card))
+        Path(folder).mkdir(parents=True)
+        (Path(folder) / "model.json").write_text(json.dumps({"task": "localizer", "init": "pooled", "data": None}))
+        return Entry(folder)
+
+    monkeypatch.setattr(shipped, "save_pooled", record_pooling)
+    monkeypatch.setattr(shipped.modelstore, "read_entry", Entry)
     monkeypatch.setattr(shipped, "write_cohort", tiny_cohort)
     monkeypatch.setattr(shipped, "recipe", trainer)
     realistic = shipped.COHORTS["realistic"][0][2]
@@ -45,12 +63,21 @@ def test_build_fine_tunes_on_merged_realistic_cohorts(tmp_path, monkeypatch):
                                              "realistic": ((1905, 1, realistic), (1906, 2, realistic))})
     store = tmp_path / "store"
     store.mkdir()
-    built = shipped.build(store, tmp_path / "work", "cpu", None, ("segmentation", "staging", "sranet", "survival"))
+    built = shipped.build(store, tmp_path / "work", "cpu", None,
+                          ("localizer", "segmentation", "staging", "sranet", "survival"))
 
-    assert [p.name for p in built] == ["onfh-segmentation", "onfh-staging", "onfh-sranet", "onfh-survival"]
-    first = {s.task: s for s in trainer.runs[:4]}
-    tuned = {s.task: s for s in trainer.runs[4:]}
-    assert [s.task for s in trainer.runs[4:]] == ["sranet", "segmentation", "staging"]
+    assert [p.name for p in built] == ["onfh-localizer", "onfh-segmentation", "onfh-staging", "onfh-sranet",
+                                       "onfh-survival"]
+    first = {s.task: s for s in trainer.runs[:5]}
+    tuned = {s.task: s for s in trainer.runs[5:]}
+    assert [s.task for s in trainer.runs[5:]] == ["localizer", "sranet", "segmentation", "staging"]
+    # the shipped localiser pools the step-1 model with its fine-tune, in that order
+    assert pooled == [([Path(first["localizer"].out) / "model", Path(tuned["localizer"].out) / "model"],
+                       {"name": "onfh-localizer", "version": "1.0.0"})]
+    assert json.loads((store / "onfh-localizer" / "model.json").read_text())["init"] == "pooled"
+    localizer = tuned.pop("localizer")
+    assert localizer.init == str(Path(first["localizer"].out) / "model")
+    assert localizer.data == tuned["staging"].data  # realistic + classic
     assert {s.data for s in first.values()} == {tmp_path / "work" / "cohort-101"}
     assert tuned["sranet"].data == tmp_path / "work" / "cohort-105"
     for task, settings in tuned.items():

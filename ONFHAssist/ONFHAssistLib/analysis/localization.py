@@ -24,11 +24,14 @@ import torch
 
 from ..imaging import io
 from ..imaging.crops import normalise
+from ..models.localizer import members as localizer_members
 
 GRID_MM = 6.0
 MULTIPLE = 16  # the network halves the grid four times
 CANDIDATE_MIN_HEIGHT = 0.2  # below this a peak is background texture (phantom heads score 0.84–1.0)
 MAX_CANDIDATES = 4  # per side
+POOLED_MAX_CANDIDATES = 6  # per side, from a pooled localiser (models.localizer.CandidateEnsemble)
+SAME_CANDIDATE_MM = 10.0  # a pooled candidate this close to one already taken is the same head
 METAL_HU = 2500.0  # above dense cortical bone (≤ 2000 HU), below every orthopaedic metal (≥ 3000 HU)
 METAL_SEARCH_MM = 60.0  # a head (≤ 32 mm) and the neck a screw or nail runs through
 METAL_MIN_ML = 0.5  # a 6.5 mm lag screw holds ≈ 1.7 ml over 50 mm; counted on the scan's own grid
@@ -200,10 +203,24 @@ def symmetric_heatmap(network: torch.nn.Module, array: np.ndarray, device: torch
 
 def run_localizer(network: torch.nn.Module, image: sitk.Image, modality: str, device: torch.device,
                   midline_x: float | None) -> dict[str, list[tuple[list[float], float]]]:
-    """Ranked femoral-head candidates per side: (LPS mm, heatmap height)."""
+    """Ranked femoral-head candidates per side: (LPS mm, heatmap height); a pooled localiser's members' in turn."""
     array, grid = localizer_input(image, modality)
-    heat = symmetric_heatmap(network, array, device)
-    return side_candidates(decode_peaks(heat, grid), midline_x)
+    ranked = [side_candidates(decode_peaks(symmetric_heatmap(member, array, device), grid), midline_x)
+              for member in localizer_members(network)]
+    return ranked[0] if len(ranked) == 1 else {side: pooled([r[side] for r in ranked]) for side in SIDES}
+
+
+def pooled(lists: list[list[tuple[list[float], float]]]) -> list[tuple[list[float], float]]:
+    """The first candidate of each list, then the second of each, …; one within SAME_CANDIDATE_MM of a
+    candidate already taken is skipped, and at most POOLED_MAX_CANDIDATES are kept. Heights of different
+    networks are not compared: the order of the members is the ranking."""
+    out = []
+    for rank in range(max(map(len, lists), default=0)):
+        for candidates in lists:
+            if rank < len(candidates) and all(np.linalg.norm(np.subtract(candidates[rank][0], c[0])) > SAME_CANDIDATE_MM
+                                              for c in out):
+                out.append(candidates[rank])
+    return out[:POOLED_MAX_CANDIDATES]
 
 
 def screen(image: sitk.Image, modality: str, side: str, centre: list[float], confidence: float) -> HeadEstimate:

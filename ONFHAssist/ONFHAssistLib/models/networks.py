@@ -5,14 +5,15 @@ import torch
 
 from ..errors import InputError
 from . import store as modelstore
-from .localizer import build_localizer
+from .localizer import CandidateEnsemble
+from .localizer import build_from_card as build_localizer_from_card
 from .segmentation import build_segmenter
 from .sranet import SRANet
 from .staging import MulPoolDenseNet
 from .survival import SurvivalConfig, TriStreamSurvival
 
 BUILDERS = {
-    "localizer": lambda card: build_localizer(tuple(card["features"])),
+    "localizer": build_localizer_from_card,
     "segmentation": lambda card: build_segmenter(tuple(card["features"])),
     "staging": lambda card: MulPoolDenseNet(card["classes"], **card["architecture"]),
     "sranet": lambda card: SRANet(classes=card["classes"], **card["architecture"]),
@@ -37,6 +38,8 @@ def initialise_from(network: torch.nn.Module, task: str, name: str) -> dict:
     on an annotator's corrected cases); returns its provenance for the new card."""
     entry = modelstore.find_model(task, name)
     source = modelstore.load_weights(entry, build(task, entry.card), task=task)
+    if isinstance(source, CandidateEnsemble) and not isinstance(network, CandidateEnsemble):
+        source = source.members[0]  # a pooled localiser is fine-tuned from its first member
     try:
         network.load_state_dict(source.state_dict())
     except RuntimeError:

@@ -1,10 +1,11 @@
 """Rebuild the shipped demo models from scratch: fixed-seed phantom cohorts, fixed-seed training.
 
-`make models` runs this. Step 1 trains every task on a classic-phantom cohort (MR-T1 and CT); step 2
-fine-tunes SRANet on a larger classic cohort, and segmentation and staging on the realistic generator's cohorts
-(issue 19: what the classic phantom teaches does not transfer to real anatomy), staging with the classic
-cohort beside them so that it keeps its classic-phantom accuracy. Seeds 9000 and up are never used here, so held-out evaluation
-cohorts can be drawn from them.
+`make models` runs this. Step 1 trains every task on a classic-phantom cohort (MR-T1 and CT). Step 2 fine-tunes
+the localiser on realistic + classic cohorts (and pools it with the step-1 one), SRANet on a larger classic
+cohort, and segmentation and staging on the realistic generator's cohorts (issue 19: what the classic phantom
+teaches does not transfer to real anatomy), staging with the classic cohort beside them so that it keeps its
+classic-phantom accuracy. Seeds 9000 and up are never used here, so held-out evaluation cohorts can be drawn
+from them.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..dataset import write_dataset_json, write_table
+from ..models import store as modelstore
+from ..models.localizer import save_pooled
 from ..phantom.cohort import write_cohort
 from . import TrainSettings, recipe
 
@@ -32,8 +35,11 @@ REALISTIC_DRAW = dict(generator="realistic", preset="segmentation", synth_share=
 COHORTS = {"classic": ((101, 60, {}),), "classic-105": ((105, 100, {}),),
            "realistic": ((1905, 40, REALISTIC_DRAW), (1906, 60, REALISTIC_DRAW))}
 TRAIN_COHORT = "classic"
-# Step 2, in order: (task, cohorts, options); each starts from the task's model so far.
-FINE_TUNES = (("sranet", ("classic-105",), dict(epochs=8, lr=1e-4)),
+# Step 2, in order: (task, cohorts, options); each starts from the task's model so far. The shipped localiser
+# pools the step-1 one with its fine-tune (`models.localizer.CandidateEnsemble`): the fine-tune alone finds the
+# realistic phantom's heads but loses real ones the step-1 model finds (README, *Real scans → Retraining*).
+FINE_TUNES = (("localizer", ("realistic", "classic"), dict(epochs=5, lr=1e-3)),
+              ("sranet", ("classic-105",), dict(epochs=8, lr=1e-4)),
               ("segmentation", ("realistic",), dict(epochs=12, lr=1e-3, necrosis_weight=1.0)),
               ("staging", ("realistic", "classic"), dict(system="arco", epochs=10, lr=3e-4)))
 
@@ -42,14 +48,20 @@ def build(store: Path, work: Path, device: str, reporter, tasks=ORDER) -> list[P
     """Generate the cohorts (once), train each task and fine-tune it, copy each final model folder into `store`."""
     classic = _dataset(work, (TRAIN_COHORT,), reporter)
     models = {task: _train(TrainSettings(task=task, data=classic, out=work / task, device=device, seed=0,
-                                         name=SHIPPED_NAMES.get(task, f"onfh-{task}"), **OPTIONS.get(task, {})), reporter)
+                                         name=SHIPPED_NAMES.get(task, f"onfh-{task}"), **OPTIONS.get(task, {})),
+                           reporter)
               for task in tasks}
+    first = dict(models)
     for step, (task, cohorts, options) in enumerate(FINE_TUNES, start=1):
         if task in models:
             models[task] = _train(TrainSettings(task=task, data=_dataset(work, cohorts, reporter),
                                                 out=work / f"{task}-fine-tune{step}", device=device, seed=0,
                                                 init=str(models[task]), name=SHIPPED_NAMES.get(task, f"onfh-{task}"),
                                                 **options), reporter)
+    if "localizer" in models:
+        tuned = modelstore.read_entry(models["localizer"])
+        models["localizer"] = save_pooled(work / "localizer-pooled", [modelstore.read_entry(first["localizer"]), tuned],
+                                          {"name": "onfh-localizer", "version": tuned.version}).folder
     return [_install(store, task, models[task]) for task in tasks]
 
 
