@@ -1,7 +1,7 @@
 """`make models` (`training.shipped.build`) with tiny cohorts and a recording trainer: every task is trained on
-the classic cohort, then the localiser, SRANet, segmentation and staging are fine-tuned from that model (three of
-them on merged realistic (+ classic) cohorts that `dataset.validate` accepts), the localiser is pooled with its
-step-1 model, and the store receives each task's last model."""
+the classic cohort, then the localiser, SRANet (twice), segmentation and staging are fine-tuned from the task's
+model so far (four of those runs on merged realistic (+ classic) cohorts that `dataset.validate` accepts), the
+localiser is pooled with its step-1 model, and the store receives each task's last model."""
 from __future__ import annotations
 
 import json
@@ -69,8 +69,13 @@ def test_build_fine_tunes_on_merged_realistic_cohorts(tmp_path, monkeypatch):
     assert [p.name for p in built] == ["onfh-localizer", "onfh-segmentation", "onfh-staging", "onfh-sranet",
                                        "onfh-survival"]
     first = {s.task: s for s in trainer.runs[:5]}
+    assert [s.task for s in trainer.runs[5:]] == ["localizer", "sranet", "segmentation", "staging", "sranet"]
+    sranet_105, sranet_last = trainer.runs[6], trainer.runs[9]
+    assert sranet_105.data == tmp_path / "work" / "cohort-105"
+    assert sranet_105.init == str(Path(first["sranet"].out) / "model")
+    assert sranet_last.init == str(Path(sranet_105.out) / "model") and sranet_last.data == trainer.runs[8].data
+    first["sranet"] = sranet_105  # the last fine-tune of a task starts from the one before it
     tuned = {s.task: s for s in trainer.runs[5:]}
-    assert [s.task for s in trainer.runs[5:]] == ["localizer", "sranet", "segmentation", "staging"]
     # the shipped localiser pools the step-1 model with its fine-tune, in that order
     assert pooled == [([Path(first["localizer"].out) / "model", Path(tuned["localizer"].out) / "model"],
                        {"name": "onfh-localizer", "version": "1.0.0"})]
@@ -78,8 +83,7 @@ def test_build_fine_tunes_on_merged_realistic_cohorts(tmp_path, monkeypatch):
     localizer = tuned.pop("localizer")
     assert localizer.init == str(Path(first["localizer"].out) / "model")
     assert localizer.data == tuned["staging"].data  # realistic + classic
-    assert {s.data for s in first.values()} == {tmp_path / "work" / "cohort-101"}
-    assert tuned["sranet"].data == tmp_path / "work" / "cohort-105"
+    assert {s.data for s in trainer.runs[:5]} == {tmp_path / "work" / "cohort-101"}
     for task, settings in tuned.items():
         assert settings.init == str(Path(first[task].out) / "model")
         card = json.loads((store / f"onfh-{task}" / "model.json").read_text())
@@ -96,7 +100,7 @@ def test_build_fine_tunes_on_merged_realistic_cohorts(tmp_path, monkeypatch):
         hips = pd.read_csv(Path(settings.data) / "hips.csv")
         assert len(hips) == 2 * meta["patients"] == 2 * (3 + (101 in seeds))
         assert len(list((Path(settings.data) / "images").glob("*.nii.gz"))) == meta["patients"]
-    assert sorted(drawn) == [101, 105, 1905, 1906]  # each cohort drawn once, though two fine-tunes use the realistic ones
+    assert sorted(drawn) == [101, 105, 1905, 1906]  # each cohort drawn once, though fine-tunes share them
 
     shipped.build(store, tmp_path / "work", "cpu", None, ("segmentation",))
     assert sorted(drawn) == [101, 105, 1905, 1906]  # a second build reuses the cohorts

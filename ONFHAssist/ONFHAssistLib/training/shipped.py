@@ -2,9 +2,9 @@
 
 `make models` runs this. Step 1 trains every task on a classic-phantom cohort (MR-T1 and CT). Step 2 fine-tunes
 the localiser on realistic + classic cohorts (and pools it with the step-1 one), SRANet on a larger classic
-cohort, and segmentation and staging on the realistic generator's cohorts (issue 19: what the classic phantom
-teaches does not transfer to real anatomy), staging with the classic cohort beside them so that it keeps its
-classic-phantom accuracy. Seeds 9000 and up are never used here, so held-out evaluation cohorts can be drawn
+cohort, and segmentation, staging and SRANet on the realistic generator's cohorts (issue 19: what the classic
+phantom teaches does not transfer to real anatomy), staging and SRANet with the classic cohort beside them so
+that they keep their classic-phantom accuracy. Seeds 9000 and up are never used here, so held-out evaluation cohorts can be drawn
 from them.
 """
 from __future__ import annotations
@@ -41,7 +41,8 @@ TRAIN_COHORT = "classic"
 FINE_TUNES = (("localizer", ("realistic", "classic"), dict(epochs=5, lr=1e-3)),
               ("sranet", ("classic-105",), dict(epochs=8, lr=1e-4)),
               ("segmentation", ("realistic",), dict(epochs=12, lr=1e-3, necrosis_weight=1.0)),
-              ("staging", ("realistic", "classic"), dict(system="arco", epochs=10, lr=3e-4)))
+              ("staging", ("realistic", "classic"), dict(system="arco", epochs=10, lr=3e-4)),
+              ("sranet", ("realistic", "classic"), dict(epochs=4, lr=1e-4)))
 
 
 def build(store: Path, work: Path, device: str, reporter, tasks=ORDER) -> list[Path]:
