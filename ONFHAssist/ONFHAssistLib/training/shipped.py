@@ -4,8 +4,8 @@
 the localiser on realistic + classic cohorts (and pools it with the step-1 one), SRANet on a larger classic
 cohort, and segmentation, staging and SRANet on the realistic generator's cohorts (issue 19: what the classic
 phantom teaches does not transfer to real anatomy), staging and SRANet with the classic cohort beside them so
-that they keep their classic-phantom accuracy. Seeds 9000 and up are never used here, so held-out evaluation cohorts can be drawn
-from them.
+that they keep their classic-phantom accuracy. Seeds 9000 and up are never used here, so held-out evaluation
+cohorts can be drawn from them.
 """
 from __future__ import annotations
 
@@ -104,7 +104,8 @@ def _dataset(work: Path, cohorts: tuple[str, ...], reporter) -> Path:
                     _link_or_copy(f, out / sub / f.name)
     metas = [json.loads((s / "dataset.json").read_text(encoding="utf-8")) for s in sources]
     write_dataset_json(out, "phantom-" + "+".join(cohorts), "mixed",
-                       {"generator": metas[0]["generator"], "anatomy": "+".join(dict.fromkeys(m["anatomy"] for m in metas)),
+                       {"generator": metas[0]["generator"],
+                        "anatomy": "+".join(dict.fromkeys(m["anatomy"] for m in metas)),
                         "seed": [m["seed"] for m in metas], "patients": sum(m["patients"] for m in metas),
                         "synth_scans": [s for m in metas for s in m.get("synth_scans", [])]})
     write_table(pd.concat([pd.read_csv(s / "hips.csv") for s in sources], ignore_index=True), out / "hips.csv")
