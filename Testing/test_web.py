@@ -100,9 +100,10 @@ def server(own_processes, tmp_path_factory):
     log = results.parent / "server.log"  # VTK's warnings and any traceback, named in a failure at start
     env = dict(os.environ, PYTHONPATH=str(ROOT / "ONFHAssist"), OMP_NUM_THREADS="1")
     token = secrets.token_urlsafe(8)  # the booth's case: every request needs it (here on 127.0.0.1, asked for)
+    # `--token=…`: a URL-safe token may start with '-', which argparse would take for an option
     with open(log, "w", encoding="utf-8") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "ONFHAssistLib", "web", "--port", "0", "--results",
-                                 str(results), "--token", token], stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                 str(results), f"--token={token}"], stdout=subprocess.PIPE, stderr=stderr, text=True,
                                 env=env)
     try:
         url = _read_url(proc, timeout_s=180, log=log)

@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="folder for the analyses (default: a temporary folder removed when the server stops)")
     web.add_argument("--token", default=None,
                      help="access token a visitor's URL must carry (?token=...); default: a new random one when "
-                          "--host is not loopback, none on 127.0.0.1")
+                          "--host is not loopback, none on 127.0.0.1 (write --token=VALUE for one starting with '-')")
     return parser
 
 
