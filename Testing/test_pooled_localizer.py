@@ -20,6 +20,24 @@ def test_pooled_takes_each_members_candidates_in_turn_and_drops_repeats():
     many = [[([100.0 * k, 10.0 * r, 0.0], 0.5) for r in range(4)] for k in range(3)]
     assert len(localization.pooled(many)) == localization.POOLED_MAX_CANDIDATES
     assert localization.pooled([[], a]) == a and localization.pooled([]) == []
+    assert localization.pooled([b]) == b  # one network's own candidates pass unchanged
+
+
+def test_a_pooled_card_whose_member_has_no_features_is_one_clear_line(tmp_path, capsys):
+    import json
+    import shutil
+
+    from ONFHAssistLib.cli import main
+
+    folder = tmp_path / "loc"
+    shutil.copytree(store.find_model("localizer").folder, folder)
+    card = json.loads((folder / "model.json").read_text())
+    del card["members"][1]["features"]
+    (folder / "model.json").write_text(json.dumps(card))
+    argv = ["segment", str(demo_case.image_path()), "--out", str(tmp_path / "out"), "--localizer", str(folder)]
+    assert main(argv) == 2
+    assert "'members' must be a list of the member networks' cards" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "analysis.json").exists()
 
 
 def test_a_network_pooled_with_itself_finds_what_it_finds_alone():

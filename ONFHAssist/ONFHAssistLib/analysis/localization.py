@@ -17,6 +17,7 @@ The coarse centre is later refined by a sphere fit to the segmented head (`measu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import zip_longest
 
 import numpy as np
 import SimpleITK as sitk
@@ -138,7 +139,8 @@ def side_candidates(peaks: list[tuple[list[float], float]],
     midline unknown (None) every peak is a candidate for both sides, and the femoral neck tells them apart
     (`plausibility`)."""
     strong = [p for p in peaks if p[1] >= CANDIDATE_MIN_HEIGHT]
-    pairs = sorted(((a, b) for i, a in enumerate(strong) for b in strong[i + 1:]), key=lambda ab: -(ab[0][1] + ab[1][1]))
+    pairs = sorted(((a, b) for i, a in enumerate(strong) for b in strong[i + 1:]),
+                   key=lambda ab: -(ab[0][1] + ab[1][1]))
     first = next(((a, b) if a[0][0] < b[0][0] else (b, a) for a, b in pairs
                   if plausible_pair(*((a[0], b[0]) if a[0][0] < b[0][0] else (b[0], a[0])))), None)
     out = {}
@@ -207,19 +209,18 @@ def run_localizer(network: torch.nn.Module, image: sitk.Image, modality: str, de
     array, grid = localizer_input(image, modality)
     ranked = [side_candidates(decode_peaks(symmetric_heatmap(member, array, device), grid), midline_x)
               for member in localizer_members(network)]
-    return ranked[0] if len(ranked) == 1 else {side: pooled([r[side] for r in ranked]) for side in SIDES}
+    return {side: pooled([r[side] for r in ranked]) for side in SIDES}
 
 
 def pooled(lists: list[list[tuple[list[float], float]]]) -> list[tuple[list[float], float]]:
     """The first candidate of each list, then the second of each, …; one within SAME_CANDIDATE_MM of a
     candidate already taken is skipped, and at most POOLED_MAX_CANDIDATES are kept. Heights of different
-    networks are not compared: the order of the members is the ranking."""
+    networks are not compared: the order of the members is the ranking. One list comes back unchanged (its
+    peaks are PEAK_SPACING_MM apart and at most MAX_CANDIDATES)."""
     out = []
-    for rank in range(max(map(len, lists), default=0)):
-        for candidates in lists:
-            if rank < len(candidates) and all(np.linalg.norm(np.subtract(candidates[rank][0], c[0])) > SAME_CANDIDATE_MM
-                                              for c in out):
-                out.append(candidates[rank])
+    for candidate in (c for rank in zip_longest(*lists) for c in rank if c is not None):
+        if all(np.linalg.norm(np.subtract(candidate[0], taken[0])) > SAME_CANDIDATE_MM for taken in out):
+            out.append(candidate)
     return out[:POOLED_MAX_CANDIDATES]
 
 

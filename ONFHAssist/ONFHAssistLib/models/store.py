@@ -122,6 +122,11 @@ def read_entry(folder: str | Path) -> ModelEntry:
     missing += [k for k in TASK_FIELDS.get(str(card.get("task")), ()) if k not in card]
     if missing:
         raise InputError(f"{card_path}: missing {', '.join(missing)}.")
+    members = card.get("members")  # a pooled localiser (models.localizer.CandidateEnsemble) builds one per member
+    if members is not None and not (isinstance(members, list) and members
+                                    and all(isinstance(m, dict) and "features" in m for m in members)):
+        raise InputError(f"{card_path}: 'members' must be a list of the member networks' cards, "
+                         "each with its features.")
     if not (folder / WEIGHTS).is_file():
         raise InputError(f"{folder}: {WEIGHTS} is missing (only safetensors weights are accepted).")
     return ModelEntry(folder, card)
@@ -229,7 +234,8 @@ def _install(store: Path, name: str, read: Callable[[str], bytes], source: str) 
         _check_installable(read_entry(staging), store)
         os.replace(staging, target)
     except InputError as exc:
-        raise InputError(f"{source}: {str(exc).replace(str(staging) + os.sep, '').replace(str(staging), name)}") from None
+        message = str(exc).replace(str(staging) + os.sep, '').replace(str(staging), name)
+        raise InputError(f"{source}: {message}") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging)
