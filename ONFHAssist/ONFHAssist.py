@@ -605,8 +605,10 @@ class ONFHAssistTest(ScriptedLoadableModuleTest):
         for roi, side in zip(logic.nodes["rois"], ("R", "L")):
             centre = np.array(roi.GetCenter()) * [-1, -1, 1]
             self.assertLess(np.linalg.norm(centre - [truth[side][c] for c in ("head_x", "head_y", "head_z")]), 2.0)
+        # Compared in LPS order: a reader may return the demo's inferior-running z axis reversed (same voxels).
         label = mrml.segmentation_to_label(slicer.mrmlScene, logic.nodes["segmentation"], volume)
-        expected = io.read_image(logic.analysis_dir / "labels.nii.gz")
+        label = sitk.DICOMOrient(label, "LPS")
+        expected = sitk.DICOMOrient(io.read_image(logic.analysis_dir / "labels.nii.gz"), "LPS")
         self.assertTrue(np.array_equal(sitk.GetArrayFromImage(label), sitk.GetArrayFromImage(expected)))
 
         params = logic.getParameterNode()

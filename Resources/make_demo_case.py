@@ -1,4 +1,5 @@
-"""Regenerate the bundled demo scan: a bilateral MR-T1 phantom, one hip with a lesion, one healthy.
+"""Regenerate the bundled demo scan: a bilateral MR-T1 of the realistic phantom (`phantom.realistic`: muscles,
+fat planes, trabecular bone), one hip with a lesion, one healthy.
 
 Run from the repository root: `.venv/bin/python Resources/make_demo_case.py`. Writes
 ONFHAssist/Resources/Demo/onfh_demo_hip.nii.gz, its label map and truth, and demo.json with SHA256 sums (the
@@ -11,6 +12,7 @@ import json
 from ONFHAssistLib.imaging import io
 from ONFHAssistLib.models import store as modelstore
 from ONFHAssistLib.phantom import cohort as phantom
+from ONFHAssistLib.phantom.realistic import draw
 from ONFHAssistLib.atomic import atomic_write_text
 from ONFHAssistLib.resources import DEMO
 
@@ -32,13 +34,12 @@ def main() -> None:
     i = pick_patient()
     rng = phantom.patient_rng(SEED, i)
     anat = phantom.sample_anatomy(rng)
-    spec = phantom.ScanSpec(size=(240, 176, 112), spacing=(1.6, 1.6, 2.0))
-    image, label = phantom.render(anat, spec, "mr_t1", rng)
-    scan = io.write_image(image, OUT / "onfh_demo_hip.nii.gz")
-    lab = io.write_image(label, OUT / "onfh_demo_hip_label.nii.gz")
+    scan = draw(anat, rng, "mr_t1", (240, 176, 112), (1.6, 1.6, 2.0))
+    image = io.write_image(scan.image, OUT / "onfh_demo_hip.nii.gz")
+    lab = io.write_image(scan.label, OUT / "onfh_demo_hip_label.nii.gz")
     truth = phantom.hip_rows("DEMO", "onfh_demo_hip", "mr_t1", anat)
-    meta = {"scan": scan.name, "label": lab.name, "seed": SEED, "patient_index": i,
-            "sha256": {scan.name: modelstore.sha256_file(scan), lab.name: modelstore.sha256_file(lab)},
+    meta = {"scan": image.name, "label": lab.name, "seed": SEED, "patient_index": i, "generator": "realistic",
+            "sha256": {image.name: modelstore.sha256_file(image), lab.name: modelstore.sha256_file(lab)},
             "truth": truth}
     atomic_write_text(OUT / "demo.json", json.dumps(meta, indent=2) + "\n")
     print(json.dumps(truth, indent=1))

@@ -162,9 +162,12 @@ def test_gradcam_peaks_inside_the_head_of_the_lesion_hip(demo):
 
 
 def _box_mask(image, centre, half_mm):
-    """Voxels within a cube of half-edge `half_mm` around a point (the demo scan is axis-aligned)."""
+    """Voxels within an LPS-aligned cube of half-edge `half_mm` around a point (the demo's axes are LPS axes, some
+    reversed)."""
     zz, yy, xx = np.indices(sitk.GetArrayViewFromImage(image).shape)
-    pts = np.stack([xx, yy, zz], -1).reshape(-1, 3) * np.array(image.GetSpacing()) + np.array(image.GetOrigin())
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    xyz = np.stack([xx, yy, zz], -1).reshape(-1, 3) * np.array(image.GetSpacing())
+    pts = xyz @ direction.T + np.array(image.GetOrigin())
     return (np.abs(pts - np.asarray(centre)).max(1) <= half_mm).reshape(zz.shape)
 
 
