@@ -59,6 +59,8 @@ def test_card_says_what_analysis_json_holds():
     assert card["risk"] == "risk score higher than 61 % of the 80 training hips"
     assert card["collapse"][1]["text"] == "16 % (95 % interval 9 % to 21 %)"
     assert card["survival"] == "0.0,0.0 120.0,40.0 240.0,60.0"  # 240 × 80 box: t 0/60/120 months, S 1/0.5/0.25
+    hip["risk"] = None
+    assert hip_card(hip)["survival"] == ""  # falsy in the page too (an empty list is truthy in JavaScript)
     missing = hip_card({"side": "L", "found": False, "reason": "prosthesis: metal in the joint"})
     assert not missing["found"] and missing["reason"] == "prosthesis: metal in the joint" and missing["stages"] == []
 
@@ -285,6 +287,8 @@ def test_demo_analysis_through_the_page(server, browser, tmp_path):
         p = stage["probabilities"][stage["label"]]
         expected = f"{stage['label']} (p {p:.2f}{', uncertain' if p < 0.5 else ''})"
         assert card.get_by_test_id(f"stage-{system}").inner_text() == expected, (finding["side"], system)
+        has_risk = hips[finding["side"]]["risk"] is not None
+        assert ("Survival without collapse" in card.inner_text()) == has_risk, finding["side"]
     right = hips["R"]
     assert right["found"] and right["volumes_ml"]["necrosis"] > 0
 

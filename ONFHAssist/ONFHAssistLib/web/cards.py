@@ -26,7 +26,7 @@ def hip_card(hip: dict, finding: dict | None = None) -> dict:
     card = {"side": hip["side"], "title": SIDE_NAMES[hip["side"]], "found": bool(hip["found"]),
             "finding": finding["sentence"], "confidence": finding["confidence"], "flag": finding["flag"],
             "reason": hip.get("reason") or "", "stages": [], "sranet": "", "risk": "", "collapse": [],
-            "survival": [], "note": unreliable_text(hip) if hip["found"] else ""}
+            "survival": "", "note": unreliable_text(hip) if hip["found"] else ""}
     if not hip["found"]:
         return card
     shown = main_system(hip) or next(iter(hip.get("stage") or {}), None)
