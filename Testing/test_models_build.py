@@ -104,3 +104,17 @@ def test_build_fine_tunes_on_merged_realistic_cohorts(tmp_path, monkeypatch):
 
     shipped.build(store, tmp_path / "work", "cpu", None, ("segmentation",))
     assert sorted(drawn) == [101, 105, 1905, 1906]  # a second build reuses the cohorts
+
+
+def test_a_cohort_gets_hips_csv_last(tmp_path, monkeypatch):
+    """`build` takes a cohort folder with hips.csv as finished, so `write_cohort` writes it after everything else."""
+    seen = {}
+    real_write_table = cohort.write_table
+
+    def recording_write_table(frame, path):
+        seen["dataset.json"] = (Path(path).parent / "dataset.json").is_file()
+        real_write_table(frame, path)
+
+    monkeypatch.setattr(cohort, "write_table", recording_write_table)
+    cohort.write_cohort(tmp_path / "c", patients=1, seed=3, shape=(40, 32, 24), spacing=(4.0, 4.0, 4.0))
+    assert seen == {"dataset.json": True} and (tmp_path / "c" / "hips.csv").is_file()

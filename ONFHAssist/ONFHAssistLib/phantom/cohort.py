@@ -364,9 +364,9 @@ def write_cohort(out: str | Path, patients: int, seed: int, modality: str = "mr_
         rows += hip_rows(pid, scan_id, mod, anat)
         if reporter is not None:
             reporter.progress("phantom", (i + 1) / patients, message=f"{scan_id} ({mod})")
-    write_table(pd.DataFrame(rows), out / "hips.csv")
     write_dataset_json(out, f"phantom-seed{seed}", modality,
                        {"generator": "ONFHAssistLib.phantom", "anatomy": generator, "seed": seed, "patients": patients,
                         **({"preset": preset} if preset != "default" else {}),
                         **({"synth_share": synth_share, "synth_scans": synth_scans} if synth_share else {})})
+    write_table(pd.DataFrame(rows), out / "hips.csv")  # last: a cohort with hips.csv is complete (`training.shipped`)
     return out
