@@ -91,6 +91,28 @@ def test_a_lesion_against_the_pelvis_is_dropped_one_inside_the_head_is_kept():
     assert 1 / 8 >= MAX_CONTACT_SHARE  # the roof's contact share is what the rule refuses
 
 
+def test_pelvis_drawn_inside_the_head_becomes_head_and_the_acetabulum_stays_pelvis():
+    """A 24 mm head whose medial third the network called pelvis (as on the real CT), in a hemispherical
+    acetabulum 3 mm outside it: the head's pelvis voxels turn femur, the acetabulum keeps every voxel, and the
+    sphere refitted to the whole head lands on its centre."""
+    from ONFHAssistLib.analysis.segment import postprocess
+
+    spacing = np.array([1.5, 1.5, 1.5])
+    zyx = (np.indices((64, 64, 64)).T * spacing).T  # mm, (3, z, y, x)
+    centre = np.array([48.0, 48.0, 48.0])
+    distance = np.sqrt(((zyx - centre[:, None, None, None]) ** 2).sum(0))
+    head, acetabulum = distance <= 24.0, (distance >= 27.0) & (distance <= 33.0) & (zyx[0] >= 48.0)
+    labels = np.zeros((64, 64, 64), np.uint8)
+    labels[head] = 2
+    labels[acetabulum] = 1
+    medial = head & (zyx[2] >= 60.0)  # the head's medial third
+    labels[medial] = 1
+    out, sphere = postprocess(labels, np.zeros(3), spacing, (centre + [0.0, 3.0, -4.0])[::-1])
+    assert (out[medial & (distance <= 22.5)] == 2).all()
+    assert (out[acetabulum] == 1).all()
+    assert np.linalg.norm(sphere.center_xyz - centre[::-1]) < 1.0 and abs(sphere.radius_mm - 24.0) < 1.0
+
+
 def test_a_lesion_the_scan_cannot_resolve_is_dropped():
     """A 2.1 ml lesion inside a head: kept from a 1 mm or 3 mm scan, dropped from a 5 mm one, where it spans
     fewer than 27 of the scan's own voxels (17 of 125 mm³)."""

@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from ..imaging import io
 from ..imaging.crops import CropSpec, hip_crop, in_view, normalise, uncrop
+from .ct_bone import recover_bone
 from .measure import HeadSphere, HipMeasures, distance_map, fit_head_sphere, largest_component, measure_head
 from .ood import bottleneck_features, crop_features
 
@@ -33,6 +34,11 @@ RESOLVABLE_VOXELS = 27
 # "any voxel touching" also caught, at the cost of most phantom CT lesions).
 JOINT_CONTACT_MM = 1.5
 MAX_CONTACT_SHARE = 0.1
+# Pelvis labelled inside the fitted head's surface becomes femur, and the head is fitted again, at most
+# HEAD_REFITS times (each fit takes in more of the head the network gave to the pelvis). The acetabulum lies
+# beyond cartilage and joint space, ≥ 3 mm outside the head (the phantom's truth: 3.1–4.0 mm), so the
+# surface itself is the limit.
+HEAD_REFITS = 3
 
 
 @dataclass
@@ -63,13 +69,27 @@ def min_lesion_ml(source_spacing) -> float:
 
 
 def postprocess(labels: np.ndarray, origin, spacing, start_xyz, in_view: np.ndarray | None = None,
-                min_ml: float = MIN_NECROSIS_ML) -> tuple[np.ndarray, HeadSphere | None]:
+                min_ml: float = MIN_NECROSIS_ML, hounsfield: np.ndarray | None = None
+                ) -> tuple[np.ndarray, HeadSphere | None]:
     """Largest pelvis and femur component; necrosis only inside the fitted femoral head, components under
     `min_ml` dropped. Pelvis and femur never share a voxel: where both components claim one, the femur keeps
-    it. `in_view` (crop voxels inside the scan) keeps the scan's edge out of the head sphere."""
+    it, and pelvis inside the fitted head is head (the sphere is then fitted again). `in_view` (crop voxels
+    inside the scan) keeps the scan's edge out of the head sphere. With the crop's `hounsfield` units (CT), bone
+    the network missed is recovered first (`ct_bone`)."""
+    if hounsfield is not None:
+        labels = recover_bone(labels, hounsfield, spacing)
     femur = largest_component(np.isin(labels, (2, 3)))
     pelvis = largest_component(labels == 1) & ~femur
     sphere = fit_head_sphere(femur, origin, spacing, start_xyz, in_view=in_view)
+    for _ in range(HEAD_REFITS):
+        # No part of the pelvis lies inside the femoral head: what the network called pelvis there is head.
+        head_as_pelvis = None if sphere is None else _inside(sphere, labels.shape, origin, spacing) & (labels == 1)
+        if head_as_pelvis is None or not head_as_pelvis.any():
+            break
+        labels = np.where(head_as_pelvis, 2, labels)
+        femur = largest_component(np.isin(labels, (2, 3)))
+        pelvis = largest_component(labels == 1) & ~femur
+        sphere = fit_head_sphere(femur, origin, spacing, sphere.center_xyz, in_view=in_view)
     out = np.zeros(labels.shape, np.uint8)
     out[pelvis] = 1
     out[femur] = 2
@@ -78,6 +98,11 @@ def postprocess(labels: np.ndarray, origin, spacing, start_xyz, in_view: np.ndar
         lesion = _drop_touching(femur & head & (labels == 3), pelvis, spacing)
         out[_drop_specks(lesion, min_ml * 1000.0 / float(np.prod(spacing)))] = 3
     return out, sphere
+
+
+def _inside(sphere: HeadSphere, shape, origin, spacing) -> np.ndarray:
+    """Voxels inside the fitted head's surface."""
+    return distance_map(shape, origin, spacing, sphere.center_xyz) <= sphere.radius_mm
 
 
 def _drop_touching(lesion: np.ndarray, pelvis: np.ndarray, spacing) -> np.ndarray:
@@ -109,8 +134,9 @@ def segment_hip(network, image: sitk.Image, center_lps, side: str, modality: str
     # The crop is mirrored about the head's own sagittal plane, so the head centre is the same point in both.
     raw = np.argmax(probs, 0).astype(np.uint8)
     min_ml = min_lesion_ml(image.GetSpacing())
+    hounsfield = sitk.GetArrayFromImage(crop_image) if modality == "ct" else None
     labels, sphere = postprocess(raw, origin, spacing, np.asarray(center_lps, float),
-                                 in_view(image, center_lps, side, INFER_SPEC), min_ml)
+                                 in_view(image, center_lps, side, INFER_SPEC), min_ml, hounsfield)
     crop = sitk.GetImageFromArray(labels)
     crop.CopyInformation(crop_image)
     dropped_ml = float(((raw == 3) & (labels != 3)).sum() * np.prod(spacing) / 1000.0)
