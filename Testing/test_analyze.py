@@ -90,6 +90,7 @@ def test_demo_results_agree_with_the_phantom_truth(demo):
     lesion = next(s for s, t in truth.items() if t["jic_stage"] > 0)
     healthy = "L" if lesion == "R" else "R"
     assert hips[lesion]["found"] and hips[healthy]["found"]
+    assert all(h["anatomy"]["bone_added_ml"] is None for h in hips.values())  # MR: no Hounsfield scale
     assert abs(hips[lesion]["necrotic_ratio"] - truth[lesion]["necrotic_ratio"]) < 0.03
     assert hips[lesion]["stage"]["arco"]["index"] > 0 and hips[healthy]["stage"]["arco"]["index"] == 0
     assert hips[lesion]["risk"]["grades_used"]["jic_type"] != "none"

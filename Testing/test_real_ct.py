@@ -34,4 +34,8 @@ def test_real_ct_right_head_found_left_prosthesis_explained(tmp_path):
             assert m.GetDirection() == image.GetDirection()
     assert np.any(sitk.GetArrayViewFromImage(io.read_image(tmp_path / "labels.nii.gz")) == 2)
     assert json.loads((tmp_path / "analysis.json").read_text(encoding="utf-8")) == summary
-    assert "Left hip" in (tmp_path / "report.html").read_text(encoding="utf-8")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Left hip" in page
+    # this elderly hip's fatty bone, which the network leaves out, is added from its Hounsfield units and said so
+    added = right["anatomy"]["bone_added_ml"]
+    assert added > 10.0 and f"added from the CT&#x27;s Hounsfield units</th><td>{added:.1f} ml" in page

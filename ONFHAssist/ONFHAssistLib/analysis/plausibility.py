@@ -56,6 +56,7 @@ class HeadEvidence:
     medial_ml: float  # femur leaving the head medially and downwards, where no neck goes
     head_median_hu: float | None
     midline_mm: float | None  # None: the scan cuts the body at both lateral edges, midline unknown
+    bone_added_ml: float | None = None  # CT: bone the network left out, added by the Hounsfield scale (`ct_bone`)
 
     def to_json(self) -> dict:
         return {k: (None if v is None else round(float(v), 3)) for k, v in self.__dict__.items()}
@@ -89,7 +90,8 @@ def gather(seg: HipSegmentation, midline_x: float | None, hounsfield: bool) -> H
                         dome_cover=float((labels[dome] == 1).mean()) if dome.any() else 0.0,
                         neck_ml=float((below & lateral).sum() * voxel_ml),
                         medial_ml=float((below & ~lateral).sum() * voxel_ml), head_median_hu=hu,
-                        midline_mm=None if midline_x is None else abs(float(seg.center_lps[0]) - midline_x))
+                        midline_mm=None if midline_x is None else abs(float(seg.center_lps[0]) - midline_x),
+                        bone_added_ml=seg.bone_added_ml if hounsfield else None)
 
 
 def verdict(evidence: HeadEvidence | None) -> str:

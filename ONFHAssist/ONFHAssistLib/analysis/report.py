@@ -163,6 +163,9 @@ def _internals(hip: dict) -> str:
     if hip.get("ood"):
         ood = hip["ood"]
         rows.append(("unlike the training data: score (limit)", f"{ood['score']:.1f} ({ood['threshold']:.1f})"))
+    if (added := (hip.get("anatomy") or {}).get("bone_added_ml")) is not None:
+        rows.append(("bone the segmentation network left out, added from the CT's Hounsfield units",
+                     f"{added:.1f} ml"))
     rows.append(("localiser heatmap peak at the head", f"{hip['confidence']:.2f}"))
     return f"<details><summary>Model internals</summary>{_table(rows)}</details>"
 

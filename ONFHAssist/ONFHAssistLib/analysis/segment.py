@@ -52,6 +52,7 @@ class HipSegmentation:
     min_lesion_ml: float = MIN_NECROSIS_ML  # smallest lesion component kept at this scan's resolution
     intensities: sitk.Image | None = None  # the input crop the network saw (before normalisation)
     features: np.ndarray | None = None  # the network's pooled bottleneck activations on this crop (`ood`)
+    bone_added_ml: float = 0.0  # CT: bone the network left as background, added by the Hounsfield scale (`ct_bone`)
 
 
 def predict_crop(network: torch.nn.Module, crop: np.ndarray, device: torch.device) -> np.ndarray:
@@ -139,13 +140,16 @@ def segment_hip(network, image: sitk.Image, center_lps, side: str, modality: str
                                  in_view(image, center_lps, side, INFER_SPEC), min_ml, hounsfield)
     crop = sitk.GetImageFromArray(labels)
     crop.CopyInformation(crop_image)
-    dropped_ml = float(((raw == 3) & (labels != 3)).sum() * np.prod(spacing) / 1000.0)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    dropped_ml = float(((raw == 3) & (labels != 3)).sum() * voxel_ml)
+    added_ml = float(((raw == 0) & (labels > 0)).sum() * voxel_ml)
     if sphere is None:
-        return HipSegmentation(side, crop, list(center_lps), None, None, dropped_ml, min_ml, crop_image, features)
+        return HipSegmentation(side, crop, list(center_lps), None, None, dropped_ml, min_ml, crop_image, features,
+                               added_ml)
     measures = measure_head(labels, sphere, origin, spacing)
     centre = io.mirror_point(sphere.center_xyz, center_lps[0]) if side == "L" else sphere.center_xyz
     return HipSegmentation(side, crop, list(center_lps), measures, [float(v) for v in centre], dropped_ml,
-                           min_ml, crop_image, features)
+                           min_ml, crop_image, features, added_ml)
 
 
 def to_input_grid(hips: list[HipSegmentation], reference: sitk.Image) -> sitk.Image:
