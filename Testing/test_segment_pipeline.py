@@ -113,6 +113,35 @@ def test_pelvis_drawn_inside_the_head_becomes_head_and_the_acetabulum_stays_pelv
     assert np.linalg.norm(sphere.center_xyz - centre[::-1]) < 1.0 and abs(sphere.radius_mm - 24.0) < 1.0
 
 
+def test_segment_hip_reports_the_ct_bone_it_added(network, monkeypatch):
+    """A CT whose 20 mm femoral head is bone (140 HU, fatty) in muscle (50 HU); the network draws only its upper
+    half. The millilitres the Hounsfield scale adds are the lower half's voxels, counted from the geometry; on MR
+    nothing is added."""
+    from ONFHAssistLib.analysis import segment
+
+    spacing, centre = 1.5, np.array([60.75, 60.75, 60.75])  # the crop's voxels fall on the image's: no blur
+    zyx = (np.indices((80, 80, 80)).T * spacing).T
+    ball = (((zyx - centre[:, None, None, None]) ** 2).sum(0) <= 20.0 ** 2)
+    image = sitk.GetImageFromArray(np.where(ball, 140.0, 50.0).astype(np.float32))
+    image.SetSpacing((spacing,) * 3)
+    crop_points = segment.hip_crop(image, centre, "R", segment.INFER_SPEC)  # the crop grid the network sees
+    crop_zyx = (np.indices(sitk.GetArrayViewFromImage(crop_points).shape).T * spacing).T + \
+        np.array(crop_points.GetOrigin())[::-1, None, None, None]
+    crop_ball = ((crop_zyx - centre[:, None, None, None]) ** 2).sum(0) <= 20.0 ** 2
+    upper = crop_ball & (crop_zyx[0] >= centre[0])
+    real_predict = segment.predict_crop
+
+    def upper_half_only(net, crop, device):
+        real_predict(net, crop, device)  # the network still runs: its features are taken as always
+        return np.stack([~upper, np.zeros_like(upper), upper, np.zeros_like(upper)]).astype(np.float32)
+
+    monkeypatch.setattr(segment, "predict_crop", upper_half_only)
+    ct = segment.segment_hip(network, image, centre, "R", "ct", torch.device("cpu"))
+    lower_ml = (crop_ball & ~upper).sum() * spacing ** 3 / 1000.0
+    assert ct.bone_added_ml == pytest.approx(lower_ml, rel=1e-6)
+    assert segment.segment_hip(network, image, centre, "R", "mr_t1", torch.device("cpu")).bone_added_ml == 0.0
+
+
 def test_a_lesion_the_scan_cannot_resolve_is_dropped():
     """A 2.1 ml lesion inside a head: kept from a 1 mm or 3 mm scan, dropped from a 5 mm one, where it spans
     fewer than 27 of the scan's own voxels (17 of 125 mm³)."""

@@ -46,9 +46,10 @@ def recover_bone(labels: np.ndarray, hounsfield: np.ndarray, spacing) -> np.ndar
     steps = max(1, int(round(GROW_MM / float(sampling.max()))))
     added = ndimage.binary_dilation(bone, iterations=steps, mask=bone_like | bone) & ~bone
     out = labels.copy()
-    nearer_femur = _distance(femur, sampling) <= _distance(pelvis, sampling)
-    out[added & nearer_femur] = FEMUR
-    out[added & ~nearer_femur] = PELVIS
+    if added.any():  # each grown voxel joins the nearer bone
+        nearer_femur = _distance(femur, sampling) <= _distance(pelvis, sampling)
+        out[added & nearer_femur] = FEMUR
+        out[added & ~nearer_femur] = PELVIS
     enclosed = _filled_in_planes(np.isin(out, (FEMUR, NECROSIS))) & (out == 0)
     out[enclosed] = FEMUR
     return out

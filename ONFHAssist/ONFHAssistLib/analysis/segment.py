@@ -128,16 +128,17 @@ def _drop_specks(mask: np.ndarray, min_voxels: float) -> np.ndarray:
 
 def segment_hip(network, image: sitk.Image, center_lps, side: str, modality: str, device) -> HipSegmentation:
     crop_image = hip_crop(image, center_lps, side, INFER_SPEC)
+    intensities = sitk.GetArrayFromImage(crop_image)
     with bottleneck_features(network) as pooled:
-        probs = predict_crop(network, normalise(sitk.GetArrayFromImage(crop_image), modality), device)
+        probs = predict_crop(network, normalise(intensities, modality), device)
     features = crop_features(pooled)
     origin, spacing = np.array(crop_image.GetOrigin()), np.array(crop_image.GetSpacing())
     # The crop is mirrored about the head's own sagittal plane, so the head centre is the same point in both.
     raw = np.argmax(probs, 0).astype(np.uint8)
     min_ml = min_lesion_ml(image.GetSpacing())
-    hounsfield = sitk.GetArrayFromImage(crop_image) if modality == "ct" else None
     labels, sphere = postprocess(raw, origin, spacing, np.asarray(center_lps, float),
-                                 in_view(image, center_lps, side, INFER_SPEC), min_ml, hounsfield)
+                                 in_view(image, center_lps, side, INFER_SPEC), min_ml,
+                                 intensities if modality == "ct" else None)
     crop = sitk.GetImageFromArray(labels)
     crop.CopyInformation(crop_image)
     voxel_ml = float(np.prod(spacing)) / 1000.0
