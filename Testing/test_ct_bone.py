@@ -58,6 +58,21 @@ def test_fatty_marrow_inside_the_cortex_is_femur():
     assert (out[marrow] == 2).all() and not out[radius > 12.5].any()
 
 
+def test_marrow_behind_a_gap_in_the_cortex_is_femur_but_a_wider_opening_stays_open():
+    """The same neck with its ring broken where a thin cortex reads like soft tissue (80 HU, partial volume): a
+    one-voxel (1.5 mm) gap is bridged (CORTEX_GAP_MM) and the marrow filled; an opening of twice CORTEX_GAP_MM
+    is a concavity of the bone, not a gap in its cortex, and what lies inside it stays background."""
+    zz, yy, xx = np.indices((30, 40, 40))
+    radius = np.hypot(yy - 20, xx - 20)
+    cortex, marrow = (radius <= 12) & (radius > 9), radius <= 9
+    for half_width_mm, bridged in ((0.0, True), (2 * ct_bone.CORTEX_GAP_MM, False)):
+        broken = cortex & (np.abs(yy - 20) * SPACING[1] <= half_width_mm) & (xx > 20)
+        hu = np.where(cortex & ~broken, 700.0, np.where(broken, 80.0, np.where(marrow, 20.0, 50.0)))
+        out = ct_bone.recover_bone(np.where(cortex & ~broken, 2, 0).astype(np.uint8), hu.astype(np.float32), SPACING)
+        far_side = marrow & (np.abs(yy - 20) * SPACING[1] <= half_width_mm) & (xx > 23)
+        assert (out[marrow] == 2).all() if bridged else not out[far_side].any(), half_width_mm
+
+
 def test_an_image_without_bone_labels_is_returned_unchanged():
     labels = np.zeros((10, 10, 10), np.uint8)
     assert ct_bone.recover_bone(labels, np.full(labels.shape, 500.0, np.float32), SPACING) is labels

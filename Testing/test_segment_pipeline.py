@@ -113,6 +113,29 @@ def test_pelvis_drawn_inside_the_head_becomes_head_and_the_acetabulum_stays_pelv
     assert np.linalg.norm(sphere.center_xyz - centre[::-1]) < 1.0 and abs(sphere.radius_mm - 24.0) < 1.0
 
 
+def test_the_roof_drawn_as_femur_goes_back_to_the_pelvis_and_the_head_is_fitted_below_it():
+    """A 24 mm head seated in an acetabulum with no joint space between them (a thick-slice CT), whose lowest
+    4.5 mm over the head's top the network called femur (as on the real CT): that band turns pelvis, and the
+    sphere, fitted where the femur faces soft tissue, lands on the head, not on head and band together."""
+    from ONFHAssistLib.analysis.segment import ROOF_CONE_DEG, postprocess
+
+    spacing = np.array([1.5, 1.5, 1.5])
+    zyx = (np.indices((64, 64, 64)).T * spacing).T  # mm, (3, z, y, x)
+    centre = np.array([40.0, 48.0, 48.0])
+    distance = np.sqrt(((zyx - centre[:, None, None, None]) ** 2).sum(0))
+    up = (zyx[0] - centre[0]) / np.maximum(distance, 1e-6)  # cosine of the angle from straight up (+z)
+    head, acetabulum = distance <= 24.0, (distance > 24.0) & (distance <= 33.0) & (up >= 0.0)
+    band = acetabulum & (distance <= 28.5) & (up >= np.cos(np.radians(30.0)))
+    labels = np.zeros((64, 64, 64), np.uint8)
+    labels[head | band] = 2
+    labels[acetabulum & ~band] = 1
+    out, sphere = postprocess(labels, np.zeros(3), spacing, (centre + [4.0, 3.0, -3.0])[::-1])
+    assert (out[band & (distance > 25.5)] == 1).all()  # beyond the head's partial-volume margin: pelvis
+    assert (out[head & (distance <= 22.5)] == 2).all() and (out[acetabulum & ~band] == 1).all()
+    assert np.linalg.norm(sphere.center_xyz - centre[::-1]) < 0.75 and abs(sphere.radius_mm - 24.0) < 0.75
+    assert ROOF_CONE_DEG > 30.0  # the band lies inside the cone the rule clears
+
+
 def test_segment_hip_reports_the_ct_bone_it_added(network, monkeypatch):
     """A CT whose 20 mm femoral head is bone (140 HU, fatty) in muscle (50 HU); the network draws only its upper
     half. The millilitres the Hounsfield scale adds are the lower half's voxels, counted from the geometry; on MR

@@ -29,6 +29,9 @@ GROW_MM = 24.0
 # Before the threshold, a 3 × 3 × 3 median: CT noise (σ 30 HU on a noisy scan) would put single muscle voxels
 # above BONE_HU; unlike a Gaussian, a median does not spread dense cortex outwards.
 MEDIAN_VOXELS = 3
+# The femur's cortex is 1–3 mm thick at the neck and trochanters; on a thick-slice CT partial volume leaves
+# gaps of about a slice in its ring, so the femur is closed across CORTEX_GAP_MM before its marrow is filled.
+CORTEX_GAP_MM = 3.0
 PELVIS, FEMUR, NECROSIS = 1, 2, 3
 
 
@@ -50,7 +53,7 @@ def recover_bone(labels: np.ndarray, hounsfield: np.ndarray, spacing) -> np.ndar
         nearer_femur = _distance(femur, sampling) <= _distance(pelvis, sampling)
         out[added & nearer_femur] = FEMUR
         out[added & ~nearer_femur] = PELVIS
-    enclosed = _filled_in_planes(np.isin(out, (FEMUR, NECROSIS))) & (out == 0)
+    enclosed = _filled_in_planes(_closed(np.isin(out, (FEMUR, NECROSIS)), sampling)) & (out == 0)
     out[enclosed] = FEMUR
     return out
 
@@ -59,6 +62,16 @@ def _distance(mask: np.ndarray, sampling: np.ndarray) -> np.ndarray:
     if not mask.any():
         return np.full(mask.shape, np.inf)
     return ndimage.distance_transform_edt(~mask, sampling=sampling)
+
+
+def _closed(mask: np.ndarray, sampling: np.ndarray) -> np.ndarray:
+    """The mask closed by a ball of CORTEX_GAP_MM: gaps that partial volume left in a thin cortex bridged. The
+    crop's faces are padded with their own voxels, since a bone the crop cuts goes on beyond it."""
+    radius = np.maximum(1, np.round(CORTEX_GAP_MM / sampling)).astype(int)
+    grid = np.indices(2 * radius + 1) - radius[:, None, None, None]
+    ball = ((grid * sampling[:, None, None, None]) ** 2).sum(0) <= CORTEX_GAP_MM ** 2
+    return ndimage.binary_closing(np.pad(mask, radius[:, None], mode="edge"), structure=ball)[
+        tuple(slice(r, r + n) for r, n in zip(radius, mask.shape))]
 
 
 def _filled_in_planes(mask: np.ndarray) -> np.ndarray:

@@ -39,6 +39,12 @@ MAX_CONTACT_SHARE = 0.1
 # beyond cartilage and joint space, ≥ 3 mm outside the head (the phantom's truth: 3.1–4.0 mm), so the
 # surface itself is the limit.
 HEAD_REFITS = 3
+# Nor does the femur reach above its head: within ROOF_CONE_DEG of straight up from the head centre, bone
+# beyond the head's surface is the acetabular roof (the greater trochanter's tip, the femur's highest point
+# outside the head, lies ≥ 40 mm lateral and at most about 25 mm above the centre even in a varus hip: ≥ 58°).
+# ROOF_MARGIN_MM leaves the surface's partial-volume voxels to the head.
+ROOF_CONE_DEG = 45.0
+ROOF_MARGIN_MM = 1.5
 
 
 @dataclass
@@ -74,23 +80,27 @@ def postprocess(labels: np.ndarray, origin, spacing, start_xyz, in_view: np.ndar
                 ) -> tuple[np.ndarray, HeadSphere | None]:
     """Largest pelvis and femur component; necrosis only inside the fitted femoral head, components under
     `min_ml` dropped. Pelvis and femur never share a voxel: where both components claim one, the femur keeps
-    it, and pelvis inside the fitted head is head (the sphere is then fitted again). `in_view` (crop voxels
-    inside the scan) keeps the scan's edge out of the head sphere. With the crop's `hounsfield` units (CT), bone
-    the network missed is recovered first (`ct_bone`)."""
+    it; pelvis inside the fitted head is head and femur above it is the acetabular roof (the sphere is then
+    fitted again). `in_view` (crop voxels inside the scan) keeps the scan's edge out of the head sphere. With
+    the crop's `hounsfield` units (CT), bone the network missed is recovered first (`ct_bone`)."""
     if hounsfield is not None:
         labels = recover_bone(labels, hounsfield, spacing)
     femur = largest_component(np.isin(labels, (2, 3)))
     pelvis = largest_component(labels == 1) & ~femur
-    sphere = fit_head_sphere(femur, origin, spacing, start_xyz, in_view=in_view)
+    sphere = _fit_free_surface(femur, pelvis, origin, spacing, start_xyz, in_view)
     for _ in range(HEAD_REFITS):
-        # No part of the pelvis lies inside the femoral head: what the network called pelvis there is head.
-        head_as_pelvis = None if sphere is None else _inside(sphere, labels.shape, origin, spacing) & (labels == 1)
-        if head_as_pelvis is None or not head_as_pelvis.any():
+        # No part of the pelvis lies inside the femoral head: what the network called pelvis there is head;
+        # and no part of the femur lies above the head's surface: what it called femur there is the roof.
+        if sphere is None:
             break
-        labels = np.where(head_as_pelvis, 2, labels)
+        head_as_pelvis = _inside(sphere, labels.shape, origin, spacing) & (labels == 1)
+        roof_as_femur = _above_head(sphere, labels.shape, origin, spacing) & np.isin(labels, (2, 3))
+        if not head_as_pelvis.any() and not roof_as_femur.any():
+            break
+        labels = np.where(head_as_pelvis, 2, np.where(roof_as_femur, 1, labels))
         femur = largest_component(np.isin(labels, (2, 3)))
         pelvis = largest_component(labels == 1) & ~femur
-        sphere = fit_head_sphere(femur, origin, spacing, sphere.center_xyz, in_view=in_view)
+        sphere = _fit_free_surface(femur, pelvis, origin, spacing, sphere.center_xyz, in_view)
     out = np.zeros(labels.shape, np.uint8)
     out[pelvis] = 1
     out[femur] = 2
@@ -101,9 +111,24 @@ def postprocess(labels: np.ndarray, origin, spacing, start_xyz, in_view: np.ndar
     return out, sphere
 
 
+def _fit_free_surface(femur, pelvis, origin, spacing, start_xyz, in_view) -> HeadSphere | None:
+    """The head sphere fitted to the femur's surface where it faces soft tissue, not where it touches the
+    pelvis: there the joint space was not resolved, and where the network split the two bones is a guess
+    (the phantom's joint space is resolved, so its heads touch the pelvis nowhere)."""
+    free = ~pelvis if in_view is None else in_view & ~pelvis
+    return fit_head_sphere(femur, origin, spacing, start_xyz, in_view=free)
+
+
 def _inside(sphere: HeadSphere, shape, origin, spacing) -> np.ndarray:
     """Voxels inside the fitted head's surface."""
     return distance_map(shape, origin, spacing, sphere.center_xyz) <= sphere.radius_mm
+
+
+def _above_head(sphere: HeadSphere, shape, origin, spacing) -> np.ndarray:
+    """Voxels beyond the head's surface (plus ROOF_MARGIN_MM) within ROOF_CONE_DEG of straight up from its centre."""
+    height = (origin[2] + np.arange(shape[0]) * spacing[2] - sphere.center_xyz[2])[:, None, None]
+    distance = distance_map(shape, origin, spacing, sphere.center_xyz)
+    return (distance > sphere.radius_mm + ROOF_MARGIN_MM) & (height >= distance * np.cos(np.radians(ROOF_CONE_DEG)))
 
 
 def _drop_touching(lesion: np.ndarray, pelvis: np.ndarray, spacing) -> np.ndarray:
