@@ -50,7 +50,7 @@ def main() -> None:
     planes = {"axial": (index[2], slice(None), slice(None)), "coronal": (slice(None), index[1], slice(None)),
               "sagittal": (slice(None), slice(None), index[0])}
     fig, axes = plt.subplots(2, 3, figsize=(13, 9))
-    for row, (labels, title) in zip(axes, ((alone, "network alone"), (recovered, "+ CT bone step"))):
+    for row, (labels, title) in zip(axes, ((alone, "network, head rules"), (recovered, "+ CT bone step"))):
         for ax, (plane, cut) in zip(row, planes.items()):
             ax.imshow(hounsfield[cut], cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1], origin="lower")
             ax.contour(np.isin(truth[cut], TS_FEMUR), [0.5], colors="magenta", linewidths=1.0, linestyles="dashed")
