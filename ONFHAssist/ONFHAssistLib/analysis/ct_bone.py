@@ -9,7 +9,7 @@ pelvis and femur (the network still decides which bone is which). A grown voxel 
 soft tissue to the brightest voxel near it (the half-maximum edge): the blur of dense cortex across a thick
 slice reads above BONE_HU millimetres outside the bone (the phantom CT: up to 500 HU at 1.5–3 mm), and that
 is partial volume, not bone. Then marrow that the femur's cortex encloses in an axial, coronal or
-sagittal plane is femur too. MR has no such scale and is left as the network drew it."""
+sagittal plane is femur too, once gaps that partial volume left in a thin cortex are bridged. MR has no such scale and is left as the network drew it."""
 from __future__ import annotations
 
 import numpy as np
