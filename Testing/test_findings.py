@@ -13,6 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from ONFHAssistLib.analysis import findings, localization
+from ONFHAssistLib.models import store as modelstore
 from ONFHAssistLib.analysis.findings import collapse_note, grade_text, key_findings, percent_text, probability_text
 from ONFHAssistLib.analysis.results import collapse_systems
 from ONFHAssistLib.cli import main
@@ -213,7 +214,8 @@ def test_a_real_run_says_what_the_phantom_truth_is(demo_run):
     low, high = risk["collapse_interval"]["36"]
     assert right["sentence"].endswith(
         f"3 years {percent_text(risk['collapse_probability']['36'], 0)} (95 % interval {percent_text(low, 0)} to "
-        f"{percent_text(high, 0)}); risk score higher than {risk['training_percentile']:.0f} % of the 80 training hips")
+        f"{percent_text(high, 0)}); risk score higher than {risk['training_percentile']:.0f} % of the "
+        f"{modelstore.find_model('survival').card['trained_on']['hips']} training hips")
     assert left["sentence"] == "Left hip: no necrosis found"
 
 

@@ -68,14 +68,18 @@ def test_build_fine_tunes_on_merged_realistic_cohorts(tmp_path, monkeypatch):
 
     assert [p.name for p in built] == ["onfh-localizer", "onfh-segmentation", "onfh-staging", "onfh-sranet",
                                        "onfh-survival"]
-    first = {s.task: s for s in trainer.runs[:5]}
-    assert [s.task for s in trainer.runs[5:]] == ["localizer", "sranet", "segmentation", "staging", "sranet"]
-    sranet_105, sranet_last = trainer.runs[6], trainer.runs[9]
+    first = {s.task: s for s in trainer.runs[:4]}  # step 1: every task but survival, on the classic cohort
+    assert [s.task for s in trainer.runs[4:]] == ["localizer", "sranet", "segmentation", "staging", "sranet",
+                                                  "survival"]
+    sranet_105, sranet_last = trainer.runs[5], trainer.runs[8]
     assert sranet_105.data == tmp_path / "work" / "cohort-105"
     assert sranet_105.init == str(Path(first["sranet"].out) / "model")
-    assert sranet_last.init == str(Path(sranet_105.out) / "model") and sranet_last.data == trainer.runs[8].data
+    assert sranet_last.init == str(Path(sranet_105.out) / "model") and sranet_last.data == trainer.runs[7].data
     first["sranet"] = sranet_105  # the last fine-tune of a task starts from the one before it
-    tuned = {s.task: s for s in trainer.runs[5:]}
+    tuned = {s.task: s for s in trainer.runs[4:9]}
+    survival = trainer.runs[9]  # trained once, from scratch (its recipe has no --init), on realistic + classic
+    assert survival.init is None and survival.seed == 1 and survival.preset == "cpu"
+    assert survival.data == tuned["staging"].data == shipped.retrain_cohort(tmp_path / "work", "survival")
     # the shipped localiser pools the step-1 model with its fine-tune, in that order
     assert pooled == [([Path(first["localizer"].out) / "model", Path(tuned["localizer"].out) / "model"],
                        {"name": "onfh-localizer", "version": "1.0.0"})]
@@ -83,7 +87,7 @@ def test_build_fine_tunes_on_merged_realistic_cohorts(tmp_path, monkeypatch):
     localizer = tuned.pop("localizer")
     assert localizer.init == str(Path(first["localizer"].out) / "model")
     assert localizer.data == tuned["staging"].data  # realistic + classic
-    assert {s.data for s in trainer.runs[:5]} == {tmp_path / "work" / "cohort-101"}
+    assert {s.data for s in trainer.runs[:4]} == {tmp_path / "work" / "cohort-101"}
     for task, settings in tuned.items():
         assert settings.init == str(Path(first[task].out) / "model")
         card = json.loads((store / f"onfh-{task}" / "model.json").read_text())

@@ -86,7 +86,7 @@ def test_the_shipped_reference_reproduces_the_shipped_models_baseline():
     assert np.allclose(refit.cumulative_hazard, stored["cumulative_hazard"], rtol=1e-6)
     assert refit.median_risk == pytest.approx(stored["median_risk"], abs=1e-6)
     described = reference.describe()
-    assert described["training_hips"] == 80 and described["baseline_hips"] == int(reference.baseline.sum())
+    assert described["training_hips"] == 168 and described["baseline_hips"] == int(reference.baseline.sum())
 
 
 def test_missing_foreign_or_tampered_reference(tmp_path):
