@@ -1,7 +1,7 @@
 """The survival model's own training cohort as the reference a hip's risk is read against.
 
-Two numbers come from it: where the hip's risk score lies among the training hips' scores ("higher than 61 % of
-the 80 training hips"), and a 95 % interval on its collapse probabilities. The interval is a patient-level
+Two numbers come from it: where the hip's risk score lies among the training hips' scores ("higher than 30 % of
+the 168 training hips"), and a 95 % interval on its collapse probabilities. The interval is a patient-level
 bootstrap of the Breslow baseline: the patients the baseline was fitted on are resampled with replacement, the
 baseline is re-estimated on each resample with the network's scores held fixed, and the 2.5th and 97.5th
 percentiles of 1 - S(t | score) are taken. So it covers how much the baseline hazard moves with the sampling of
