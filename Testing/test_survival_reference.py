@@ -103,3 +103,20 @@ def test_missing_foreign_or_tampered_reference(tmp_path):
     (tmp_path / ref.REFERENCE_FILE).write_text("{", encoding="utf-8")
     with pytest.raises(InputError, match="training-cohort reference"):
         ref.load_reference(tmp_path, card)
+
+
+def test_the_reference_script_reads_the_cohort_the_build_trained_survival_on():
+    """`make models` ends with `Resources/make_survival_reference.py`: it must import (an import that no longer
+    resolved once failed that last step unseen) and read the cohort in the build's own work folder."""
+    import importlib.util
+    from pathlib import Path
+
+    from ONFHAssistLib.cli import build_parser
+    from ONFHAssistLib.training import shipped
+
+    script = Path(__file__).resolve().parents[1] / "Resources" / "make_survival_reference.py"
+    spec = importlib.util.spec_from_file_location("make_survival_reference", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.BUILD_WORK == build_parser().parse_args(["models", "build"]).work
+    assert module.retrain_cohort is shipped.retrain_cohort and "survival" in shipped.RETRAINS
