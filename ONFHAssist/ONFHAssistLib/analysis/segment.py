@@ -93,8 +93,9 @@ def postprocess(labels: np.ndarray, origin, spacing, start_xyz, in_view: np.ndar
         # and no part of the femur lies above the head's surface: what it called femur there is the roof.
         if sphere is None:
             break
-        head_as_pelvis = _inside(sphere, labels.shape, origin, spacing) & (labels == 1)
-        roof_as_femur = _above_head(sphere, labels.shape, origin, spacing) & np.isin(labels, (2, 3))
+        distance = distance_map(labels.shape, origin, spacing, sphere.center_xyz)
+        head_as_pelvis = (distance <= sphere.radius_mm) & (labels == 1)
+        roof_as_femur = _above_head(sphere, distance, origin, spacing) & np.isin(labels, (2, 3))
         if not head_as_pelvis.any() and not roof_as_femur.any():
             break
         labels = np.where(head_as_pelvis, 2, np.where(roof_as_femur, 1, labels))
@@ -119,15 +120,10 @@ def _fit_free_surface(femur, pelvis, origin, spacing, start_xyz, in_view) -> Hea
     return fit_head_sphere(femur, origin, spacing, start_xyz, in_view=free)
 
 
-def _inside(sphere: HeadSphere, shape, origin, spacing) -> np.ndarray:
-    """Voxels inside the fitted head's surface."""
-    return distance_map(shape, origin, spacing, sphere.center_xyz) <= sphere.radius_mm
-
-
-def _above_head(sphere: HeadSphere, shape, origin, spacing) -> np.ndarray:
-    """Voxels beyond the head's surface (plus ROOF_MARGIN_MM) within ROOF_CONE_DEG of straight up from its centre."""
-    height = (origin[2] + np.arange(shape[0]) * spacing[2] - sphere.center_xyz[2])[:, None, None]
-    distance = distance_map(shape, origin, spacing, sphere.center_xyz)
+def _above_head(sphere: HeadSphere, distance: np.ndarray, origin, spacing) -> np.ndarray:
+    """Voxels beyond the head's surface (plus ROOF_MARGIN_MM) within ROOF_CONE_DEG of straight up from its centre;
+    `distance`: each voxel's distance from the centre (`distance_map`)."""
+    height = (origin[2] + np.arange(distance.shape[0]) * spacing[2] - sphere.center_xyz[2])[:, None, None]
     return (distance > sphere.radius_mm + ROOF_MARGIN_MM) & (height >= distance * np.cos(np.radians(ROOF_CONE_DEG)))
 
 
