@@ -234,6 +234,26 @@ def test_synth_share_gives_listed_scans_random_contrast_and_keeps_every_anatomy(
                  "--synth-share", "1.5"]) == 2
 
 
+def test_two_workers_draw_the_same_cohort_as_one(tmp_path):
+    """Patients drawn in parallel processes: same images, labels, hips.csv and random-contrast list."""
+    kwargs = {"shape": (48, 40, 24), "spacing": [4.0], "generator": "realistic", "synth_share": 0.5}
+    cohort.write_cohort(tmp_path / "one", 3, 8, "mixed", **kwargs)
+    assert main(["phantom", "--out", str(tmp_path / "two"), "--patients", "3", "--seed", "8", "--modality", "mixed",
+                 "--shape", "48", "40", "24", "--spacing", "4", "--generator", "realistic", "--synth-share", "0.5",
+                 "--workers", "2", "--progress", "none"]) == 0
+    for sub in ("images", "labels"):
+        names = sorted(p.name for p in (tmp_path / "one" / sub).glob("*.nii.gz"))
+        assert names == sorted(p.name for p in (tmp_path / "two" / sub).glob("*.nii.gz")) and len(names) == 3
+        for name in names:
+            one, two = (sitk.ReadImage(str(tmp_path / run / sub / name)) for run in ("one", "two"))
+            assert np.array_equal(sitk.GetArrayFromImage(one), sitk.GetArrayFromImage(two)), name
+            assert one.GetOrigin() == two.GetOrigin() and one.GetDirection() == two.GetDirection()
+    assert (tmp_path / "one" / "hips.csv").read_bytes() == (tmp_path / "two" / "hips.csv").read_bytes()
+    assert json.loads((tmp_path / "one" / "dataset.json").read_text()) == \
+        json.loads((tmp_path / "two" / "dataset.json").read_text())
+    assert main(["phantom", "--out", str(tmp_path / "c"), "--patients", "1", "--workers", "0"]) == 2
+
+
 def test_abdomen_pelvis_ct_can_end_inside_the_femoral_heads():
     """Its last slice lies 10–40 mm (× habitus scale, ± the 8 mm field-of-view jitter) below the head centres."""
     anat, hab = _patient(0)

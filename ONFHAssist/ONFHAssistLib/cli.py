@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--synth-share", type=_share, default=0.0, metavar="P",
                     help="realistic generator: this share of scans gets random per-tissue intensities "
                          "(SynthSeg-style, for training a segmentation robust to unseen contrasts)")
+    ph.add_argument("--workers", type=_int_at_least(1), default=1, metavar="N",
+                    help="draw patients in N processes (about 2.5 GB of memory each at the default size); the "
+                         "cohort is the same for every N")
     _add_progress(ph)
 
     ds = sub.add_parser("dataset", help="validate a dataset folder or add a case to it")
@@ -284,7 +287,7 @@ def cmd_phantom(args) -> int:
     reporter = make_reporter(args.progress)
     start = time.perf_counter()
     out = write_cohort(args.out, args.patients, args.seed, args.modality, args.shape, args.spacing, reporter,
-                       args.preset, args.generator, args.synth_share)
+                       args.preset, args.generator, args.synth_share, args.workers)
     reporter.result("phantom", dataset=str(out), seconds=round(time.perf_counter() - start, 2))
     return 0
 

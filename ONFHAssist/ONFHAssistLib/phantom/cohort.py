@@ -8,7 +8,11 @@ looks at its stage (band, sclerosis, cysts) comes from `phantom.signs`.
 """
 from __future__ import annotations
 
+import builtins
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -324,49 +328,91 @@ def patient_rng(seed: int, index: int) -> np.random.Generator:
 
 def write_cohort(out: str | Path, patients: int, seed: int, modality: str = "mr_t1",
                  shape: Sequence[int] | None = None, spacing: Sequence[float] | None = None,
-                 reporter=None, preset: str = "default", generator: str = "classic", synth_share: float = 0.0) -> Path:
+                 reporter=None, preset: str = "default", generator: str = "classic", synth_share: float = 0.0,
+                 workers: int = 1) -> Path:
     """Generate a phantom dataset folder (DESIGN §4); modality 'mixed' alternates MR-T1 and CT; `preset`
     names a `phantom.hips.PRESETS` population ('seed000': pre-collapse hips, clinicians' grades);
     `generator` draws the body: 'classic' here, 'realistic' in `phantom.realistic` (same hips and truth).
     `synth_share` of realistic scans get SynthSeg-style random tissue intensities (`protocols.synth_intensities`)
     for training only: such a scan keeps its modality's noise and normalisation but no real contrast, so
-    dataset.json lists them (`synth_scans`)."""
+    dataset.json lists them (`synth_scans`). `workers` > 1 draws patients in that many processes: each patient
+    has its own random stream (`patient_rng`), so the cohort is the same whatever the number of workers."""
     if generator not in GENERATORS:
         raise ValueError(f"unknown generator {generator!r}; use one of {GENERATORS}")
     if synth_share and generator != "realistic":
         raise ValueError("random tissue intensities (synth_share) need the realistic generator's tissue map")
+    if preset not in PRESETS:
+        raise KeyError(f"unknown preset {preset!r}; use one of {list(PRESETS)}")
     out = Path(out)
-    population = PRESETS[preset]
+    jobs = [_PatientJob(out, seed, i, MODALITIES[i % 2] if modality == "mixed" else modality, preset,
+                        None if shape is None else tuple(shape), None if spacing is None else tuple(spacing),
+                        generator, synth_share) for i in range(patients)]
     rows, synth_scans = [], []
-    for i in range(patients):
-        rng = patient_rng(seed, i)
-        mod = (MODALITIES[i % 2] if modality == "mixed" else modality)
-        anat = sample_anatomy(rng, preset=population)
-        pid = f"P{seed:03d}{i:04d}"
-        scan_id = f"{pid}_S1"
-        if generator == "realistic":
-            # imported here: the realistic generator builds on this module
-            from .protocols import synth_intensities
-            from .realistic import draw
-
-            # its own stream, so a patient's anatomy and scan do not depend on the share
-            synth_rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(i), SYNTH_STREAM]))
-            intensities = synth_intensities(synth_rng) if synth_rng.random() < synth_share else None
-            scan = draw(anat, rng, mod, shape, spacing, intensities)
-            image, label = scan.image, scan.label
-            if intensities is not None:
-                synth_scans.append(scan_id)
-        else:
-            spec = sample_scan_spec(rng, shape, spacing)
-            image, label = render(anat, spec, mod, rng)
-        io.write_image(image, out / "images" / f"{scan_id}.nii.gz")
-        io.write_image(label, out / "labels" / f"{scan_id}.nii.gz")
-        rows += hip_rows(pid, scan_id, mod, anat)
-        if reporter is not None:
-            reporter.progress("phantom", (i + 1) / patients, message=f"{scan_id} ({mod})")
+    with _pool(min(workers, patients)) as pool:
+        for i, (job, (scan_rows, synth)) in enumerate(zip(jobs, pool.map(_draw_patient, jobs))):
+            rows += scan_rows
+            if synth:
+                synth_scans.append(job.scan_id)
+            if reporter is not None:
+                reporter.progress("phantom", (i + 1) / patients, message=f"{job.scan_id} ({job.modality})")
     write_dataset_json(out, f"phantom-seed{seed}", modality,
                        {"generator": "ONFHAssistLib.phantom", "anatomy": generator, "seed": seed, "patients": patients,
                         **({"preset": preset} if preset != "default" else {}),
                         **({"synth_share": synth_share, "synth_scans": synth_scans} if synth_share else {})})
     write_table(pd.DataFrame(rows), out / "hips.csv")  # last: a cohort with hips.csv is complete (`training.shipped`)
     return out
+
+
+@dataclass(frozen=True)
+class _PatientJob:
+    """Everything that decides one patient's scan: it crosses to a worker process as is."""
+    out: Path
+    seed: int
+    index: int
+    modality: str
+    preset: str
+    shape: tuple | None
+    spacing: tuple | None
+    generator: str
+    synth_share: float
+
+    @property
+    def patient_id(self) -> str:
+        return f"P{self.seed:03d}{self.index:04d}"
+
+    @property
+    def scan_id(self) -> str:
+        return f"{self.patient_id}_S1"
+
+
+def _draw_patient(job: _PatientJob) -> tuple[list[dict], bool]:
+    """Draw and write one patient's scan and label; its hips.csv rows and whether its contrast is random."""
+    rng = patient_rng(job.seed, job.index)
+    anat = sample_anatomy(rng, preset=PRESETS[job.preset])
+    intensities = None
+    if job.generator == "realistic":
+        # imported here: the realistic generator builds on this module
+        from .protocols import synth_intensities
+        from .realistic import draw
+
+        # its own stream, so a patient's anatomy and scan do not depend on the share
+        synth_rng = np.random.default_rng(np.random.SeedSequence([int(job.seed), int(job.index), SYNTH_STREAM]))
+        intensities = synth_intensities(synth_rng) if synth_rng.random() < job.synth_share else None
+        scan = draw(anat, rng, job.modality, job.shape, job.spacing, intensities)
+        image, label = scan.image, scan.label
+    else:
+        image, label = render(anat, sample_scan_spec(rng, job.shape, job.spacing), job.modality, rng)
+    io.write_image(image, job.out / "images" / f"{job.scan_id}.nii.gz")
+    io.write_image(label, job.out / "labels" / f"{job.scan_id}.nii.gz")
+    return hip_rows(job.patient_id, job.scan_id, job.modality, anat), intensities is not None
+
+
+@contextmanager
+def _pool(workers: int):
+    """Something with `map`: the builtin in this process for one worker, else fresh (spawned) processes, which
+    inherit no torch or BLAS threads from a parent that trained before drawing (`training.shipped`)."""
+    if workers <= 1:
+        yield builtins
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool

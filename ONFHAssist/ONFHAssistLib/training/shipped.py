@@ -46,6 +46,9 @@ FINE_TUNES = (("localizer", ("realistic", "classic"), dict(epochs=5, lr=1e-3)),
 # Retrained from scratch in step 2 instead of fine-tuned: the survival recipe has no --init (its grade term is
 # warm-started inside it). Seed 1: seed 0's run ranked the development hips worse (README, *Retraining*).
 RETRAINS = {"survival": (("realistic", "classic"), dict(preset="cpu", seed=1))}
+# Patients are drawn in parallel (the same cohort for any count): one process a core, at most four, since a
+# realistic patient takes about 2.5 GB while it is drawn.
+DRAW_WORKERS = min(os.cpu_count() or 1, 4)
 
 
 def build(store: Path, work: Path, device: str, reporter, tasks=ORDER) -> list[Path]:
@@ -103,7 +106,7 @@ def _dataset(work: Path, cohorts: tuple[str, ...], reporter) -> Path:
         for seed, patients, draw in COHORTS[name]:
             folder = work / f"cohort-{seed}" if not draw else work / f"cohort-{seed}-{draw['generator']}"
             if not (folder / "hips.csv").exists():
-                write_cohort(folder, patients, seed, "mixed", reporter=reporter, **draw)
+                write_cohort(folder, patients, seed, "mixed", reporter=reporter, workers=DRAW_WORKERS, **draw)
             sources.append(folder)
     if len(sources) == 1:
         return sources[0]
