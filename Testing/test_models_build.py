@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from ONFHAssistLib import dataset
 from ONFHAssistLib.phantom import cohort
-from ONFHAssistLib.training import shipped
+from ONFHAssistLib.training import build_clock, shipped
 
 
 class Entry:
@@ -106,8 +107,34 @@ def test_build_fine_tunes_on_merged_realistic_cohorts(tmp_path, monkeypatch):
         assert len(list((Path(settings.data) / "images").glob("*.nii.gz"))) == meta["patients"]
     assert sorted(drawn) == [101, 105, 1905, 1906]  # each cohort drawn once, though fine-tunes share them
 
+    times = json.loads((tmp_path / "work" / "build-times.json").read_text())
+    assert list(times["steps"]) == [
+        "draw cohort-101", *(f"step 1: train {t}" for t in ("localizer", "segmentation", "staging", "sranet")),
+        "draw cohort-1905-realistic", "draw cohort-1906-realistic", "step 2: fine-tune 1 localizer",
+        "draw cohort-105", "step 2: fine-tune 2 sranet", "step 2: fine-tune 3 segmentation",
+        "step 2: fine-tune 4 staging", "step 2: fine-tune 5 sranet", "step 2: train survival"]
+    assert times["total_s"] == pytest.approx(sum(times["steps"].values()), abs=0.2)
+
     shipped.build(store, tmp_path / "work", "cpu", None, ("segmentation",))
     assert sorted(drawn) == [101, 105, 1905, 1906]  # a second build reuses the cohorts
+    again = json.loads((tmp_path / "work" / "build-times.json").read_text())["steps"]
+    assert again["draw cohort-101"] == times["steps"]["draw cohort-101"]  # nothing drawn, nothing added
+
+
+def test_build_clock_adds_each_run_to_the_step_it_spent_it_in(tmp_path, monkeypatch):
+    """A build that spans runs: the step's seconds add up across them, and the summary gives the total."""
+    ticks = iter([0.0, 300.0, 1000.0, 1120.0, 2000.0, 2030.0])
+    monkeypatch.setattr(build_clock.time, "perf_counter", lambda: next(ticks))
+    with build_clock.BuildClock(tmp_path).step("step 1: train localizer"):
+        pass
+    resumed = build_clock.BuildClock(tmp_path)
+    with resumed.step("step 1: train localizer"):
+        pass
+    with pytest.raises(KeyboardInterrupt), resumed.step("draw cohort-105"):
+        raise KeyboardInterrupt  # a killed step keeps the time it ran
+    saved = json.loads((tmp_path / "build-times.json").read_text())
+    assert saved["steps"] == {"step 1: train localizer": 420.0, "draw cohort-105": 30.0} and saved["total_s"] == 450.0
+    assert resumed.summary().splitlines()[-1].split()[:5] == ["total", "7.5", "min", "(0.12", "h"]
 
 
 def test_a_cohort_gets_hips_csv_last(tmp_path, monkeypatch):

@@ -447,6 +447,7 @@ def cmd_models(args) -> int:
         for folder in shipped.build(args.out, args.work, args.device, make_reporter(args.progress),
                                     tuple(args.task or shipped.ORDER)):
             print(f"built {folder}")
+        print(shipped.BuildClock(args.work).summary())
         return 0
     if args.action == "import":
         e = modelstore.import_zip(args.zip)

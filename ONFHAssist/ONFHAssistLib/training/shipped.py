@@ -21,6 +21,7 @@ from ..models import store as modelstore
 from ..models.localizer import save_pooled
 from ..phantom.cohort import write_cohort
 from . import TrainSettings, recipe
+from .build_clock import BuildClock
 
 ORDER = ("localizer", "segmentation", "staging", "sranet", "survival")
 # Per-task choices for the shipped models: ARCO staging (in the phantom ARCO = Ficat = JIC stage, so one
@@ -52,24 +53,27 @@ DRAW_WORKERS = min(os.cpu_count() or 1, 4)
 
 
 def build(store: Path, work: Path, device: str, reporter, tasks=ORDER) -> list[Path]:
-    """Generate the cohorts (once), train each task and fine-tune it, copy each final model folder into `store`."""
-    classic = _dataset(work, (TRAIN_COHORT,), reporter)
+    """Generate the cohorts (once), train each task and fine-tune it, copy each final model folder into `store`;
+    each step's wall time goes to work/build-times.json (`build_clock`)."""
+    clock = BuildClock(work)
+    classic = _dataset(work, (TRAIN_COHORT,), reporter, clock)
     models = {task: _train(TrainSettings(task=task, data=classic, out=work / task, device=device, seed=0,
                                          name=SHIPPED_NAMES.get(task, f"onfh-{task}"), **OPTIONS.get(task, {})),
-                           reporter)
+                           reporter, clock.step(f"step 1: train {task}"))
               for task in tasks if task not in RETRAINS}
     first = dict(models)
     for step, (task, cohorts, options) in enumerate(FINE_TUNES, start=1):
         if task in models:
-            models[task] = _train(TrainSettings(task=task, data=_dataset(work, cohorts, reporter),
+            models[task] = _train(TrainSettings(task=task, data=_dataset(work, cohorts, reporter, clock),
                                                 out=work / f"{task}-fine-tune{step}", device=device, seed=0,
                                                 init=str(models[task]), name=SHIPPED_NAMES.get(task, f"onfh-{task}"),
-                                                **options), reporter)
+                                                **options), reporter, clock.step(f"step 2: fine-tune {step} {task}"))
     for task in (t for t in tasks if t in RETRAINS):
         options = dict(RETRAINS[task][1])
-        models[task] = _train(TrainSettings(task=task, data=retrain_cohort(work, task, reporter),
+        models[task] = _train(TrainSettings(task=task, data=retrain_cohort(work, task, reporter, clock),
                                             out=work / f"{task}-retrain", device=device, seed=options.pop("seed"),
-                                            name=f"onfh-{task}", **options), reporter)
+                                            name=f"onfh-{task}", **options),
+                              reporter, clock.step(f"step 2: train {task}"))
     if "localizer" in models:
         tuned = modelstore.read_entry(models["localizer"])
         models["localizer"] = save_pooled(work / "localizer-pooled", [modelstore.read_entry(first["localizer"]), tuned],
@@ -77,14 +81,15 @@ def build(store: Path, work: Path, device: str, reporter, tasks=ORDER) -> list[P
     return [_install(store, task, models[task]) for task in tasks]
 
 
-def retrain_cohort(work: Path, task: str, reporter=None) -> Path:
+def retrain_cohort(work: Path, task: str, reporter=None, clock: BuildClock | None = None) -> Path:
     """The cohort a task in RETRAINS is trained on (generated under `work` when missing): also what its
     training reference (`Resources/make_survival_reference.py`) is computed on."""
-    return _dataset(work, RETRAINS[task][0], reporter)
+    return _dataset(work, RETRAINS[task][0], reporter, clock or BuildClock(work))
 
 
-def _train(settings: TrainSettings, reporter) -> Path:
-    return Path(recipe(settings.task).train(settings, reporter)["model"])
+def _train(settings: TrainSettings, reporter, timed) -> Path:
+    with timed:
+        return Path(recipe(settings.task).train(settings, reporter)["model"])
 
 
 def _install(store: Path, task: str, model: Path) -> Path:
@@ -98,7 +103,7 @@ def _install(store: Path, task: str, model: Path) -> Path:
     return target
 
 
-def _dataset(work: Path, cohorts: tuple[str, ...], reporter) -> Path:
+def _dataset(work: Path, cohorts: tuple[str, ...], reporter, clock: BuildClock) -> Path:
     """The folder holding the named cohorts (each generated once): the cohort's own folder when there is one,
     else a merged folder whose files are hard-linked where the disk allows."""
     sources = []
@@ -106,7 +111,8 @@ def _dataset(work: Path, cohorts: tuple[str, ...], reporter) -> Path:
         for seed, patients, draw in COHORTS[name]:
             folder = work / f"cohort-{seed}" if not draw else work / f"cohort-{seed}-{draw['generator']}"
             if not (folder / "hips.csv").exists():
-                write_cohort(folder, patients, seed, "mixed", reporter=reporter, workers=DRAW_WORKERS, **draw)
+                with clock.step(f"draw {folder.name}"):
+                    write_cohort(folder, patients, seed, "mixed", reporter=reporter, workers=DRAW_WORKERS, **draw)
             sources.append(folder)
     if len(sources) == 1:
         return sources[0]
