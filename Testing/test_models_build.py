@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from ONFHAssistLib import dataset
+from ONFHAssistLib.errors import InputError
 from ONFHAssistLib.phantom import cohort
 from ONFHAssistLib.training import build_clock, shipped
 
@@ -149,3 +150,9 @@ def test_a_cohort_gets_hips_csv_last(tmp_path, monkeypatch):
     monkeypatch.setattr(cohort, "write_table", recording_write_table)
     cohort.write_cohort(tmp_path / "c", patients=1, seed=3, shape=(40, 32, 24), spacing=(4.0, 4.0, 4.0))
     assert seen == {"dataset.json": True} and (tmp_path / "c" / "hips.csv").is_file()
+
+
+def test_a_build_times_file_that_is_not_one_stops_the_build_with_one_sentence(tmp_path):
+    (tmp_path / "build-times.json").write_text('{"steps": [1, 2]}')
+    with pytest.raises(InputError, match="is not a build-times file"):
+        build_clock.BuildClock(tmp_path)

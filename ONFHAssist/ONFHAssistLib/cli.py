@@ -442,12 +442,13 @@ def cmd_models(args) -> int:
     if args.action == "build":
         from .progress import make_reporter
         from .training import shipped
+        from .training.build_clock import BuildClock
 
         resolve_device(args.device)
         for folder in shipped.build(args.out, args.work, args.device, make_reporter(args.progress),
                                     tuple(args.task or shipped.ORDER)):
             print(f"built {folder}")
-        print(shipped.BuildClock(args.work).summary())
+        print(BuildClock(args.work).summary())
         return 0
     if args.action == "import":
         e = modelstore.import_zip(args.zip)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..atomic import atomic_write_json
+from ..errors import InputError
 
 FILE = "build-times.json"
 
@@ -20,7 +21,7 @@ FILE = "build-times.json"
 class BuildClock:
     def __init__(self, work: Path):
         self.path = Path(work) / FILE
-        self.steps = json.loads(self.path.read_text(encoding="utf-8"))["steps"] if self.path.exists() else {}
+        self.steps = _read_steps(self.path) if self.path.exists() else {}
 
     @contextmanager
     def step(self, name: str):
@@ -40,3 +41,11 @@ class BuildClock:
         total = sum(self.steps.values())
         return "\n".join(lines + [f"{'total':{width}s} {total / 60:7.1f} min ({total / 3600:.2f} h on "
                                   f"{os.cpu_count()} cores; {self.path})"])
+
+
+def _read_steps(path: Path) -> dict[str, float]:
+    try:
+        steps = json.loads(path.read_text(encoding="utf-8"))["steps"]
+        return {str(name): float(seconds) for name, seconds in steps.items()}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InputError(f"{path} is not a build-times file; move it away to start the build's times afresh.") from None
